@@ -1,1 +1,3 @@
-export const hello = 1;
+export * from './resources';
+export * from './ip';
+export * from './ports';

@@ -1,0 +1,222 @@
+/**
+ * The policy model as the directory serves it (JSON, camelCase) and as the
+ * change log carries it. Plain types: no Nest, no TypeORM.
+ *
+ * `revision` of a resource is the change-log revision of the last change
+ * that touched it; it is what `If-Match` compares against.
+ */
+
+export type Uuid = string;
+
+export interface ResourceMeta {
+  id: Uuid;
+  createdAt: string;
+  updatedAt: string;
+  revision: number;
+}
+
+export type Action = 'allow' | 'deny';
+
+export interface Enterprise extends ResourceMeta {
+  name: string;
+  description: string;
+}
+
+export interface Domain extends ResourceMeta {
+  enterpriseId: Uuid;
+  name: string;
+  description: string;
+  /** e.g. "65000:100" or "10.0.0.1:5" (RFC 4364 type 0/1/2 in text form) */
+  routeDistinguisher: string | null;
+  importRouteTargets: string[];
+  exportRouteTargets: string[];
+  /** L3 VNI used for symmetric routing between the domain's subnets */
+  l3Vni: number;
+  defaultIngressAction: Action;
+  defaultEgressAction: Action;
+}
+
+export interface Zone extends ResourceMeta {
+  enterpriseId: Uuid;
+  domainId: Uuid;
+  name: string;
+  description: string;
+}
+
+export interface AddressRange {
+  /** first address, inclusive */
+  start: string;
+  /** last address, inclusive */
+  end: string;
+}
+
+export interface Subnet extends ResourceMeta {
+  enterpriseId: Uuid;
+  domainId: Uuid;
+  zoneId: Uuid;
+  name: string;
+  description: string;
+  /** canonical CIDR, e.g. "10.0.0.0/24" or "2001:db8::/64" */
+  cidr: string;
+  ipVersion: 4 | 6;
+  gateway: string;
+  l2Vni: number;
+  reservedRanges: AddressRange[];
+}
+
+export type HostStatus = 'unknown' | 'up' | 'down';
+
+export interface Host extends ResourceMeta {
+  name: string;
+  description: string;
+  vtepIp: string;
+  status: HostStatus;
+  lastSeenAt: string | null;
+}
+
+export type EndpointKind = 'container' | 'vm' | 'baremetal';
+export type EndpointStatus = 'pending' | 'active' | 'error';
+
+export interface Endpoint extends ResourceMeta {
+  enterpriseId: Uuid;
+  domainId: Uuid;
+  zoneId: Uuid;
+  subnetId: Uuid;
+  hostId: Uuid | null;
+  kind: EndpointKind;
+  name: string;
+  externalId: string | null;
+  /** lower-case, colon separated */
+  mac: string;
+  ip: string;
+  policyGroupIds: Uuid[];
+  /** operational state, written by the controller; not part of the change log */
+  status: EndpointStatus;
+}
+
+export interface PolicyGroup extends ResourceMeta {
+  enterpriseId: Uuid;
+  domainId: Uuid;
+  name: string;
+  description: string;
+  /** BGP standard community "ASN:value" or large community "ASN:x:y" */
+  communityTag: string | null;
+}
+
+export interface NetworkMacro extends ResourceMeta {
+  enterpriseId: Uuid;
+  name: string;
+  description: string;
+  cidr: string;
+  ipVersion: 4 | 6;
+}
+
+export interface NetworkMacroGroup extends ResourceMeta {
+  enterpriseId: Uuid;
+  name: string;
+  description: string;
+  networkMacroIds: Uuid[];
+}
+
+export type AclDirection = 'ingress' | 'egress';
+export type AppliesToType = 'any' | 'zone' | 'subnet' | 'policyGroup' | 'endpoint';
+export type PeerType = 'any' | 'zone' | 'subnet' | 'policyGroup' | 'networkMacro' | 'networkMacroGroup' | 'endpoint';
+export type EtherType = 'ipv4' | 'ipv6';
+/** a named protocol or an IP protocol number 0..255 */
+export type AclProtocol = 'any' | 'tcp' | 'udp' | 'icmp' | 'icmpv6' | number;
+
+export interface AppliesTo {
+  type: AppliesToType;
+  /** null exactly when type is 'any' */
+  id: Uuid | null;
+}
+
+export interface AclPeer {
+  type: PeerType;
+  id: Uuid | null;
+}
+
+/** "80" or "8000-8080" */
+export type PortSpec = string;
+
+export interface AclRule extends ResourceMeta {
+  enterpriseId: Uuid;
+  domainId: Uuid;
+  /** lower number = evaluated first; unique per (domain, direction) */
+  priority: number;
+  direction: AclDirection;
+  action: Action;
+  appliesTo: AppliesTo;
+  peer: AclPeer;
+  etherType: EtherType;
+  protocol: AclProtocol;
+  sourcePorts: PortSpec[];
+  destinationPorts: PortSpec[];
+  stateful: boolean;
+  description: string;
+}
+
+export interface ResourceByKind {
+  enterprise: Enterprise;
+  domain: Domain;
+  zone: Zone;
+  subnet: Subnet;
+  host: Host;
+  endpoint: Endpoint;
+  policyGroup: PolicyGroup;
+  networkMacro: NetworkMacro;
+  networkMacroGroup: NetworkMacroGroup;
+  aclRule: AclRule;
+}
+
+export type ResourceKind = keyof ResourceByKind;
+
+export const RESOURCE_KINDS: readonly ResourceKind[] = [
+  'enterprise',
+  'domain',
+  'zone',
+  'subnet',
+  'host',
+  'endpoint',
+  'policyGroup',
+  'networkMacro',
+  'networkMacroGroup',
+  'aclRule',
+] as const;
+
+export type ChangeOp = 'create' | 'update' | 'delete';
+
+/**
+ * One entry of the directory's change log. Revisions are gap-free and
+ * strictly increasing; a transaction that changes several objects (a cascade
+ * delete) writes one entry per object, with consecutive revisions, all
+ * committed together.
+ */
+export type Change = {
+  [K in ResourceKind]: {
+    revision: number;
+    kind: K;
+    op: ChangeOp;
+    id: Uuid;
+    /** owning enterprise, null for hosts */
+    enterpriseId: Uuid | null;
+    /** the new state; null for a delete */
+    state: ResourceByKind[K] | null;
+    committedAt: string;
+  };
+}[ResourceKind];
+
+/** The whole model at one revision: what a controller loads at start. */
+export interface ModelSnapshot {
+  revision: number;
+  enterprises: Enterprise[];
+  domains: Domain[];
+  zones: Zone[];
+  subnets: Subnet[];
+  hosts: Host[];
+  endpoints: Endpoint[];
+  policyGroups: PolicyGroup[];
+  networkMacros: NetworkMacro[];
+  networkMacroGroups: NetworkMacroGroup[];
+  aclRules: AclRule[];
+}
