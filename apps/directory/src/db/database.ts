@@ -1,0 +1,232 @@
+import { Pool, PoolClient, QueryResultRow } from 'pg';
+import type { ChangeOp, ResourceKind } from '#sdn/model';
+
+/**
+ * Access to Postgres: a pool for reads, and one serial writer that commits
+ * every change together with its change-log entries.
+ *
+ * Why one writer with group commit: the change log must be gap-free and
+ * ordered, so commits that write it are serialized anyway (a row lock on
+ * revision_counter, held to commit). One transaction per request would then
+ * cost one commit (and fsync) per request. The writer instead runs all the
+ * work that is waiting as one transaction: each work item executes its
+ * statements, then one UPDATE of the counter, one multi-row INSERT into the
+ * change log, one NOTIFY and one COMMIT cover the whole batch. Under load
+ * batches grow and the cost per change falls; idle, a batch is one item.
+ *
+ * Failure isolation: a work item that throws before writing only fails
+ * itself. One that fails after writing (a constraint violation, or a domain
+ * error thrown late) poisons the batch: it is rolled back and every item is
+ * replayed alone, so only the faulty one fails. Work items must therefore be
+ * re-runnable: no side effects outside the transaction, except through
+ * `tx.onRollback` / `tx.onCommit`.
+ *
+ * Several directory processes may share one database: each batch starts by
+ * locking the counter row (FOR UPDATE), which serializes batches across
+ * processes, so checks done in code inside a work item see a stable world.
+ */
+
+export interface PendingChange {
+  revision: number;
+  kind: ResourceKind;
+  op: ChangeOp;
+  id: string;
+  enterpriseId: string | null;
+  state: object | null;
+}
+
+export interface Tx {
+  query<R extends QueryResultRow = any>(sql: string, params?: unknown[]): Promise<R[]>;
+  /** the next revision of this transaction; every changed object takes one */
+  nextRevision(): number;
+  /** records a change-log entry (revision from nextRevision()) */
+  log(change: PendingChange): void;
+  /** transaction time, one per batch */
+  readonly now: Date;
+  onCommit(fn: () => void): void;
+  onRollback(fn: () => void): void;
+}
+
+export type Work<T> = (tx: Tx) => Promise<T>;
+
+interface Item {
+  work: Work<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+class PoisonedBatch extends Error {}
+
+export interface CommitListener {
+  (info: { firstRevision: number; lastRevision: number; changes: number; items: number }): void;
+}
+
+export class Database {
+  readonly pool: Pool;
+  private queue: Item[] = [];
+  private writing = false;
+  private writer: PoolClient | null = null;
+  private closed = false;
+  private listeners: CommitListener[] = [];
+
+  constructor(
+    readonly url: string,
+    private readonly opts: { poolSize: number; maxBatch: number },
+  ) {
+    this.pool = new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory' });
+    this.pool.on('error', () => undefined); // idle client errors surface on next use
+  }
+
+  onCommit(fn: CommitListener): void {
+    this.listeners.push(fn);
+  }
+
+  async read<R extends QueryResultRow = any>(sql: string, params?: unknown[]): Promise<R[]> {
+    return (await this.pool.query<R>(sql, params as any[])).rows;
+  }
+
+  /** Runs `work` inside the next committed batch; resolves after COMMIT. */
+  write<T>(work: Work<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('database is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.opts.maxBatch);
+        try {
+          await this.runBatch(batch, false);
+        } catch (e) {
+          if (e instanceof PoisonedBatch) {
+            for (const item of batch) {
+              try {
+                await this.runBatch([item], true);
+              } catch (e2) {
+                item.reject(e2);
+              }
+            }
+          } else {
+            await this.dropWriter();
+            for (const item of batch) item.reject(e);
+          }
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async dropWriter(): Promise<void> {
+    if (this.writer) {
+      this.writer.release(true);
+      this.writer = null;
+    }
+  }
+
+  private async runBatch(batch: Item[], alone: boolean): Promise<void> {
+    if (!this.writer) {
+      this.writer = await this.pool.connect();
+      this.writer.on('error', () => undefined);
+    }
+    const client = this.writer;
+    const now = new Date();
+    const changes: PendingChange[] = [];
+    const commitHooks: Array<() => void> = [];
+    const rollbackHooks: Array<() => void> = [];
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    await client.query('BEGIN');
+    let committed = false;
+    try {
+      const counter = await client.query<{ revision: string }>(
+        'SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE',
+      );
+      let revision = Number(counter.rows[0].revision);
+      const first = revision + 1;
+      for (const item of batch) {
+        const startRevision = revision;
+        const startChanges = changes.length;
+        const itemCommitHooks: Array<() => void> = [];
+        const itemRollbackHooks: Array<() => void> = [];
+        let wrote = false;
+        const tx: Tx = {
+          query: async (sql, params) => {
+            if (!/^\s*select/i.test(sql)) wrote = true;
+            return (await client.query(sql, params as any[])).rows;
+          },
+          nextRevision: () => ++revision,
+          log: (c) => {
+            changes.push(c);
+          },
+          now,
+          onCommit: (fn) => itemCommitHooks.push(fn),
+          onRollback: (fn) => itemRollbackHooks.push(fn),
+        };
+        try {
+          const value = await item.work(tx);
+          results.push({ ok: true, value });
+          commitHooks.push(...itemCommitHooks);
+          rollbackHooks.push(...itemRollbackHooks);
+        } catch (error) {
+          for (const fn of itemRollbackHooks) fn();
+          if ((wrote || isDbError(error)) && !alone) throw new PoisonedBatch();
+          if (alone) throw error;
+          revision = startRevision;
+          changes.length = startChanges;
+          results.push({ ok: false, error });
+        }
+      }
+      if (changes.length > 0) {
+        const committedAt = new Date();
+        await client.query(
+          `INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
+           SELECT r, k, o, i, e, s, $7 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[])
+             AS t(r, k, o, i, e, s)`,
+          [
+            changes.map((c) => c.revision),
+            changes.map((c) => c.kind),
+            changes.map((c) => c.op),
+            changes.map((c) => c.id),
+            changes.map((c) => c.enterpriseId),
+            changes.map((c) => (c.state === null ? null : JSON.stringify({ ...c.state, revision: c.revision }))),
+            committedAt,
+          ],
+        );
+        await client.query('UPDATE revision_counter SET revision = $1 WHERE id = 1', [revision]);
+        await client.query(`SELECT pg_notify('sdn_changes', $1)`, [String(revision)]);
+      }
+      await client.query('COMMIT');
+      committed = true;
+      for (const fn of commitHooks) fn();
+      if (changes.length > 0) {
+        for (const l of this.listeners) {
+          l({ firstRevision: first, lastRevision: revision, changes: changes.length, items: batch.length });
+        }
+      }
+    } catch (e) {
+      for (const fn of rollbackHooks) fn();
+      if (!committed) await client.query('ROLLBACK').catch(() => this.dropWriter());
+      throw e;
+    }
+    batch.forEach((item, i) => {
+      const r = results[i];
+      if (r.ok) item.resolve(r.value);
+      else item.reject(r.error);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.writing) await new Promise((r) => setTimeout(r, 5));
+    await this.dropWriter();
+    await this.pool.end();
+  }
+}
+
+export function isDbError(e: unknown): e is { code: string; constraint?: string; detail?: string } {
+  return typeof e === 'object' && e !== null && typeof (e as any).code === 'string' && 'severity' in (e as any);
+}

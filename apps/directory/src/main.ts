@@ -1,0 +1,42 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDirectory } from './app';
+import { ConfigError, loadConfig } from './config';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`configuration error: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const dir = await startDirectory(config);
+  if (dir.generatedOperatorKey) {
+    mkdirSync(config.dataDir, { recursive: true });
+    const file = join(config.dataDir, 'operator.key');
+    writeFileSync(file, dir.generatedOperatorKey + '\n', { mode: 0o600 });
+    process.stderr.write(
+      `\nFirst start: an operator API key was generated and saved (mode 600) in ${file}\n` +
+        `  export SDN_KEY=$(cat ${file})\n  curl -H "Authorization: Bearer $SDN_KEY" ${dir.url}/api/v1/enterprises\n` +
+        `API documentation: ${dir.url}/api/docs\n\n`,
+    );
+  }
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await dir.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

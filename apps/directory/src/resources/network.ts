@@ -1,0 +1,377 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import {
+  AddressRange,
+  cidrContains,
+  cidrsOverlap,
+  Endpoint,
+  formatIp,
+  Host,
+  parseCidr,
+  parseIp,
+  Subnet,
+  usableRange,
+} from '#sdn/model';
+import { hashKey, newApiKey, requireOperator } from '../common/auth';
+import { Conflict, invalid, ReferenceNotFound, ReferenceOutOfScope, SubnetExhausted } from '../common/errors';
+import { cidr, description, ipAddress, mac, name, uuid, vni } from '../common/validation';
+import type { Tx } from '../db/database';
+import { Ipam } from '../ipam/allocator';
+import { meta, ResourceDef, Row, rulesReferencing } from './engine';
+import { modelSchema } from './schemas';
+import { claimVni, uniqueName } from './tenancy';
+
+const hostText = (inet: string) => inet.replace(/\/(32|128)$/, '');
+
+// -------------------------------------------------------------------- subnet
+
+const range = z.strictObject({ start: ipAddress, end: ipAddress });
+
+const subnetCreate = z.strictObject({
+  name,
+  description: description.default(''),
+  cidr,
+  gateway: ipAddress.optional(),
+  l2Vni: vni.optional(),
+  reservedRanges: z.array(range).max(256).default([]),
+});
+const subnetUpdate = z.strictObject({
+  name: name.optional(),
+  description: description.optional(),
+  reservedRanges: z.array(range).max(256).optional(),
+});
+
+function checkRanges(c: ReturnType<typeof parseCidrOk>, ranges: AddressRange[]): void {
+  ranges.forEach((r, i) => {
+    const s = parseIp(r.start)!;
+    const e = parseIp(r.end)!;
+    if (!cidrContains(c, s.version, s.value)) throw invalid(`reservedRanges[${i}].start`, `${r.start} is outside ${formatCidrText(c)}`);
+    if (!cidrContains(c, e.version, e.value)) throw invalid(`reservedRanges[${i}].end`, `${r.end} is outside ${formatCidrText(c)}`);
+    if (e.value < s.value) throw invalid(`reservedRanges[${i}]`, `end ${r.end} is before start ${r.start}`);
+  });
+}
+
+function parseCidrOk(text: string) {
+  const p = parseCidr(text);
+  if (!p.ok) throw new Error(`invalid stored cidr ${text}`);
+  return p.cidr;
+}
+
+function formatCidrText(c: ReturnType<typeof parseCidrOk>): string {
+  return `${formatIp(c.version, c.network)}/${c.prefixLength}`;
+}
+
+export function subnetDef(ipam: Ipam): ResourceDef<Subnet, z.infer<typeof subnetCreate>, z.infer<typeof subnetUpdate>> {
+  return {
+    kind: 'subnet',
+    label: 'subnet',
+    table: 'subnets',
+    path: 'subnets',
+    scoped: true,
+    parent: { kind: 'zone', path: 'zones', column: 'zone_id' },
+    children: [{ kind: 'endpoint', column: 'subnet_id' }],
+    filters: { name: 'name', zoneId: 'zone_id', domainId: 'domain_id', enterpriseId: 'enterprise_id', cidr: 'cidr', l2Vni: 'l2_vni' },
+    createSchema: subnetCreate,
+    updateSchema: subnetUpdate,
+    modelSchema: modelSchema(subnetCreate, { ipVersion: { type: 'integer', enum: [4, 6] } }),
+    toModel: (r: Row): Subnet => ({
+      ...meta(r),
+      enterpriseId: r.enterprise_id,
+      domainId: r.domain_id,
+      zoneId: r.zone_id,
+      name: r.name,
+      description: r.description,
+      cidr: r.cidr,
+      ipVersion: r.cidr.includes(':') ? 6 : 4,
+      gateway: hostText(r.gateway),
+      l2Vni: r.l2_vni,
+      reservedRanges: r.reserved_ranges,
+    }),
+    async create(tx, { parent, input, id }) {
+      const c = parseCidrOk(input.cidr);
+      const usable = usableRange(c);
+      if (usable.last - usable.first < 1n) throw invalid('cidr', `${input.cidr} is too small to hold a gateway and an endpoint`);
+      let gateway = input.gateway;
+      if (gateway === undefined) gateway = formatIp(c.version, usable.first);
+      else {
+        const g = parseIp(gateway)!;
+        if (!cidrContains(c, g.version, g.value)) throw invalid('gateway', `${gateway} is outside ${input.cidr}`);
+        if (g.value < usable.first || g.value > usable.last) throw invalid('gateway', `${gateway} is not a usable address of ${input.cidr}`);
+      }
+      checkRanges(c, input.reservedRanges);
+      // RFC 1918 reuse across tenants is fine; inside one domain (one routing table) it is not.
+      const others = await tx.query<{ id: string; cidr: string }>('SELECT id, cidr::text AS cidr FROM subnets WHERE domain_id = $1', [
+        parent!.domain_id,
+      ]);
+      for (const o of others) {
+        if (cidrsOverlap(c, parseCidrOk(o.cidr))) {
+          throw new Conflict('overlapping-subnet', `${input.cidr} overlaps subnet ${o.id} (${o.cidr}) in the same domain`, 'cidr', {
+            overlapsSubnetId: o.id,
+          });
+        }
+      }
+      await uniqueName(tx, 'subnets', 'zone_id', parent!.id, input.name, null, 'a subnet of this zone');
+      const l2Vni = await claimVni(tx, input.l2Vni, 'subnet', id, 'l2Vni');
+      const revision = tx.nextRevision();
+      const [row] = await tx.query(
+        `INSERT INTO subnets (id, enterprise_id, domain_id, zone_id, name, description, cidr, gateway, l2_vni, reserved_ranges,
+           created_at, updated_at, revision)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING *`,
+        [
+          id,
+          parent!.enterprise_id,
+          parent!.domain_id,
+          parent!.id,
+          input.name,
+          input.description,
+          input.cidr,
+          gateway,
+          l2Vni,
+          JSON.stringify(input.reservedRanges),
+          tx.now,
+          revision,
+        ],
+      );
+      return row;
+    },
+    async update(tx, { row, input, revision }) {
+      if (input.name !== undefined) await uniqueName(tx, 'subnets', 'zone_id', row.zone_id, input.name, row.id, 'a subnet of this zone');
+      if (input.reservedRanges !== undefined) {
+        checkRanges(parseCidrOk(row.cidr), input.reservedRanges);
+        tx.onCommit(() => ipam.forget(row.id));
+      }
+      const [u] = await tx.query(
+        `UPDATE subnets SET name = COALESCE($2, name), description = COALESCE($3, description),
+           reserved_ranges = COALESCE($4, reserved_ranges), updated_at = $5, revision = $6 WHERE id = $1 RETURNING *`,
+        [row.id, input.name ?? null, input.description ?? null, input.reservedRanges ? JSON.stringify(input.reservedRanges) : null, tx.now, revision],
+      );
+      return u;
+    },
+    async beforeDelete(tx, row, cascade, engine) {
+      await rulesReferencing(tx, engine, 'subnet', row.id, cascade);
+      await tx.query('DELETE FROM vnis WHERE owner_id = $1', [row.id]);
+      tx.onCommit(() => ipam.forget(row.id));
+    },
+  };
+}
+
+// ---------------------------------------------------------------------- host
+
+const hostCreate = z.strictObject({ name, description: description.default(''), vtepIp: ipAddress });
+const hostUpdate = z.strictObject({ name: name.optional(), description: description.optional(), vtepIp: ipAddress.optional() });
+
+async function uniqueVtep(tx: Tx, vtep: string | undefined, exceptId: string | null) {
+  if (vtep === undefined) return;
+  const rows = await tx.query('SELECT id, name FROM hosts WHERE vtep_ip = $1 AND ($2::uuid IS NULL OR id <> $2)', [vtep, exceptId]);
+  if (rows.length > 0) throw new Conflict('vtep-in-use', `VTEP address ${vtep} is already used by host ${rows[0].name} (${rows[0].id})`, 'vtepIp');
+}
+
+export const hostDef: ResourceDef<Host, z.infer<typeof hostCreate>, z.infer<typeof hostUpdate>> = {
+  kind: 'host',
+  label: 'host',
+  table: 'hosts',
+  path: 'hosts',
+  scoped: false,
+  parent: null,
+  children: [{ kind: 'endpoint', column: 'host_id' }],
+  filters: { name: 'name', vtepIp: 'host(vtep_ip)', status: 'status' },
+  createSchema: hostCreate,
+  updateSchema: hostUpdate,
+  modelSchema: modelSchema(hostCreate, {
+    status: { type: 'string', enum: ['unknown', 'up', 'down'] },
+    lastSeenAt: { type: ['string', 'null'], format: 'date-time' },
+    credential: { type: 'string', description: 'the agent credential; returned once, on creation only' },
+  }),
+  operatorWrites: true,
+  toModel: (r: Row): Host => ({
+    ...meta(r),
+    name: r.name,
+    description: r.description,
+    vtepIp: hostText(r.vtep_ip),
+    status: r.status,
+    lastSeenAt: r.last_seen_at ? (r.last_seen_at as Date).toISOString() : null,
+  }),
+  async create(tx, { caller, input, id }) {
+    requireOperator(caller, 'registering a host');
+    await uniqueName(tx, 'hosts', null, null, input.name, null, 'a host');
+    await uniqueVtep(tx, input.vtepIp, null);
+    const credential = newApiKey().replace(/^sdn_/, 'sdnh_');
+    const revision = tx.nextRevision();
+    const [row] = await tx.query(
+      `INSERT INTO hosts (id, name, description, vtep_ip, credential_hash, created_at, updated_at, revision)
+       VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING *`,
+      [id, input.name, input.description, input.vtepIp, hashKey(credential), tx.now, revision],
+    );
+    return { ...row, credential };
+  },
+  createExtras: (row) => ({ credential: row.credential }),
+  async update(tx, { caller, row, input, revision }) {
+    requireOperator(caller, 'changing a host');
+    if (input.name !== undefined) await uniqueName(tx, 'hosts', null, null, input.name, row.id, 'a host');
+    await uniqueVtep(tx, input.vtepIp, row.id);
+    const [u] = await tx.query(
+      `UPDATE hosts SET name = COALESCE($2, name), description = COALESCE($3, description), vtep_ip = COALESCE($4, vtep_ip),
+         updated_at = $5, revision = $6 WHERE id = $1 RETURNING *`,
+      [row.id, input.name ?? null, input.description ?? null, input.vtepIp ?? null, tx.now, revision],
+    );
+    return u;
+  },
+};
+
+// ------------------------------------------------------------------ endpoint
+
+const endpointCreate = z.strictObject({
+  name,
+  kind: z.enum(['container', 'vm', 'baremetal'], { message: 'must be container, vm or baremetal' }).default('container'),
+  externalId: z.string().min(1).max(255).nullable().default(null),
+  hostId: uuid.nullable().default(null),
+  mac: mac.optional(),
+  ip: ipAddress.optional(),
+  policyGroupIds: z.array(uuid).max(64).default([]),
+});
+const endpointUpdate = z.strictObject({
+  name: name.optional(),
+  hostId: uuid.nullable().optional(),
+  policyGroupIds: z.array(uuid).max(64).optional(),
+});
+
+/** Random locally administered unicast MAC (first octet x2, x6, xA or xE). */
+function generateMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0] & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+async function checkHost(tx: Tx, hostId: string | null | undefined): Promise<void> {
+  if (!hostId) return;
+  const rows = await tx.query('SELECT 1 FROM hosts WHERE id = $1', [hostId]);
+  if (rows.length === 0) throw new ReferenceNotFound('hostId', 'host', hostId);
+}
+
+async function checkGroups(tx: Tx, ids: string[] | undefined, domainId: string, enterpriseId: string): Promise<string[] | undefined> {
+  if (ids === undefined || ids.length === 0) return ids;
+  const unique = [...new Set(ids)];
+  const rows = await tx.query<{ id: string; domain_id: string; enterprise_id: string }>(
+    'SELECT id, domain_id, enterprise_id FROM policy_groups WHERE id = ANY($1::uuid[])',
+    [unique],
+  );
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  unique.forEach((id, i) => {
+    const g = byId.get(id);
+    // a group of another enterprise is reported exactly like a missing one
+    if (!g || g.enterprise_id !== enterpriseId) throw new ReferenceNotFound(`policyGroupIds[${i}]`, 'policy group', id);
+    if (g.domain_id !== domainId) throw new ReferenceOutOfScope(`policyGroupIds[${i}]`, 'policy group', id, 'domain');
+  });
+  return unique;
+}
+
+export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, z.infer<typeof endpointCreate>, z.infer<typeof endpointUpdate>> {
+  return {
+    kind: 'endpoint',
+    label: 'endpoint',
+    table: 'endpoints',
+    path: 'endpoints',
+    scoped: true,
+    parent: { kind: 'subnet', path: 'subnets', column: 'subnet_id' },
+    children: [],
+    filters: {
+      name: 'name',
+      externalId: 'external_id',
+      hostId: 'host_id',
+      subnetId: 'subnet_id',
+      zoneId: 'zone_id',
+      domainId: 'domain_id',
+      enterpriseId: 'enterprise_id',
+      ip: 'host(ip)',
+      mac: 'mac',
+      status: 'status',
+      policyGroupId: 'policy_group_ids',
+    },
+    createSchema: endpointCreate,
+    updateSchema: endpointUpdate,
+    modelSchema: modelSchema(endpointCreate, { status: { type: 'string', enum: ['pending', 'active', 'error'] } }),
+    toModel: (r: Row): Endpoint => ({
+      ...meta(r),
+      enterpriseId: r.enterprise_id,
+      domainId: r.domain_id,
+      zoneId: r.zone_id,
+      subnetId: r.subnet_id,
+      hostId: r.host_id,
+      kind: r.kind,
+      name: r.name,
+      externalId: r.external_id,
+      mac: r.mac,
+      ip: hostText(r.ip),
+      policyGroupIds: r.policy_group_ids,
+      status: r.status,
+    }),
+    async create(tx, { parent, input, id }) {
+      const subnet = parent!;
+      if (input.externalId !== null) {
+        // idempotent attach: an orchestrator's retry gets the endpoint it already has
+        const existing = await tx.query('SELECT * FROM endpoints WHERE subnet_id = $1 AND external_id = $2', [subnet.id, input.externalId]);
+        if (existing.length > 0) return { existing: existing[0] };
+      }
+      await checkHost(tx, input.hostId);
+      const groups = await checkGroups(tx, input.policyGroupIds, subnet.domain_id, subnet.enterprise_id);
+      let ip: string;
+      if (input.ip !== undefined) {
+        const why = await ipam.claim(tx, subnet as any, input.ip);
+        if (why !== null) {
+          if (why.includes('in use')) throw new Conflict('address-in-use', `${input.ip} ${why} in subnet ${subnet.id}`, 'ip');
+          throw invalid('ip', `${input.ip} ${why} (${subnet.cidr})`);
+        }
+        ip = input.ip;
+      } else {
+        const got = await ipam.allocate(tx, subnet as any);
+        if (got === null) throw new SubnetExhausted(subnet.id, subnet.cidr);
+        ip = got;
+      }
+      let macAddr = input.mac;
+      if (macAddr !== undefined) {
+        const taken = await tx.query('SELECT id FROM endpoints WHERE subnet_id = $1 AND mac = $2', [subnet.id, macAddr]);
+        if (taken.length > 0) throw new Conflict('mac-in-use', `MAC ${macAddr} is already used by endpoint ${taken[0].id} in this subnet`, 'mac');
+      } else macAddr = generateMac();
+      const revision = tx.nextRevision();
+      const [row] = await tx.query(
+        `INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
+           policy_group_ids, created_at, updated_at, revision)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) RETURNING *`,
+        [
+          id,
+          subnet.enterprise_id,
+          subnet.domain_id,
+          subnet.zone_id,
+          subnet.id,
+          input.hostId,
+          input.kind,
+          input.name,
+          input.externalId,
+          macAddr,
+          ip,
+          groups ?? [],
+          tx.now,
+          revision,
+        ],
+      );
+      return row;
+    },
+    async update(tx, { row, input, revision }) {
+      await checkHost(tx, input.hostId);
+      const groups = await checkGroups(tx, input.policyGroupIds, row.domain_id, row.enterprise_id);
+      const moved = input.hostId !== undefined && input.hostId !== row.host_id;
+      const [u] = await tx.query(
+        `UPDATE endpoints SET name = COALESCE($2, name), host_id = CASE WHEN $3 THEN $4::uuid ELSE host_id END,
+           policy_group_ids = COALESCE($5, policy_group_ids),
+           status = CASE WHEN $6 THEN 'pending' ELSE status END, updated_at = $7, revision = $8
+         WHERE id = $1 RETURNING *`,
+        [row.id, input.name ?? null, input.hostId !== undefined, input.hostId ?? null, groups ?? null, moved, tx.now, revision],
+      );
+      return u;
+    },
+    async beforeDelete(tx, row, cascade, engine) {
+      await rulesReferencing(tx, engine, 'endpoint', row.id, cascade);
+      ipam.free(tx, row.subnet_id, hostText(row.ip));
+    },
+  };
+}
