@@ -1,0 +1,205 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Client, Pool } from 'pg';
+import { Observable } from 'rxjs';
+import type { Change, EndpointStatus, ModelSnapshot, ResourceKind } from '#sdn/model';
+
+/**
+ * Read access to the policy directory's database for the controller (and any
+ * other follower). The change log is the contract: every entry carries the
+ * full new state of one object, revisions are gap-free, and commits are
+ * serialized, so a reader that sees revision N has seen every revision < N.
+ */
+export interface ModelStore {
+  /** the whole model at one revision (one REPEATABLE READ transaction) */
+  loadSnapshot(): Promise<ModelSnapshot>;
+  /** entries with revision > afterRevision, ordered, at most `limit` */
+  readChanges(afterRevision: number, limit: number): Promise<Change[]>;
+  /** every entry with revision > fromRevision, in order, live; LISTEN plus polling catch-up */
+  follow(fromRevision: number): Observable<Change>;
+  /** operational state of endpoints (not in the change log) */
+  setEndpointStatus(ids: string[], status: EndpointStatus): Promise<void>;
+  verifyHostCredential(hostId: string, token: string): Promise<boolean>;
+  markHostSeen(hostId: string, status: 'up' | 'down'): Promise<void>;
+  close(): Promise<void>;
+}
+
+const COLLECTION: Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>> = {
+  enterprise: 'enterprises',
+  domain: 'domains',
+  zone: 'zones',
+  subnet: 'subnets',
+  host: 'hosts',
+  endpoint: 'endpoints',
+  policyGroup: 'policyGroups',
+  networkMacro: 'networkMacros',
+  networkMacroGroup: 'networkMacroGroups',
+  aclRule: 'aclRules',
+};
+
+export function rowToChange(r: any): Change {
+  return {
+    revision: Number(r.revision),
+    kind: r.kind,
+    op: r.op,
+    id: r.object_id,
+    enterpriseId: r.enterprise_id,
+    state: r.state,
+    committedAt: (r.committed_at as Date).toISOString(),
+  } as Change;
+}
+
+export function emptySnapshot(revision = 0): ModelSnapshot {
+  return {
+    revision,
+    enterprises: [],
+    domains: [],
+    zones: [],
+    subnets: [],
+    hosts: [],
+    endpoints: [],
+    policyGroups: [],
+    networkMacros: [],
+    networkMacroGroups: [],
+    aclRules: [],
+  };
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+export function createModelStore(databaseUrl: string, opts: { pollMs?: number; poolSize?: number } = {}): ModelStore {
+  const pool = new Pool({ connectionString: databaseUrl, max: opts.poolSize ?? 4, application_name: 'sdn-store' });
+  pool.on('error', () => undefined);
+  const pollMs = opts.pollMs ?? 500;
+  const closers = new Set<() => Promise<void>>();
+
+  async function readChanges(after: number, limit: number): Promise<Change[]> {
+    const r = await pool.query('SELECT * FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2', [after, limit]);
+    return r.rows.map(rowToChange);
+  }
+
+  return {
+    async loadSnapshot() {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const rev = await c.query('SELECT revision FROM revision_counter WHERE id = 1');
+        const snap = emptySnapshot(Number(rev.rows[0].revision));
+        // the newest entry of every object that still exists is its current state
+        const rows = await c.query(
+          `SELECT kind, state FROM (
+             SELECT DISTINCT ON (object_id) kind, op, state FROM change_log ORDER BY object_id, revision DESC
+           ) latest WHERE op <> 'delete'`,
+        );
+        for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
+        // operational endpoint status lives in the table, not in the log
+        const status = await c.query(`SELECT id, status FROM endpoints WHERE status <> 'pending'`);
+        if (status.rows.length) {
+          const byId = new Map(status.rows.map((s) => [s.id, s.status]));
+          for (const e of snap.endpoints) e.status = byId.get(e.id) ?? 'pending';
+        }
+        await c.query('COMMIT');
+        return snap;
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      } finally {
+        c.release();
+      }
+    },
+
+    readChanges,
+
+    follow(fromRevision) {
+      return new Observable<Change>((sub) => {
+        let cursor = fromRevision;
+        let stopped = false;
+        let wake: (() => void) | null = null;
+        let listener: Client | null = null;
+        const sleep = (ms: number) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              wake = null;
+              resolve();
+            }, ms);
+            wake = () => {
+              clearTimeout(t);
+              wake = null;
+              resolve();
+            };
+          });
+        const listen = async () => {
+          try {
+            const c = new Client({ connectionString: databaseUrl, application_name: 'sdn-store-listen' });
+            c.on('notification', () => wake?.());
+            c.on('error', () => {
+              listener = null;
+            });
+            await c.connect();
+            await c.query('LISTEN sdn_changes');
+            if (stopped) await c.end();
+            else listener = c;
+          } catch {
+            listener = null; // polling still catches up
+          }
+        };
+        const loop = async () => {
+          await listen();
+          while (!stopped) {
+            try {
+              if (!listener) await listen();
+              const batch = await readChanges(cursor, 5000);
+              for (const ch of batch) {
+                if (stopped) return;
+                if (ch.revision !== cursor + 1) throw new Error(`change log gap: expected ${cursor + 1}, read ${ch.revision}`);
+                cursor = ch.revision;
+                sub.next(ch);
+              }
+              if (batch.length < 5000) await sleep(pollMs);
+            } catch (e) {
+              if (stopped) return;
+              if (e instanceof Error && e.message.startsWith('change log gap')) {
+                sub.error(e);
+                return;
+              }
+              await sleep(pollMs); // database away: retry
+            }
+          }
+        };
+        const stop = async () => {
+          stopped = true;
+          wake?.();
+          await listener?.end().catch(() => undefined);
+        };
+        closers.add(stop);
+        void loop();
+        return () => {
+          closers.delete(stop);
+          void stop();
+        };
+      });
+    },
+
+    async setEndpointStatus(ids, status) {
+      if (ids.length === 0) return;
+      await pool.query('UPDATE endpoints SET status = $2 WHERE id = ANY($1::uuid[]) AND status <> $2', [ids, status]);
+    },
+
+    async verifyHostCredential(hostId, token) {
+      if (!/^[0-9a-f-]{36}$/i.test(hostId)) return false;
+      const r = await pool.query('SELECT credential_hash FROM hosts WHERE id = $1', [hostId]);
+      if (r.rows.length === 0) return false;
+      const stored = Buffer.from(r.rows[0].credential_hash, 'hex');
+      const given = sha256(token);
+      return stored.length === given.length && timingSafeEqual(stored, given);
+    },
+
+    async markHostSeen(hostId, status) {
+      await pool.query('UPDATE hosts SET status = $2, last_seen_at = now() WHERE id = $1', [hostId, status]);
+    },
+
+    async close() {
+      for (const c of [...closers]) await c();
+      await pool.end();
+    },
+  };
+}
