@@ -43,10 +43,15 @@ export function toProblem(e: unknown): Problem {
   if (e instanceof HttpException) {
     const status = e.getStatus();
     if (status === 404) return problem(404, 'not-found', 'Not found', 'no such route');
+    if (status === 400) return problem(400, 'malformed-body', 'Malformed request body', `the body is not valid JSON: ${e.message}`);
+    if (status === 413) return problem(413, 'body-too-large', 'Request body too large', 'the request body exceeds the limit of 1 MiB');
     return problem(status, 'http-error', e.name, e.message);
   }
   const anyE = e as { statusCode?: number; code?: string; message?: string };
   // Fastify's own errors (body too large, bad JSON, bad content type)
+  if (e instanceof SyntaxError) {
+    return problem(400, 'malformed-body', 'Malformed request body', `the body is not valid JSON: ${e.message}`);
+  }
   if (anyE && typeof anyE.statusCode === 'number') {
     if (anyE.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return problem(413, 'body-too-large', 'Request body too large', 'the request body exceeds the limit of 1 MiB');

@@ -58,6 +58,13 @@ export function resourceController(def: ResourceDef): Type<unknown> {
   class ResourceController {
     constructor(readonly engine: ResourceEngine) {}
 
+    /** an object the caller cannot see is a 404 first; only then is the role checked */
+    async visibleThenOperator(caller: Caller, id: string, verb: string) {
+      if (caller.role === 'operator') return;
+      await this.engine.get(def, caller, id);
+      requireOperator(caller, `${verb} ${article(def.label)}`);
+    }
+
     async create(caller: Caller, parentId: string | null, body: unknown, reply: FastifyReply) {
       if (def.operatorWrites) requireOperator(caller, `creating a ${def.label}`);
       const r = await this.engine.create(def, caller, parentId, body);
@@ -89,14 +96,14 @@ export function resourceController(def: ResourceDef): Type<unknown> {
     }
 
     async update(caller: Caller, id: string, body: unknown, ifMatch: string | undefined, reply: FastifyReply) {
-      if (def.operatorWrites && def.kind !== 'enterprise') requireOperator(caller, `changing a ${def.label}`);
+      if (def.operatorWrites) await this.visibleThenOperator(caller, id, 'changing');
       const m = await this.engine.update(def, caller, id, body, parseIfMatch(ifMatch));
       reply.header('etag', `"${m.revision}"`);
       return m;
     }
 
     async remove(caller: Caller, id: string, cascade: string | undefined, ifMatch: string | undefined) {
-      if (def.operatorWrites) requireOperator(caller, `deleting a ${def.label}`);
+      if (def.operatorWrites) await this.visibleThenOperator(caller, id, 'deleting');
       await this.engine.remove(def, caller, id, cascadeFlag(cascade), parseIfMatch(ifMatch));
     }
   }
