@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { createModelStore } from '../../libs/store/src';
+import { makeTree, startTestDatabase, startTestDirectory, TestDatabase, TestDirectory } from '../support/directory';
+
+async function allChanges(t: TestDirectory) {
+  const out: any[] = [];
+  let after = 0;
+  for (;;) {
+    const r = await t.api.get(`/api/v1/changes?after=${after}&limit=10000`);
+    assert.equal(r.status, 200);
+    out.push(...r.body.items);
+    if (r.body.items.length < 10000) return out;
+    after = out[out.length - 1].revision;
+  }
+}
+
+function assertGapFree(changes: any[]) {
+  changes.forEach((c, i) => assert.equal(c.revision, i + 1, `revision ${i + 1} is at position ${i}`));
+}
+
+describe('the change log', () => {
+  let db: TestDatabase;
+  let one: TestDirectory;
+  let two: TestDirectory;
+  before(async () => {
+    db = await startTestDatabase();
+    one = await startTestDirectory({ db });
+    two = await startTestDirectory({ db }); // a second directory process on the same database
+  });
+  after(async () => {
+    await two?.stop();
+    await one?.stop();
+    await db?.stop();
+  });
+
+  it('is gap-free and ordered under concurrent writers in two directory processes, failures included', async () => {
+    const { domain, zone } = await makeTree(one.api, 'log', '10.0.0.0/24');
+    const s2 = await two.api.make(`/api/v1/zones/${zone.id}/subnets`, { name: 's2', cidr: '10.0.1.0/24' });
+    const ops: Promise<unknown>[] = [];
+    for (let i = 0; i < 150; i++) {
+      const api = i % 2 ? one.api : two.api;
+      ops.push(api.post(`/api/v1/subnets/${s2.id}/endpoints`, { name: `e${i}` }));
+      if (i % 10 === 0) ops.push(api.post(`/api/v1/domains/${domain.id}/policy-groups`, { name: `g${i}` }));
+      // failures in the middle of batches must not leave holes
+      if (i % 7 === 0) ops.push(api.post(`/api/v1/zones/${zone.id}/subnets`, { name: `bad${i}`, cidr: '10.0.0.0/25' }));
+      if (i % 13 === 0) ops.push(api.post(`/api/v1/subnets/${s2.id}/endpoints`, { name: 'dup-mac', mac: '02:aa:00:00:00:01' }));
+    }
+    const replies = (await Promise.all(ops)) as any[];
+    const created = replies.filter((r) => r.status === 201).length;
+    assert.ok(replies.some((r) => r.status === 409), 'some writes failed on purpose');
+    const changes = await allChanges(one);
+    assertGapFree(changes);
+    // 4 for the tree, 1 for s2, then one entry per successful create
+    assert.equal(changes.length, 5 + created);
+    // both processes see the same log
+    assert.deepEqual(await allChanges(two), changes);
+    // every endpoint's revision is the revision of its change
+    const eps = changes.filter((c) => c.kind === 'endpoint');
+    for (const c of eps) assert.equal(c.state.revision, c.revision);
+    // and each address appears once
+    assert.equal(new Set(eps.map((c) => c.state.ip)).size, eps.length);
+  });
+
+  it('writes one entry per object of a cascade delete, in the same transaction', async () => {
+    const { enterprise, subnet } = await makeTree(one.api, 'cascade', '10.1.0.0/24');
+    for (let i = 0; i < 3; i++) await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: `c${i}` });
+    const before = (await allChanges(one)).length;
+    assert.equal((await one.api.del(`/api/v1/enterprises/${enterprise.id}?cascade=true`)).status, 204);
+    const changes = await allChanges(one);
+    assertGapFree(changes);
+    const tail = changes.slice(before);
+    assert.deepEqual(
+      tail.map((c) => `${c.op}:${c.kind}`),
+      ['delete:endpoint', 'delete:endpoint', 'delete:endpoint', 'delete:subnet', 'delete:zone', 'delete:domain', 'delete:enterprise'],
+    );
+    assert.ok(tail.every((c) => c.state === null && c.committedAt === tail[0].committedAt));
+  });
+
+  it('streams changes live over server-sent events from a given revision', async () => {
+    const start = (await allChanges(one)).length;
+    const ac = new AbortController();
+    const res = await fetch(`${one.dir.url}/api/v1/changes/stream?after=${start}`, {
+      headers: { authorization: `Bearer ${one.api.key}` },
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const reader = res.body!.getReader();
+    // a write through the OTHER process reaches this stream (LISTEN/NOTIFY)
+    const ent = await two.api.make('/api/v1/enterprises', { name: 'streamed' });
+    let text = '';
+    const deadline = Date.now() + 5000;
+    while (!text.includes(ent.id) && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ac.abort();
+    const events = text.split('\n\n').filter((e) => e.startsWith('id: '));
+    assert.ok(events.length >= 1);
+    const first = events[0].split('\n');
+    assert.equal(first[0], `id: ${start + 1}`);
+    assert.equal(first[1], 'event: change');
+    const data = JSON.parse(first[2].slice('data: '.length));
+    assert.equal(data.id, ent.id);
+    assert.equal(data.kind, 'enterprise');
+  });
+
+  it('feeds the controller store: snapshot plus follow gives the current model', async () => {
+    const store = createModelStore(db.url, { pollMs: 50 });
+    try {
+      const snap = await store.loadSnapshot();
+      const log = await allChanges(one);
+      assert.equal(snap.revision, log.length);
+      const live = log.filter((c) => c.op !== 'delete');
+      const liveIds = new Set(live.map((c) => c.id));
+      for (const c of log.filter((x) => x.op === 'delete')) liveIds.delete(c.id);
+      const snapIds = new Set(
+        [snap.enterprises, snap.domains, snap.zones, snap.subnets, snap.endpoints, snap.policyGroups].flat().map((x: any) => x.id),
+      );
+      assert.deepEqual([...snapIds].sort(), [...liveIds].sort());
+      const next = firstValueFrom(store.follow(snap.revision).pipe(take(2), toArray()));
+      await one.api.make('/api/v1/enterprises', { name: 'after-snapshot-1' });
+      await two.api.make('/api/v1/enterprises', { name: 'after-snapshot-2' });
+      const got = await next;
+      assert.deepEqual(
+        got.map((c) => c.revision),
+        [snap.revision + 1, snap.revision + 2],
+      );
+      assert.deepEqual(
+        got.map((c: any) => c.state.name),
+        ['after-snapshot-1', 'after-snapshot-2'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('loses nothing committed across a restart of the directory', async () => {
+    const { subnet } = await makeTree(one.api, 'restart', '10.2.0.0/24');
+    const eps = await Promise.all(Array.from({ length: 30 }, (_, i) => one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: `r${i}` })));
+    const before = await allChanges(one);
+    await one.restart();
+    const after = await allChanges(one);
+    assert.deepEqual(after, before);
+    for (const e of eps) {
+      const r = await one.api.get(`/api/v1/endpoints/${e.id}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.body.ip, e.ip);
+    }
+    // allocation continues without reusing an address
+    const next = await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after-restart' });
+    assert.ok(!eps.some((e) => e.ip === next.ip));
+    assertGapFree(await allChanges(one));
+  });
+});
