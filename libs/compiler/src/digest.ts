@@ -1,0 +1,99 @@
+/**
+ * Canonical fingerprints of entries and an order-independent digest of a
+ * HostState. The digest is a sum (mod 2^32, two lanes) of a 64-bit hash of
+ * every entry's fingerprint, so it is maintained in O(1) per upsert/remove on
+ * both ends; a delta carries the digest its result must have, and the agent
+ * rejects a delta whose result differs (it then gets a snapshot).
+ */
+import { SCHEMA } from './schema';
+import { AnyEntry, EntryByTable, HostState, TABLES, TableName } from './state';
+
+/** 64-bit string hash (cyrb53 mixing, both 32-bit halves kept). */
+export function hash64(text: string, seed = 0): [number, number] {
+  let h1 = 0xdeadbeef ^ seed;
+  let h2 = 0x41c6ce57 ^ seed;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return [h1 >>> 0, h2 >>> 0];
+}
+
+/** 12 lower-case hex digits (48 bits) of the hash of a text: for derived names. */
+export function shortHash(text: string): string {
+  const [a, b] = hash64(text);
+  return (a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0')).slice(0, 12);
+}
+
+const fingerprints = new WeakMap<object, string>();
+
+/** Canonical text of an entry: its fields in schema order. Cached per entry object (entries are immutable). */
+export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T]): string {
+  let fp = fingerprints.get(entry);
+  if (fp !== undefined) return fp;
+  const parts: string[] = [table];
+  const e = entry as unknown as Record<string, unknown>;
+  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
+    const v = e[name];
+    if (type.t === 'ports') parts.push((v as { from: number; to: number }[]).map((p) => `${p.from}-${p.to}`).join(','));
+    else parts.push(v === null ? '\u0000' : String(v));
+  }
+  fp = parts.join('\u001f');
+  fingerprints.set(entry, fp);
+  return fp;
+}
+
+export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | undefined, b: EntryByTable[T] | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return fingerprint(table, a) === fingerprint(table, b);
+}
+
+const entryHashes = new WeakMap<object, [number, number]>();
+
+function entryHash(table: TableName, entry: AnyEntry): [number, number] {
+  let h = entryHashes.get(entry);
+  if (h === undefined) {
+    h = hash64(fingerprint(table, entry as never));
+    entryHashes.set(entry, h);
+  }
+  return h;
+}
+
+/** Order-independent running digest of a set of entries. */
+export class StateDigest {
+  private a = 0;
+  private b = 0;
+
+  add(table: TableName, entry: AnyEntry): void {
+    const [x, y] = entryHash(table, entry);
+    this.a = (this.a + x) >>> 0;
+    this.b = (this.b + y) >>> 0;
+  }
+
+  remove(table: TableName, entry: AnyEntry): void {
+    const [x, y] = entryHash(table, entry);
+    this.a = (this.a - x) >>> 0;
+    this.b = (this.b - y) >>> 0;
+  }
+
+  /** 16 hex digits */
+  value(): string {
+    return this.a.toString(16).padStart(8, '0') + this.b.toString(16).padStart(8, '0');
+  }
+
+  static of(state: HostState): StateDigest {
+    const d = new StateDigest();
+    for (const t of TABLES) for (const e of state[t].values()) d.add(t, e);
+    return d;
+  }
+}
+
+export function digestOf(state: HostState): string {
+  return StateDigest.of(state).value();
+}

@@ -1,0 +1,731 @@
+/**
+ * The incremental engine: the in-memory model, indexes over it, and every
+ * host's state, kept current change by change.
+ *
+ * Shape (after OVN's inc-proc-eng): a host's state is a set of domain
+ * sections; each section can be recomputed from the indexes (`compileSection`,
+ * the node's "run"), and endpoint changes — the hot path — have fine-grained
+ * handlers (`place`/`unplace`) whose cost is proportional to the hosts sharing
+ * the endpoint's domain, not to the size of the model. Every other kind of
+ * change either re-places the endpoints it affects or recomputes the sections
+ * of the domains it affects. Either way the result must equal `compileHost`
+ * (compile.ts) on the same model; the property tests check exactly that.
+ *
+ * Writes go through `put`/`del`, which keep each host's digest current and
+ * remember the value a key had before the first write since the last
+ * `takeDeltas()`, so that deltas are minimal and coalesced.
+ */
+import type {
+  AclRule,
+  Change,
+  Domain,
+  Endpoint,
+  Enterprise,
+  Host,
+  ModelSnapshot,
+  NetworkMacro,
+  NetworkMacroGroup,
+  PolicyGroup,
+  Subnet,
+  Zone,
+} from '#sdn/model';
+import { sameEntry, StateDigest } from './digest';
+import {
+  canonicalCidr,
+  compileRule,
+  CompilerOptions,
+  defaultCompilerOptions,
+  domainEntry,
+  endpointFamily,
+  hostEntry,
+  l2PeerEntry,
+  l3PeerEntry,
+  localEndpointEntry,
+  peerKey,
+  remoteEndpointEntry,
+  routeEntry,
+  setElementEntry,
+  setElementKey,
+  subnetEntry,
+} from './entries';
+import { hostPrefix, setName } from './names';
+import {
+  AddressSetEntry,
+  AnyEntry,
+  EntryByTable,
+  emptyHostState,
+  HostDelta,
+  HostState,
+  keyOf,
+  RuleEntry,
+  TableName,
+  TABLES,
+} from './state';
+
+/** The pseudo-section that holds the `host` entry. */
+const HOST_SECTION = '';
+
+interface Touch {
+  section: string;
+  before: AnyEntry | undefined;
+}
+
+/** One host's state, by domain section, with its running digest and the keys written since the last delta. */
+class HostBook {
+  readonly sections = new Map<string, HostState>();
+  readonly digest = new StateDigest();
+  touched = new Map<TableName, Map<string, Touch>>();
+  constructor(readonly hostId: string) {}
+
+  section(domainId: string): HostState {
+    let s = this.sections.get(domainId);
+    if (!s) {
+      s = emptyHostState();
+      this.sections.set(domainId, s);
+    }
+    return s;
+  }
+
+  get(section: string, table: TableName, key: string): AnyEntry | undefined {
+    return this.sections.get(section)?.[table].get(key);
+  }
+}
+
+/** Entries derived from one placed endpoint, shared by every host that holds them. */
+interface EndpointEntries {
+  local?: EntryByTable['localEndpoints'];
+  remote?: EntryByTable['remoteEndpoints'];
+  route?: EntryByTable['routes'];
+  elements: Map<string, EntryByTable['setElements']>;
+}
+
+const inc = <K>(m: Map<K, number>, k: K): number => {
+  const n = (m.get(k) ?? 0) + 1;
+  m.set(k, n);
+  return n;
+};
+const dec = <K>(m: Map<K, number>, k: K): number => {
+  const n = (m.get(k) ?? 0) - 1;
+  if (n <= 0) m.delete(k);
+  else m.set(k, n);
+  return n;
+};
+const getOrNew = <K, V>(m: Map<K, V>, k: K, make: () => V): V => {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+};
+const addTo = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => getOrNew(m, k, () => new Set<V>()).add(v);
+const removeFrom = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
+  const s = m.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+};
+const EMPTY: ReadonlySet<never> = new Set();
+const EMPTY_COUNTS: ReadonlyMap<string, number> = new Map();
+
+export class Engine {
+  readonly opts: CompilerOptions;
+  revision = 0;
+
+  // the model
+  readonly enterprises = new Map<string, Enterprise>();
+  readonly domains = new Map<string, Domain>();
+  readonly zones = new Map<string, Zone>();
+  readonly subnets = new Map<string, Subnet>();
+  readonly hosts = new Map<string, Host>();
+  readonly endpoints = new Map<string, Endpoint>();
+  readonly policyGroups = new Map<string, PolicyGroup>();
+  readonly networkMacros = new Map<string, NetworkMacro>();
+  readonly networkMacroGroups = new Map<string, NetworkMacroGroup>();
+  readonly aclRules = new Map<string, AclRule>();
+
+  // indexes over all endpoints (placed or not)
+  private readonly endpointsBySubnet = new Map<string, Set<string>>();
+  private readonly endpointsByHost = new Map<string, Set<string>>();
+  private readonly endpointsByDomain = new Map<string, Set<string>>();
+  private readonly subnetsByDomain = new Map<string, Set<string>>();
+  private readonly rulesByDomain = new Map<string, Set<string>>();
+  private readonly domainsByEnterprise = new Map<string, Set<string>>();
+  // indexes over placed endpoints (host, subnet and domain exist)
+  private readonly placed = new Set<string>();
+  private readonly placedBySubnet = new Map<string, Set<string>>();
+  /** subnet -> host -> number of placed endpoints */
+  private readonly subnetHosts = new Map<string, Map<string, number>>();
+  /** domain -> host -> number of placed endpoints */
+  private readonly domainHosts = new Map<string, Map<string, number>>();
+  /** domain -> the address sets its rules reference, and the rule entries */
+  private readonly domainSets = new Map<string, Map<string, AddressSetEntry>>();
+  private readonly domainRules = new Map<string, RuleEntry[]>();
+  private readonly entryCache = new Map<string, EndpointEntries>();
+
+  private readonly books = new Map<string, HostBook>();
+  private readonly dirty = new Set<HostBook>();
+  /** hosts whose state changed while applying the current change */
+  private changeHosts = new Set<string>();
+
+  constructor(opts: CompilerOptions = defaultCompilerOptions()) {
+    this.opts = opts;
+  }
+
+  // ------------------------------------------------------------------ public
+
+  /** Builds everything from a snapshot (the engine must be empty). Produces no deltas. */
+  load(snap: ModelSnapshot): void {
+    const ts = '1970-01-01T00:00:00.000Z';
+    const asChange = (kind: Change['kind'], state: { id: string; revision: number }) =>
+      ({ revision: snap.revision, kind, op: 'create', id: state.id, enterpriseId: null, state, committedAt: ts }) as Change;
+    // order matters only for speed: containers before contents, endpoints last
+    for (const x of snap.enterprises) this.apply(asChange('enterprise', x));
+    for (const x of snap.hosts) this.apply(asChange('host', x));
+    for (const x of snap.domains) this.apply(asChange('domain', x));
+    for (const x of snap.zones) this.apply(asChange('zone', x));
+    for (const x of snap.policyGroups) this.apply(asChange('policyGroup', x));
+    for (const x of snap.networkMacros) this.apply(asChange('networkMacro', x));
+    for (const x of snap.networkMacroGroups) this.apply(asChange('networkMacroGroup', x));
+    for (const x of snap.subnets) this.apply(asChange('subnet', x));
+    for (const x of snap.aclRules) this.apply(asChange('aclRule', x));
+    for (const x of snap.endpoints) this.apply(asChange('endpoint', x));
+    this.revision = snap.revision;
+    for (const b of this.books.values()) b.touched = new Map();
+    this.dirty.clear();
+  }
+
+  /**
+   * Applies one change-log entry. Returns the hosts whose state changed (the
+   * hosts that must acknowledge before the change counts as deployed).
+   */
+  apply(ch: Change): Set<string> {
+    this.changeHosts = new Set();
+    if (ch.revision > this.revision) this.revision = ch.revision;
+    switch (ch.kind) {
+      case 'endpoint':
+        this.onEndpoint(ch.id, ch.state);
+        break;
+      case 'host':
+        this.onHost(ch.id, ch.state);
+        break;
+      case 'subnet':
+        this.onSubnet(ch.id, ch.state);
+        break;
+      case 'domain':
+        this.onDomain(ch.id, ch.state);
+        break;
+      case 'aclRule':
+        this.onAclRule(ch.id, ch.state);
+        break;
+      case 'networkMacro':
+        this.onMacro(ch.enterpriseId ?? ch.state?.enterpriseId ?? this.networkMacros.get(ch.id)?.enterpriseId ?? null, () =>
+          setOrDelete(this.networkMacros, ch.id, ch.state),
+        );
+        break;
+      case 'networkMacroGroup':
+        this.onMacro(ch.enterpriseId ?? ch.state?.enterpriseId ?? this.networkMacroGroups.get(ch.id)?.enterpriseId ?? null, () =>
+          setOrDelete(this.networkMacroGroups, ch.id, ch.state),
+        );
+        break;
+      case 'enterprise':
+        setOrDelete(this.enterprises, ch.id, ch.state);
+        break;
+      case 'zone':
+        // zone sets are defined by the subnets' zoneId, so a zone alone changes no host
+        setOrDelete(this.zones, ch.id, ch.state);
+        break;
+      case 'policyGroup':
+        // group sets are defined by the endpoints' policyGroupIds
+        setOrDelete(this.policyGroups, ch.id, ch.state);
+        break;
+      default: {
+        const _: never = ch;
+        throw new Error(`unknown change kind ${(_ as Change).kind}`);
+      }
+    }
+    return this.changeHosts;
+  }
+
+  /** Per host, the change of its state since the previous call (minimal: keys written back to their old value are left out). */
+  takeDeltas(): Map<string, HostDelta> {
+    const out = new Map<string, HostDelta>();
+    for (const book of this.dirty) {
+      const delta: HostDelta = {};
+      let any = false;
+      for (const [table, touches] of book.touched) {
+        const upsert: AnyEntry[] = [];
+        const remove: string[] = [];
+        for (const [key, t] of touches) {
+          const now = book.get(t.section, table, key);
+          if (sameEntry(table, t.before as never, now as never)) continue;
+          if (now === undefined) remove.push(key);
+          else upsert.push(now);
+        }
+        if (upsert.length || remove.length) {
+          (delta as Record<string, unknown>)[table] = { upsert, remove };
+          any = true;
+        }
+      }
+      book.touched = new Map();
+      if (any) out.set(book.hostId, delta);
+    }
+    this.dirty.clear();
+    return out;
+  }
+
+  hostIds(): IterableIterator<string> {
+    return this.books.keys();
+  }
+
+  hasHost(hostId: string): boolean {
+    return this.books.has(hostId);
+  }
+
+  /** A host's current state (a flat copy sharing the entry objects); empty for an unknown host. */
+  stateOf(hostId: string): HostState {
+    const out = emptyHostState();
+    const book = this.books.get(hostId);
+    if (!book) return out;
+    for (const s of book.sections.values()) {
+      for (const t of TABLES) {
+        const dst = out[t] as Map<string, AnyEntry>;
+        for (const [k, e] of s[t]) dst.set(k, e);
+      }
+    }
+    return out;
+  }
+
+  /** Visits a host's entries table by table without copying. */
+  forEachEntry(hostId: string, visit: (table: TableName, entry: AnyEntry) => void): void {
+    const book = this.books.get(hostId);
+    if (!book) return;
+    for (const t of TABLES) for (const s of book.sections.values()) for (const e of s[t].values()) visit(t, e);
+  }
+
+  digestOf(hostId: string): string {
+    return this.books.get(hostId)?.digest.value() ?? new StateDigest().value();
+  }
+
+  entryCount(hostId: string): number {
+    const book = this.books.get(hostId);
+    let n = 0;
+    if (book) for (const s of book.sections.values()) for (const t of TABLES) n += s[t].size;
+    return n;
+  }
+
+  /** Hosts that hold an endpoint (every host present in its domain), empty when it is not placed. */
+  hostsThatKnow(endpointId: string): string[] {
+    const e = this.endpoints.get(endpointId);
+    if (!e || !this.placed.has(endpointId)) return [];
+    return [...(this.domainHosts.get(e.domainId) ?? EMPTY_COUNTS).keys()];
+  }
+
+  isPlaced(endpointId: string): boolean {
+    return this.placed.has(endpointId);
+  }
+
+  /** The whole model as a snapshot (for tests: compare with compileAll). */
+  snapshot(): ModelSnapshot {
+    return {
+      revision: this.revision,
+      enterprises: [...this.enterprises.values()],
+      domains: [...this.domains.values()],
+      zones: [...this.zones.values()],
+      subnets: [...this.subnets.values()],
+      hosts: [...this.hosts.values()],
+      endpoints: [...this.endpoints.values()],
+      policyGroups: [...this.policyGroups.values()],
+      networkMacros: [...this.networkMacros.values()],
+      networkMacroGroups: [...this.networkMacroGroups.values()],
+      aclRules: [...this.aclRules.values()],
+    };
+  }
+
+  // ------------------------------------------------------------ change handlers
+
+  private onEndpoint(id: string, next: Endpoint | null): void {
+    const prev = this.endpoints.get(id);
+    if (prev) {
+      if (this.placed.has(id)) this.unplace(prev);
+      removeFrom(this.endpointsBySubnet, prev.subnetId, id);
+      removeFrom(this.endpointsByDomain, prev.domainId, id);
+      if (prev.hostId) removeFrom(this.endpointsByHost, prev.hostId, id);
+      this.endpoints.delete(id);
+    }
+    if (next) {
+      this.endpoints.set(id, next);
+      addTo(this.endpointsBySubnet, next.subnetId, id);
+      addTo(this.endpointsByDomain, next.domainId, id);
+      if (next.hostId) addTo(this.endpointsByHost, next.hostId, id);
+      if (this.placeable(next)) this.place(next);
+    }
+  }
+
+  private onHost(id: string, next: Host | null): void {
+    const prev = this.hosts.get(id);
+    const mine = [...(this.endpointsByHost.get(id) ?? EMPTY)];
+    const vtepChanged = !prev || !next || prev.vtepIp !== next.vtepIp;
+    if (vtepChanged) this.unplaceAll(mine);
+    setOrDelete(this.hosts, id, next);
+    if (next) {
+      const book = getOrNew(this.books, id, () => new HostBook(id));
+      this.put(book, HOST_SECTION, 'host', hostEntry(next, this.opts));
+      if (vtepChanged) this.placeAll(mine);
+    } else {
+      const book = this.books.get(id);
+      if (book) this.del(book, HOST_SECTION, 'host', id);
+      this.books.delete(id);
+      if (book) this.dirty.delete(book);
+    }
+  }
+
+  private onSubnet(id: string, next: Subnet | null): void {
+    const prev = this.subnets.get(id);
+    if (prev && next && prev.domainId === next.domainId) {
+      // placement is unchanged: recompute the sections that show the subnet
+      this.subnets.set(id, next);
+      this.recomputeDomain(next.domainId);
+      return;
+    }
+    const mine = [...(this.endpointsBySubnet.get(id) ?? EMPTY)];
+    this.unplaceAll(mine);
+    if (prev) removeFrom(this.subnetsByDomain, prev.domainId, id);
+    setOrDelete(this.subnets, id, next);
+    if (next) addTo(this.subnetsByDomain, next.domainId, id);
+    this.placeAll(mine);
+    // zone and subnet sets list subnet CIDRs
+    for (const d of new Set([prev?.domainId, next?.domainId])) if (d) this.recomputeDomain(d, (s) => s.sourceType === 'zone' || s.sourceType === 'subnet');
+  }
+
+  private onDomain(id: string, next: Domain | null): void {
+    const prev = this.domains.get(id);
+    if (prev && next && prev.enterpriseId === next.enterpriseId) {
+      this.domains.set(id, next);
+      this.recomputeDomain(id);
+      return;
+    }
+    const mine = [...(this.endpointsByDomain.get(id) ?? EMPTY)];
+    this.unplaceAll(mine);
+    if (prev) removeFrom(this.domainsByEnterprise, prev.enterpriseId, id);
+    setOrDelete(this.domains, id, next);
+    if (next) addTo(this.domainsByEnterprise, next.enterpriseId, id);
+    this.placeAll(mine);
+  }
+
+  private onAclRule(id: string, next: AclRule | null): void {
+    const prev = this.aclRules.get(id);
+    if (prev) removeFrom(this.rulesByDomain, prev.domainId, id);
+    setOrDelete(this.aclRules, id, next);
+    if (next) addTo(this.rulesByDomain, next.domainId, id);
+    for (const d of new Set([prev?.domainId, next?.domainId])) {
+      if (!d) continue;
+      this.indexDomainRules(d);
+      this.recomputeDomain(d);
+    }
+  }
+
+  private onMacro(enterpriseId: string | null, mutate: () => void): void {
+    mutate();
+    if (enterpriseId === null) return;
+    for (const d of this.domainsByEnterprise.get(enterpriseId) ?? EMPTY) {
+      this.recomputeDomain(d, (s) => s.sourceType === 'networkMacro' || s.sourceType === 'networkMacroGroup');
+    }
+  }
+
+  // ----------------------------------------------------- endpoint placement
+
+  private placeable(e: Endpoint): boolean {
+    return e.hostId !== null && this.hosts.has(e.hostId) && this.subnets.has(e.subnetId) && this.domains.has(e.domainId);
+  }
+
+  private placeAll(ids: string[]): void {
+    for (const id of ids) {
+      const e = this.endpoints.get(id);
+      if (e && !this.placed.has(id) && this.placeable(e)) this.place(e);
+    }
+  }
+
+  private unplaceAll(ids: string[]): void {
+    for (const id of ids) {
+      const e = this.endpoints.get(id);
+      if (e && this.placed.has(id)) this.unplace(e);
+    }
+  }
+
+  private vtepOf(hostId: string): string {
+    return this.hosts.get(hostId)!.vtepIp;
+  }
+
+  /** An endpoint becomes placed: it is added to every host present in its domain. */
+  private place(e: Endpoint): void {
+    const H = e.hostId!;
+    const S = this.subnets.get(e.subnetId)!;
+    const D = this.domains.get(e.domainId)!;
+    this.placed.add(e.id);
+    addTo(this.placedBySubnet, S.id, e.id);
+    const subnetHosts = getOrNew(this.subnetHosts, S.id, () => new Map<string, number>());
+    const domainHosts = getOrNew(this.domainHosts, D.id, () => new Map<string, number>());
+    const newInSubnet = inc(subnetHosts, H) === 1;
+    const newInDomain = inc(domainHosts, H) === 1;
+    const book = this.books.get(H)!;
+    const vtep = this.vtepOf(H);
+
+    if (newInDomain) {
+      // the host joins the domain: it gets the whole section
+      this.replaceSection(book, D.id, this.compileSection(H, D));
+      for (const V of domainHosts.keys()) {
+        if (V === H) continue;
+        const vb = this.books.get(V)!;
+        this.put(vb, D.id, 'peerVteps', l3PeerEntry(D, vtep));
+        if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', l2PeerEntry(S, vtep));
+        this.putEndpoint(vb, e);
+      }
+      return;
+    }
+    if (newInSubnet) {
+      // the host joins the subnet: its endpoints turn from routes into FDB/ARP entries
+      this.put(book, D.id, 'subnets', subnetEntry(S));
+      for (const V of subnetHosts.keys()) {
+        if (V === H) continue;
+        this.put(book, D.id, 'peerVteps', l2PeerEntry(S, this.vtepOf(V)));
+        this.put(this.books.get(V)!, D.id, 'peerVteps', l2PeerEntry(S, vtep));
+      }
+      for (const xid of this.placedBySubnet.get(S.id)!) {
+        if (xid === e.id) continue;
+        this.del(book, D.id, 'routes', xid);
+        this.put(book, D.id, 'remoteEndpoints', this.entriesOf(this.endpoints.get(xid)!).remote!);
+      }
+    }
+    for (const V of domainHosts.keys()) this.putEndpoint(this.books.get(V)!, e);
+  }
+
+  /** An endpoint stops being placed: it is removed from every host present in its domain. Call before changing the model. */
+  private unplace(e: Endpoint): void {
+    const H = e.hostId!;
+    const S = this.subnets.get(e.subnetId)!;
+    const D = this.domains.get(e.domainId)!;
+    const subnetHosts = this.subnetHosts.get(S.id)!;
+    const domainHosts = this.domainHosts.get(D.id)!;
+    for (const V of domainHosts.keys()) this.delEndpoint(this.books.get(V)!, e);
+    this.entryCache.delete(e.id);
+    this.placed.delete(e.id);
+    removeFrom(this.placedBySubnet, S.id, e.id);
+    const leftSubnet = dec(subnetHosts, H) === 0;
+    const leftDomain = dec(domainHosts, H) === 0;
+    if (subnetHosts.size === 0) this.subnetHosts.delete(S.id);
+    if (domainHosts.size === 0) this.domainHosts.delete(D.id);
+    const book = this.books.get(H)!;
+    const vtep = this.vtepOf(H);
+
+    if (leftDomain) {
+      this.replaceSection(book, D.id, null);
+      for (const V of domainHosts.keys()) {
+        const vb = this.books.get(V)!;
+        this.del(vb, D.id, 'peerVteps', peerKey(D.l3Vni, vtep));
+        if (leftSubnet && subnetHosts.has(V)) this.del(vb, D.id, 'peerVteps', peerKey(S.l2Vni, vtep));
+      }
+      return;
+    }
+    if (leftSubnet) {
+      this.del(book, D.id, 'subnets', S.id);
+      for (const V of subnetHosts.keys()) {
+        this.del(book, D.id, 'peerVteps', peerKey(S.l2Vni, this.vtepOf(V)));
+        this.del(this.books.get(V)!, D.id, 'peerVteps', peerKey(S.l2Vni, vtep));
+      }
+      for (const xid of this.placedBySubnet.get(S.id) ?? EMPTY) {
+        this.del(book, D.id, 'remoteEndpoints', xid);
+        this.put(book, D.id, 'routes', this.entriesOf(this.endpoints.get(xid)!).route!);
+      }
+    }
+  }
+
+  /** The entries of a placed endpoint as seen by host `book` (present in its domain). */
+  private putEndpoint(book: HostBook, e: Endpoint): void {
+    const x = this.entriesOf(e);
+    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!);
+    else if (this.subnetHosts.get(e.subnetId)?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!);
+    else this.put(book, e.domainId, 'routes', x.route!);
+    for (const el of x.elements.values()) this.put(book, e.domainId, 'setElements', el);
+  }
+
+  private delEndpoint(book: HostBook, e: Endpoint): void {
+    this.del(book, e.domainId, 'localEndpoints', e.id);
+    this.del(book, e.domainId, 'remoteEndpoints', e.id);
+    this.del(book, e.domainId, 'routes', e.id);
+    for (const el of this.entriesOf(e).elements.values()) this.del(book, e.domainId, 'setElements', setElementKey(el.set, el.cidr));
+  }
+
+  /** Entry objects of a placed endpoint, built once and shared by all hosts. */
+  private entriesOf(e: Endpoint): EndpointEntries {
+    let x = this.entryCache.get(e.id);
+    if (x) return x;
+    const vtep = this.vtepOf(e.hostId!);
+    x = {
+      local: localEndpointEntry(e),
+      remote: remoteEndpointEntry(e, vtep),
+      route: routeEntry(e, vtep),
+      elements: new Map(),
+    };
+    const sets = this.domainSets.get(e.domainId);
+    if (sets && sets.size > 0) {
+      const fam = endpointFamily(e);
+      const cidr = hostPrefix(e.ip);
+      const names = [setName('endpoint', fam, e.domainId, e.id), ...e.policyGroupIds.map((g) => setName('policyGroup', fam, e.domainId, g))];
+      for (const n of names) if (sets.has(n)) x.elements.set(n, setElementEntry(n, cidr));
+    }
+    this.entryCache.set(e.id, x);
+    return x;
+  }
+
+  // ---------------------------------------------------------------- sections
+
+  private indexDomainRules(domainId: string): void {
+    const sets = new Map<string, AddressSetEntry>();
+    const rules: RuleEntry[] = [];
+    for (const rid of this.rulesByDomain.get(domainId) ?? EMPTY) {
+      const c = compileRule(this.aclRules.get(rid)!);
+      rules.push(c.rule);
+      for (const s of c.sets) sets.set(s.name, s);
+    }
+    if (rules.length) {
+      this.domainSets.set(domainId, sets);
+      this.domainRules.set(domainId, rules);
+    } else {
+      this.domainSets.delete(domainId);
+      this.domainRules.delete(domainId);
+    }
+    // cached set elements of the domain's endpoints may be stale now
+    for (const id of this.endpointsByDomain.get(domainId) ?? EMPTY) this.entryCache.delete(id);
+  }
+
+  /**
+   * Recomputes the domain's section on every host present in it. With a
+   * filter, does nothing unless the domain references a set it accepts.
+   */
+  private recomputeDomain(domainId: string, onlyIfSet?: (s: AddressSetEntry) => boolean): void {
+    const hosts = this.domainHosts.get(domainId);
+    if (!hosts) return;
+    if (onlyIfSet && ![...(this.domainSets.get(domainId)?.values() ?? [])].some(onlyIfSet)) return;
+    const D = this.domains.get(domainId)!;
+    for (const H of hosts.keys()) this.replaceSection(this.books.get(H)!, domainId, this.compileSection(H, D));
+  }
+
+  /** The domain section of host H from the indexes (the engine's "run"). H must be present in D. */
+  private compileSection(H: string, D: Domain): HostState {
+    const sec = emptyHostState();
+    const put = <T extends TableName>(t: T, e: EntryByTable[T]) => {
+      sec[t].set(keyOf[t](e), e);
+    };
+    put('domains', domainEntry(D));
+    const domainHosts = this.domainHosts.get(D.id) ?? EMPTY_COUNTS;
+    for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', l3PeerEntry(D, this.vtepOf(V)));
+    for (const sid of this.subnetsByDomain.get(D.id) ?? EMPTY) {
+      const S = this.subnets.get(sid)!;
+      const holders = this.subnetHosts.get(sid) ?? EMPTY_COUNTS;
+      const held = holders.has(H);
+      if (held) {
+        put('subnets', subnetEntry(S));
+        for (const V of holders.keys()) if (V !== H) put('peerVteps', l2PeerEntry(S, this.vtepOf(V)));
+      }
+      for (const xid of this.placedBySubnet.get(sid) ?? EMPTY) {
+        const e = this.endpoints.get(xid)!;
+        const x = this.entriesOf(e);
+        if (e.hostId === H) put('localEndpoints', x.local!);
+        else if (held) put('remoteEndpoints', x.remote!);
+        else put('routes', x.route!);
+        for (const el of x.elements.values()) put('setElements', el);
+      }
+    }
+    for (const r of this.domainRules.get(D.id) ?? []) put('rules', r);
+    for (const s of this.domainSets.get(D.id)?.values() ?? []) {
+      put('addressSets', s);
+      for (const cidr of this.staticMembers(D, s)) put('setElements', setElementEntry(s.name, cidr));
+    }
+    return sec;
+  }
+
+  /** Members of sets that list CIDRs of subnets and macros (endpoint-based sets come from entriesOf). */
+  private staticMembers(D: Domain, s: AddressSetEntry): string[] {
+    const ofFamily = (cidr: string | null) => (cidr !== null && (cidr.includes(':') ? 6 : 4) === s.family ? [cidr] : []);
+    const macroCidrs = (ids: string[]) =>
+      ids.flatMap((id) => {
+        const m = this.networkMacros.get(id);
+        return m && m.enterpriseId === D.enterpriseId ? ofFamily(canonicalCidr(m.cidr)) : [];
+      });
+    switch (s.sourceType) {
+      case 'zone':
+        return [...(this.subnetsByDomain.get(D.id) ?? EMPTY)]
+          .map((id) => this.subnets.get(id)!)
+          .filter((x) => x.zoneId === s.sourceId)
+          .flatMap((x) => ofFamily(canonicalCidr(x.cidr)));
+      case 'subnet': {
+        const x = this.subnets.get(s.sourceId);
+        return x && x.domainId === D.id ? ofFamily(canonicalCidr(x.cidr)) : [];
+      }
+      case 'networkMacro':
+        return macroCidrs([s.sourceId]);
+      case 'networkMacroGroup': {
+        const g = this.networkMacroGroups.get(s.sourceId);
+        return g && g.enterpriseId === D.enterpriseId ? macroCidrs(g.networkMacroIds) : [];
+      }
+      case 'policyGroup':
+      case 'endpoint':
+        return [];
+      default: {
+        const _: never = s.sourceType;
+        return _;
+      }
+    }
+  }
+
+  /** Makes a host's section equal to `next` (null: drop it), writing only what differs. */
+  private replaceSection(book: HostBook, domainId: string, next: HostState | null): void {
+    const cur = book.sections.get(domainId);
+    if (cur) {
+      for (const t of TABLES) {
+        for (const key of [...cur[t].keys()]) if (!next || !next[t].has(key)) this.del(book, domainId, t, key);
+      }
+    }
+    if (next) for (const t of TABLES) for (const e of next[t].values()) this.put(book, domainId, t, e as never);
+    if (!next) book.sections.delete(domainId);
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  private touch(book: HostBook, section: string, table: TableName, key: string, before: AnyEntry | undefined): void {
+    let m = book.touched.get(table);
+    if (!m) {
+      m = new Map();
+      book.touched.set(table, m);
+    }
+    if (!m.has(key)) m.set(key, { section, before });
+    this.dirty.add(book);
+    this.changeHosts.add(book.hostId);
+  }
+
+  private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T]): void {
+    const key = keyOf[table](entry);
+    const tab = book.section(section)[table] as Map<string, AnyEntry>;
+    const cur = tab.get(key) as EntryByTable[T] | undefined;
+    if (sameEntry(table, cur, entry)) return;
+    this.touch(book, section, table, key, cur);
+    if (cur) book.digest.remove(table, cur);
+    book.digest.add(table, entry);
+    tab.set(key, entry);
+  }
+
+  private del(book: HostBook, section: string, table: TableName, key: string): void {
+    const tab = book.sections.get(section)?.[table] as Map<string, AnyEntry> | undefined;
+    const cur = tab?.get(key);
+    if (!tab || cur === undefined) return;
+    this.touch(book, section, table, key, cur);
+    book.digest.remove(table, cur);
+    tab.delete(key);
+  }
+}
+
+function setOrDelete<V>(m: Map<string, V>, id: string, v: V | null): void {
+  if (v === null) m.delete(id);
+  else m.set(id, v);
+}

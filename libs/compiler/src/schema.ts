@@ -1,0 +1,113 @@
+/**
+ * Field layout of every HostState table: one list per table, in a fixed order.
+ * It defines the canonical fingerprint of an entry (digest.ts) and the binary
+ * layout of an entry on the wire (libs/wire), so both ends agree by construction.
+ */
+import type { EntryByTable, TableName } from './state';
+
+export type FieldType =
+  | { t: 'str' }
+  | { t: 'nstr' }
+  | { t: 'uint' }
+  | { t: 'nuint' }
+  | { t: 'bool' }
+  | { t: 'ports' }
+  | { t: 'enum'; values: readonly string[] }
+  | { t: 'family' };
+
+const str: FieldType = { t: 'str' };
+const nstr: FieldType = { t: 'nstr' };
+const uint: FieldType = { t: 'uint' };
+const nuint: FieldType = { t: 'nuint' };
+const bool: FieldType = { t: 'bool' };
+const ports: FieldType = { t: 'ports' };
+const family: FieldType = { t: 'family' };
+const enumOf = (...values: string[]): FieldType => ({ t: 'enum', values });
+const action = enumOf('allow', 'deny');
+
+export type TableSchema<T extends TableName> = ReadonlyArray<readonly [keyof EntryByTable[T] & string, FieldType]>;
+
+export const SCHEMA: { [T in TableName]: TableSchema<T> } = {
+  host: [
+    ['hostId', str],
+    ['vtepIp', str],
+    ['routerMac', str],
+    ['gatewayMac', str],
+  ],
+  domains: [
+    ['domainId', str],
+    ['l3Vni', uint],
+    ['vrfName', str],
+    ['vrfTable', uint],
+    ['bridgeName', str],
+    ['vxlanName', str],
+    ['defaultIngressAction', action],
+    ['defaultEgressAction', action],
+  ],
+  subnets: [
+    ['subnetId', str],
+    ['domainId', str],
+    ['l2Vni', uint],
+    ['cidr', str],
+    ['ipVersion', family],
+    ['gateway', str],
+    ['bridgeName', str],
+    ['vxlanName', str],
+  ],
+  localEndpoints: [
+    ['endpointId', str],
+    ['subnetId', str],
+    ['domainId', str],
+    ['mac', str],
+    ['ip', str],
+    ['ifName', str],
+    ['externalId', nstr],
+    ['kind', enumOf('container', 'vm', 'baremetal')],
+  ],
+  remoteEndpoints: [
+    ['endpointId', str],
+    ['subnetId', str],
+    ['mac', str],
+    ['ip', str],
+    ['vtep', str],
+  ],
+  routes: [
+    ['endpointId', str],
+    ['domainId', str],
+    ['prefix', str],
+    ['vtep', str],
+  ],
+  peerVteps: [
+    ['vni', uint],
+    ['kind', enumOf('l2', 'l3')],
+    ['domainId', str],
+    ['subnetId', nstr],
+    ['vtep', str],
+    ['routerMac', str],
+  ],
+  addressSets: [
+    ['name', str],
+    ['family', family],
+    ['domainId', str],
+    ['sourceType', enumOf('policyGroup', 'zone', 'subnet', 'networkMacro', 'networkMacroGroup', 'endpoint')],
+    ['sourceId', str],
+  ],
+  setElements: [
+    ['set', str],
+    ['cidr', str],
+  ],
+  rules: [
+    ['ruleId', str],
+    ['domainId', str],
+    ['direction', enumOf('ingress', 'egress')],
+    ['priority', uint],
+    ['action', action],
+    ['etherType', enumOf('ipv4', 'ipv6')],
+    ['protocol', nuint],
+    ['appliesToSet', nstr],
+    ['peerSet', nstr],
+    ['sourcePorts', ports],
+    ['destinationPorts', ports],
+    ['stateful', bool],
+  ],
+};
