@@ -39,6 +39,8 @@ export interface Tx {
   query<R extends QueryResultRow = any>(sql: string, params?: unknown[]): Promise<R[]>;
   /** the next revision of this transaction; every changed object takes one */
   nextRevision(): number;
+  /** the revision nextRevision() would return, without taking it */
+  peekRevision(): number;
   /** records a change-log entry (revision from nextRevision()) */
   log(change: PendingChange): void;
   /** transaction time, one per batch */
@@ -49,8 +51,17 @@ export interface Tx {
 
 export type Work<T> = (tx: Tx) => Promise<T>;
 
+/**
+ * A bulk handler runs many work items of one kind in a few statements (the
+ * endpoint-creation hot path: one INSERT for a whole batch). It returns one
+ * result per payload, in order; a per-item failure must not have written.
+ */
+export type BulkHandler = (tx: Tx, payloads: unknown[]) => Promise<Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
+
 interface Item {
-  work: Work<unknown>;
+  work?: Work<unknown>;
+  bulk?: BulkHandler;
+  payload?: unknown;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -90,6 +101,15 @@ export class Database {
     if (this.closed) return Promise.reject(new Error('database is closed'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  /** Queues one payload for a bulk handler; resolves after COMMIT with its result. */
+  writeBulk<T>(bulk: BulkHandler, payload: unknown): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('database is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ bulk, payload, resolve: resolve as (v: unknown) => void, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -138,16 +158,24 @@ export class Database {
     const changes: PendingChange[] = [];
     const commitHooks: Array<() => void> = [];
     const rollbackHooks: Array<() => void> = [];
-    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    await client.query('BEGIN');
     let committed = false;
     try {
-      const counter = await client.query<{ revision: string }>(
-        'SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE',
-      );
-      let revision = Number(counter.rows[0].revision);
+      // one round trip: BEGIN and the lock that serializes writers across processes
+      const begun = (await client.query('BEGIN; SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE')) as unknown as Array<{
+        rows: Array<{ revision: string }>;
+      }>;
+      let revision = Number(begun[1].rows[0].revision);
+      const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown } | undefined> = new Array(batch.length);
+      const bulkGroups = new Map<BulkHandler, number[]>();
       const first = revision + 1;
-      for (const item of batch) {
+      for (let index = 0; index < batch.length; index++) {
+        const item = batch[index];
+        if (item.bulk) {
+          const g = bulkGroups.get(item.bulk) ?? [];
+          g.push(index);
+          bulkGroups.set(item.bulk, g);
+          continue;
+        }
         const startRevision = revision;
         const startChanges = changes.length;
         const itemCommitHooks: Array<() => void> = [];
@@ -159,6 +187,7 @@ export class Database {
             return (await client.query(sql, params as any[])).rows;
           },
           nextRevision: () => ++revision,
+          peekRevision: () => revision + 1,
           log: (c) => {
             changes.push(c);
           },
@@ -167,8 +196,8 @@ export class Database {
           onRollback: (fn) => itemRollbackHooks.push(fn),
         };
         try {
-          const value = await item.work(tx);
-          results.push({ ok: true, value });
+          const value = await item.work!(tx);
+          results[index] = { ok: true, value };
           commitHooks.push(...itemCommitHooks);
           rollbackHooks.push(...itemRollbackHooks);
         } catch (error) {
@@ -177,15 +206,48 @@ export class Database {
           if (alone) throw error;
           revision = startRevision;
           changes.length = startChanges;
-          results.push({ ok: false, error });
+          results[index] = { ok: false, error };
         }
+      }
+      for (const [handler, indexes] of bulkGroups) {
+        const hooks: Array<() => void> = [];
+        const tx: Tx = {
+          query: async (sql, params) => (await client.query(sql, params as any[])).rows,
+          nextRevision: () => ++revision,
+          peekRevision: () => revision + 1,
+          log: (c) => {
+            changes.push(c);
+          },
+          now,
+          onCommit: (fn) => commitHooks.push(fn),
+          onRollback: (fn) => hooks.push(fn),
+        };
+        let out;
+        try {
+          out = await handler(
+            tx,
+            indexes.map((i) => batch[i].payload),
+          );
+        } catch (error) {
+          for (const fn of hooks) fn();
+          if (alone) throw error;
+          throw new PoisonedBatch();
+        }
+        rollbackHooks.push(...hooks);
+        indexes.forEach((i, k) => (results[i] = out[k]));
       }
       if (changes.length > 0) {
         const committedAt = new Date();
+        // one round trip: the entries, the counter, the notification
         await client.query(
-          `INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
-           SELECT r, k, o, i, e, s, $7 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[])
-             AS t(r, k, o, i, e, s)`,
+          `WITH entries AS (
+             INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
+             SELECT r, k, o, i, e, s, $7 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[])
+               AS t(r, k, o, i, e, s)
+           ), counter AS (
+             UPDATE revision_counter SET revision = $8 WHERE id = 1
+           )
+           SELECT pg_notify('sdn_changes', $9)`,
           [
             changes.map((c) => c.revision),
             changes.map((c) => c.kind),
@@ -194,10 +256,10 @@ export class Database {
             changes.map((c) => c.enterpriseId),
             changes.map((c) => (c.state === null ? null : JSON.stringify({ ...c.state, revision: c.revision }))),
             committedAt,
+            revision,
+            String(revision),
           ],
         );
-        await client.query('UPDATE revision_counter SET revision = $1 WHERE id = 1', [revision]);
-        await client.query(`SELECT pg_notify('sdn_changes', $1)`, [String(revision)]);
       }
       await client.query('COMMIT');
       committed = true;
@@ -207,16 +269,16 @@ export class Database {
           l({ firstRevision: first, lastRevision: revision, changes: changes.length, items: batch.length });
         }
       }
+      batch.forEach((item, i) => {
+        const r = results[i]!;
+        if (r.ok) item.resolve(r.value);
+        else item.reject(r.error);
+      });
     } catch (e) {
       for (const fn of rollbackHooks) fn();
       if (!committed) await client.query('ROLLBACK').catch(() => this.dropWriter());
       throw e;
     }
-    batch.forEach((item, i) => {
-      const r = results[i];
-      if (r.ok) item.resolve(r.value);
-      else item.reject(r.error);
-    });
   }
 
   async close(): Promise<void> {

@@ -90,9 +90,15 @@ export class Ipam {
   allocations = 0;
   exhaustions = 0;
 
-  private async pool(tx: Tx, subnet: { id: string; cidr: string; gateway: string; reserved_ranges: AddressRange[] }): Promise<SubnetPool> {
-    const cached = this.pools.get(subnet.id);
+  private async pool(tx: Tx, subnetId: string): Promise<SubnetPool> {
+    const cached = this.pools.get(subnetId);
     if (cached && Date.now() - cached.loadedAt < POOL_MAX_AGE_MS) return cached;
+    // read inside the writer's transaction: the subnet's current reserved ranges
+    const [subnet] = await tx.query<{ id: string; cidr: string; gateway: string; reserved_ranges: AddressRange[] }>(
+      'SELECT id, cidr::text AS cidr, host(gateway) AS gateway, reserved_ranges FROM subnets WHERE id = $1',
+      [subnetId],
+    );
+    if (!subnet) throw new Error(`subnet ${subnetId} vanished`);
     const c = parseCidr(subnet.cidr);
     if (!c.ok) throw new Error(`stored CIDR ${subnet.cidr} of subnet ${subnet.id} is invalid`);
     const pool = new SubnetPool(c.cidr, parseIp(subnet.gateway)!.value, subnet.reserved_ranges);
@@ -103,25 +109,21 @@ export class Ipam {
   }
 
   /** Allocates the next free address of the subnet, or returns null when it is exhausted. */
-  async allocate(tx: Tx, subnet: { id: string; cidr: string; gateway: string; reserved_ranges: AddressRange[] }): Promise<string | null> {
-    const pool = await this.pool(tx, subnet);
+  async allocate(tx: Tx, subnetId: string): Promise<string | null> {
+    const pool = await this.pool(tx, subnetId);
     const v = pool.allocate();
     if (v === null) {
       this.exhaustions++;
       return null;
     }
     this.allocations++;
-    tx.onRollback(() => this.forget(subnet.id));
+    tx.onRollback(() => this.forget(subnetId));
     return formatIp(pool.cidr.version, v);
   }
 
   /** Claims a requested static address: returns why it cannot be had, or null when claimed. */
-  async claim(
-    tx: Tx,
-    subnet: { id: string; cidr: string; gateway: string; reserved_ranges: AddressRange[] },
-    ip: string,
-  ): Promise<string | null> {
-    const pool = await this.pool(tx, subnet);
+  async claim(tx: Tx, subnetId: string, ip: string): Promise<string | null> {
+    const pool = await this.pool(tx, subnetId);
     const p = parseIp(ip);
     if (p === null || p.version !== pool.cidr.version) return `is not an IPv${pool.cidr.version} address`;
     const why = pool.refusal(p.value);
@@ -129,7 +131,7 @@ export class Ipam {
     if (pool.used.has(p.value)) return 'is already in use by another endpoint';
     pool.used.add(p.value);
     this.allocations++;
-    tx.onRollback(() => this.forget(subnet.id));
+    tx.onRollback(() => this.forget(subnetId));
     return null;
   }
 
@@ -140,6 +142,13 @@ export class Ipam {
       const p = parseIp(ip);
       if (pool && p) pool.release(p.value);
     });
+  }
+
+  /** gives back an address taken in this transaction but not used */
+  release(subnetId: string, ip: string): void {
+    const pool = this.pools.get(subnetId);
+    const p = parseIp(ip);
+    if (pool && p) pool.release(p.value);
   }
 
   forget(subnetId: string): void {

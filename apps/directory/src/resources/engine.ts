@@ -5,16 +5,27 @@ import type { ResourceKind, ResourceMeta } from '#sdn/model';
 import { Caller, scopeOf } from '../common/auth';
 import { Conflict, HasChildren, NotFound, PreconditionFailed, ValidationFailed } from '../common/errors';
 import { validate } from '../common/validation';
-import { Database, Tx } from '../db/database';
+import { BulkHandler, Database, Tx } from '../db/database';
 
 export type Row = Record<string, any>;
 
 export interface CreateContext<I> {
   caller: Caller;
+  /** what prepare() returned, when the kind has one */
+  prepared?: unknown;
   /** the parent's row, already checked visible to the caller; null for top-level kinds */
   parent: Row | null;
   input: I;
   id: string;
+}
+
+/** what a bulk create handler receives per item */
+export interface BulkCreate<I> {
+  caller: Caller;
+  parent: Row;
+  input: I;
+  id: string;
+  prepared: unknown;
 }
 
 export interface UpdateContext<U> {
@@ -51,6 +62,14 @@ export interface ResourceDef<M extends ResourceMeta = any, I = any, U = any> {
   /** only the operator may create/update/delete */
   operatorWrites?: boolean;
   toModel(row: Row): M;
+  /**
+   * Read-only checks run before the serial writer, on a pooled connection, so
+   * that they do not hold up other writes. Whatever they check must still be
+   * guaranteed inside create() (by a constraint or a guarded statement).
+   */
+  prepare?(read: (sql: string, params: unknown[]) => Promise<Row[]>, ctx: { caller: Caller; parent: Row | null; input: I }): Promise<unknown>;
+  /** a bulk handler for this input (group insert), or null for the one-by-one path */
+  bulkCreate?(input: I): BulkHandler | null;
   /** inserts the row; returns it */
   create(tx: Tx, ctx: CreateContext<I>): Promise<Row | { existing: Row }>;
   /** updates the row; returns it */
@@ -210,10 +229,19 @@ export class ResourceEngine {
     body: unknown,
   ): Promise<{ model: ResourceMeta; created: boolean; extras: Record<string, unknown> }> {
     const input = validate(def.createSchema, body);
+    // The parent is read outside the writer: its enterprise never changes, and
+    // every child table has a foreign key to its parent, so a parent deleted in
+    // the meantime makes the insert fail instead of leaving an orphan.
+    const parent = def.parent && parentId !== null ? await this.load(null, this.def(def.parent.kind), caller, parentId) : null;
+    const prepared = def.prepare ? await def.prepare((sql, params) => this.db.read(sql, params), { caller, parent, input }) : undefined;
+    const bulk = def.bulkCreate && parent ? def.bulkCreate(input) : null;
+    if (bulk) {
+      const item: BulkCreate<unknown> = { caller, parent: parent!, input, id: randomUUID(), prepared };
+      return this.db.writeBulk(bulk, item);
+    }
     return this.db.write(async (tx) => {
-      const parent = def.parent && parentId !== null ? await this.load(tx, this.def(def.parent.kind), caller, parentId) : null;
       const id = randomUUID();
-      const result = await def.create(tx, { caller, parent, input, id });
+      const result = await def.create(tx, { caller, parent, input, id, prepared });
       if ('existing' in result) return { model: def.toModel(result.existing), created: false, extras: {} };
       const row = result;
       const model = def.toModel(row);

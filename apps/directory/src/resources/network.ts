@@ -15,9 +15,9 @@ import {
 import { hashKey, newApiKey, requireOperator } from '../common/auth';
 import { Conflict, invalid, ReferenceNotFound, ReferenceOutOfScope, SubnetExhausted } from '../common/errors';
 import { cidr, description, ipAddress, mac, name, uuid, vni } from '../common/validation';
-import type { Tx } from '../db/database';
+import type { BulkHandler, Tx } from '../db/database';
 import { Ipam } from '../ipam/allocator';
-import { meta, ResourceDef, Row, rulesReferencing } from './engine';
+import { BulkCreate, meta, ResourceDef, Row, rulesReferencing } from './engine';
 import { modelSchema } from './schemas';
 import { claimVni, uniqueName } from './tenancy';
 
@@ -235,6 +235,12 @@ const endpointUpdate = z.strictObject({
   policyGroupIds: z.array(uuid).max(64).optional(),
 });
 
+async function findByExternalId(tx: Tx, subnetId: string, externalId: string | null): Promise<Row | null> {
+  if (externalId === null) return null;
+  const rows = await tx.query('SELECT * FROM endpoints WHERE subnet_id = $1 AND external_id = $2', [subnetId, externalId]);
+  return rows[0] ?? null;
+}
+
 /** Random locally administered unicast MAC (first octet x2, x6, xA or xE). */
 function generateMac(): string {
   const b = randomBytes(6);
@@ -242,20 +248,23 @@ function generateMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-async function checkHost(tx: Tx, hostId: string | null | undefined): Promise<void> {
+type Read = (sql: string, params: unknown[]) => Promise<Row[]>;
+const readIn = (tx: Tx): Read => (sql, params) => tx.query(sql, params);
+
+async function checkHost(read: Read, hostId: string | null | undefined): Promise<void> {
   if (!hostId) return;
-  const rows = await tx.query('SELECT 1 FROM hosts WHERE id = $1', [hostId]);
+  const rows = await read('SELECT 1 FROM hosts WHERE id = $1', [hostId]);
   if (rows.length === 0) throw new ReferenceNotFound('hostId', 'host', hostId);
 }
 
-async function checkGroups(tx: Tx, ids: string[] | undefined, domainId: string, enterpriseId: string): Promise<string[] | undefined> {
+async function checkGroups(read: Read, ids: string[] | undefined, domainId: string, enterpriseId: string): Promise<string[] | undefined> {
   if (ids === undefined || ids.length === 0) return ids;
   const unique = [...new Set(ids)];
-  const rows = await tx.query<{ id: string; domain_id: string; enterprise_id: string }>(
+  const rows = await read(
     'SELECT id, domain_id, enterprise_id FROM policy_groups WHERE id = ANY($1::uuid[])',
     [unique],
   );
-  const byId = new Map(rows.map((r) => [r.id, r]));
+  const byId = new Map(rows.map((r) => [r.id as string, r]));
   unique.forEach((id, i) => {
     const g = byId.get(id);
     // a group of another enterprise is reported exactly like a missing one
@@ -265,8 +274,136 @@ async function checkGroups(tx: Tx, ids: string[] | undefined, domainId: string, 
   return unique;
 }
 
-export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, z.infer<typeof endpointCreate>, z.infer<typeof endpointUpdate>> {
+type EndpointInput = z.infer<typeof endpointCreate>;
+
+const INSERT_ENDPOINTS = `
+  INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
+    policy_group_ids, created_at, updated_at, revision)
+  SELECT t.id, t.ent, t.dom, t.zone, t.sub, t.host, t.kind, t.name, t.ext, t.mac, t.ip::inet, t.groups::uuid[], $13, $13, t.rev
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[],
+              $10::text[], $11::text[], $12::text[], $14::bigint[])
+    AS t(id, ent, dom, zone, sub, host, kind, name, ext, mac, ip, groups, rev)
+  WHERE cardinality(t.groups::uuid[]) = 0
+     OR (SELECT count(*) FROM policy_groups g WHERE g.id = ANY(t.groups::uuid[]) AND g.domain_id = t.dom) = cardinality(t.groups::uuid[])
+  ON CONFLICT (subnet_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+  RETURNING *`;
+
+/**
+ * Creates a batch of endpoints (no explicit MAC) in one INSERT. Each payload
+ * gets its address from the in-memory pool first; rows the guard or the
+ * externalId conflict kept out are then explained one by one (the existing
+ * endpoint for a retry, or the reason for a refusal).
+ */
+function bulkCreateEndpoints(ipam: Ipam, toModel: (r: Row) => Endpoint): BulkHandler {
+  return async (tx, payloads) => {
+    const items = payloads as BulkCreate<EndpointInput>[];
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = new Array(items.length);
+    const fail = (k: number, error: unknown) => (results[k] = { ok: false, error });
+    const candidates: Array<{ k: number; ip: string; mac: string }> = [];
+    const unexplained: number[] = [];
+    for (let k = 0; k < items.length; k++) {
+      const { parent: subnet, input } = items[k];
+      if (input.ip !== undefined) {
+        const why = await ipam.claim(tx, subnet.id, input.ip);
+        if (why === null) candidates.push({ k, ip: input.ip, mac: generateMac() });
+        else if (why.includes('in use')) unexplained.push(k);
+        else fail(k, invalid('ip', `${input.ip} ${why} (${subnet.cidr})`));
+      } else {
+        const ip = await ipam.allocate(tx, subnet.id);
+        if (ip === null) unexplained.push(k);
+        else candidates.push({ k, ip, mac: generateMac() });
+      }
+    }
+    const base = tx.peekRevision();
+    const col = <T>(f: (c: { k: number; ip: string; mac: string }, p: BulkCreate<EndpointInput>) => T) => candidates.map((c) => f(c, items[c.k]));
+    const inserted = candidates.length
+      ? await tx.query(INSERT_ENDPOINTS, [
+          col((_, p) => p.id),
+          col((_, p) => p.parent.enterprise_id),
+          col((_, p) => p.parent.domain_id),
+          col((_, p) => p.parent.zone_id),
+          col((_, p) => p.parent.id),
+          col((_, p) => p.input.hostId),
+          col((_, p) => p.input.kind),
+          col((_, p) => p.input.name),
+          col((_, p) => p.input.externalId),
+          col((c) => c.mac),
+          col((c) => c.ip),
+          col((_, p) => `{${((p.prepared as string[] | undefined) ?? []).join(',')}}`),
+          tx.now,
+          candidates.map((_, i) => base + i),
+        ])
+      : [];
+    const byId = new Map(inserted.map((r) => [r.id as string, r]));
+    // revisions must stay gap-free: renumber when some rows were kept out
+    const fix: Array<[string, number]> = [];
+    for (const c of candidates) {
+      const row = byId.get(items[c.k].id);
+      if (!row) {
+        ipam.release(items[c.k].parent.id, c.ip);
+        unexplained.push(c.k);
+        continue;
+      }
+      const revision = tx.nextRevision();
+      if (Number(row.revision) !== revision) fix.push([row.id, revision]);
+    }
+    if (fix.length) {
+      const fixed = await tx.query(
+        'UPDATE endpoints e SET revision = v.r FROM unnest($1::uuid[], $2::bigint[]) AS v(id, r) WHERE e.id = v.id RETURNING e.*',
+        [fix.map((f) => f[0]), fix.map((f) => f[1])],
+      );
+      for (const r of fixed) byId.set(r.id, r);
+    }
+    for (const c of candidates) {
+      const row = byId.get(items[c.k].id);
+      if (!row) continue;
+      const model = toModel(row);
+      tx.log({ revision: model.revision, kind: 'endpoint', op: 'create', id: model.id, enterpriseId: model.enterpriseId, state: model });
+      results[c.k] = { ok: true, value: { model, created: true, extras: {} } };
+    }
+    for (const k of unexplained) {
+      const { parent: subnet, input, prepared } = items[k];
+      const existing = await findByExternalId(tx, subnet.id, input.externalId);
+      if (existing) {
+        results[k] = { ok: true, value: { model: toModel(existing), created: false, extras: {} } };
+        continue;
+      }
+      try {
+        if (input.ip !== undefined) {
+          const why = await ipam.claim(tx, subnet.id, input.ip);
+          if (why !== null) throw new Conflict('address-in-use', `${input.ip} ${why} in subnet ${subnet.id}`, 'ip');
+          ipam.release(subnet.id, input.ip);
+        }
+        await checkGroups(readIn(tx), prepared as string[] | undefined, subnet.domain_id, subnet.enterprise_id);
+        if (input.ip === undefined) throw new SubnetExhausted(subnet.id, subnet.cidr);
+        throw new Conflict('retry', 'the endpoint could not be created because of a concurrent change; retry');
+      } catch (e) {
+        fail(k, e);
+      }
+    }
+    return results;
+  };
+}
+
+export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.infer<typeof endpointUpdate>> {
+  const toModel = (r: Row): Endpoint => ({
+    ...meta(r),
+    enterpriseId: r.enterprise_id,
+    domainId: r.domain_id,
+    zoneId: r.zone_id,
+    subnetId: r.subnet_id,
+    hostId: r.host_id,
+    kind: r.kind,
+    name: r.name,
+    externalId: r.external_id,
+    mac: r.mac,
+    ip: hostText(r.ip),
+    policyGroupIds: r.policy_group_ids,
+    status: r.status,
+  });
+  const bulk = bulkCreateEndpoints(ipam, toModel);
   return {
+    bulkCreate: (input) => (input.mac === undefined ? bulk : null),
     kind: 'endpoint',
     label: 'endpoint',
     table: 'endpoints',
@@ -290,53 +427,59 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, z.infer<typeof en
     createSchema: endpointCreate,
     updateSchema: endpointUpdate,
     modelSchema: modelSchema(endpointCreate, { status: { type: 'string', enum: ['pending', 'active', 'error'] } }),
-    toModel: (r: Row): Endpoint => ({
-      ...meta(r),
-      enterpriseId: r.enterprise_id,
-      domainId: r.domain_id,
-      zoneId: r.zone_id,
-      subnetId: r.subnet_id,
-      hostId: r.host_id,
-      kind: r.kind,
-      name: r.name,
-      externalId: r.external_id,
-      mac: r.mac,
-      ip: hostText(r.ip),
-      policyGroupIds: r.policy_group_ids,
-      status: r.status,
-    }),
-    async create(tx, { parent, input, id }) {
+    toModel,
+    async prepare(read, { parent, input }) {
+      await checkHost(read, input.hostId);
+      return checkGroups(read, input.policyGroupIds, parent!.domain_id, parent!.enterprise_id);
+    },
+    async create(tx, { parent, input, id, prepared }) {
       const subnet = parent!;
-      if (input.externalId !== null) {
-        // idempotent attach: an orchestrator's retry gets the endpoint it already has
-        const existing = await tx.query('SELECT * FROM endpoints WHERE subnet_id = $1 AND external_id = $2', [subnet.id, input.externalId]);
-        if (existing.length > 0) return { existing: existing[0] };
-      }
-      await checkHost(tx, input.hostId);
-      const groups = await checkGroups(tx, input.policyGroupIds, subnet.domain_id, subnet.enterprise_id);
+      const groups = (prepared as string[] | undefined) ?? [];
       let ip: string;
+      let release = () => undefined as void;
       if (input.ip !== undefined) {
-        const why = await ipam.claim(tx, subnet as any, input.ip);
+        const why = await ipam.claim(tx, subnet.id, input.ip);
         if (why !== null) {
-          if (why.includes('in use')) throw new Conflict('address-in-use', `${input.ip} ${why} in subnet ${subnet.id}`, 'ip');
+          if (why.includes('in use')) {
+            const existing = await findByExternalId(tx, subnet.id, input.externalId);
+            if (existing) return { existing };
+            throw new Conflict('address-in-use', `${input.ip} ${why} in subnet ${subnet.id}`, 'ip');
+          }
           throw invalid('ip', `${input.ip} ${why} (${subnet.cidr})`);
         }
         ip = input.ip;
       } else {
-        const got = await ipam.allocate(tx, subnet as any);
-        if (got === null) throw new SubnetExhausted(subnet.id, subnet.cidr);
+        const got = await ipam.allocate(tx, subnet.id);
+        if (got === null) {
+          const existing = await findByExternalId(tx, subnet.id, input.externalId);
+          if (existing) return { existing };
+          throw new SubnetExhausted(subnet.id, subnet.cidr);
+        }
         ip = got;
       }
+      release = () => ipam.release(subnet.id, ip);
       let macAddr = input.mac;
       if (macAddr !== undefined) {
         const taken = await tx.query('SELECT id FROM endpoints WHERE subnet_id = $1 AND mac = $2', [subnet.id, macAddr]);
-        if (taken.length > 0) throw new Conflict('mac-in-use', `MAC ${macAddr} is already used by endpoint ${taken[0].id} in this subnet`, 'mac');
+        if (taken.length > 0) {
+          release();
+          const existing = await findByExternalId(tx, subnet.id, input.externalId);
+          if (existing) return { existing };
+          throw new Conflict('mac-in-use', `MAC ${macAddr} is already used by endpoint ${taken[0].id} in this subnet`, 'mac');
+        }
       } else macAddr = generateMac();
-      const revision = tx.nextRevision();
-      const [row] = await tx.query(
+      // One statement: the group check done in prepare() is repeated as a guard
+      // (a group deleted since makes it insert nothing), and an endpoint that
+      // already has this externalId makes it insert nothing (idempotent attach).
+      const revision = tx.peekRevision();
+      const rows = await tx.query(
         `INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
            policy_group_ids, created_at, updated_at, revision)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) RETURNING *`,
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::uuid[], $13, $13, $14
+         WHERE cardinality($12::uuid[]) = 0
+            OR (SELECT count(*) FROM policy_groups WHERE id = ANY($12::uuid[]) AND domain_id = $3) = cardinality($12::uuid[])
+         ON CONFLICT (subnet_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+         RETURNING *`,
         [
           id,
           subnet.enterprise_id,
@@ -349,16 +492,24 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, z.infer<typeof en
           input.externalId,
           macAddr,
           ip,
-          groups ?? [],
+          groups,
           tx.now,
           revision,
         ],
       );
-      return row;
+      if (rows.length === 1) {
+        tx.nextRevision();
+        return rows[0];
+      }
+      release();
+      const existing = await findByExternalId(tx, subnet.id, input.externalId);
+      if (existing) return { existing };
+      await checkGroups(readIn(tx), groups, subnet.domain_id, subnet.enterprise_id); // throws with the reason
+      throw new Error('endpoint insert was refused for no known reason');
     },
     async update(tx, { row, input, revision }) {
-      await checkHost(tx, input.hostId);
-      const groups = await checkGroups(tx, input.policyGroupIds, row.domain_id, row.enterprise_id);
+      await checkHost(readIn(tx), input.hostId);
+      const groups = await checkGroups(readIn(tx), input.policyGroupIds, row.domain_id, row.enterprise_id);
       const moved = input.hostId !== undefined && input.hostId !== row.host_id;
       const [u] = await tx.query(
         `UPDATE endpoints SET name = COALESCE($2, name), host_id = CASE WHEN $3 THEN $4::uuid ELSE host_id END,
