@@ -68,6 +68,14 @@ export interface ResourceDef<M extends ResourceMeta = any, I = any, U = any> {
    * guaranteed inside create() (by a constraint or a guarded statement).
    */
   prepare?(read: (sql: string, params: unknown[]) => Promise<Row[]>, ctx: { caller: Caller; parent: Row | null; input: I }): Promise<unknown>;
+  /**
+   * Replaces the parent load and prepare() with one query (the hot path of
+   * endpoint creation). Must throw NotFound for a parent the caller cannot see.
+   */
+  loadForCreate?(
+    read: (sql: string, params: unknown[]) => Promise<Row[]>,
+    ctx: { caller: Caller; parentId: string; input: I },
+  ): Promise<{ parent: Row; prepared: unknown }>;
   /** a bulk handler for this input (group insert), or null for the one-by-one path */
   bulkCreate?(input: I): BulkHandler | null;
   /** inserts the row; returns it */
@@ -232,8 +240,16 @@ export class ResourceEngine {
     // The parent is read outside the writer: its enterprise never changes, and
     // every child table has a foreign key to its parent, so a parent deleted in
     // the meantime makes the insert fail instead of leaving an orphan.
-    const parent = def.parent && parentId !== null ? await this.load(null, this.def(def.parent.kind), caller, parentId) : null;
-    const prepared = def.prepare ? await def.prepare((sql, params) => this.db.read(sql, params), { caller, parent, input }) : undefined;
+    const read = (sql: string, params: unknown[]) => this.db.read(sql, params);
+    let parent: Row | null = null;
+    let prepared: unknown;
+    if (def.loadForCreate && parentId !== null) {
+      if (!isUuid(parentId)) throw new NotFound(this.def(def.parent!.kind).label, parentId);
+      ({ parent, prepared } = await def.loadForCreate(read, { caller, parentId, input }));
+    } else {
+      parent = def.parent && parentId !== null ? await this.load(null, this.def(def.parent.kind), caller, parentId) : null;
+      prepared = def.prepare ? await def.prepare(read, { caller, parent, input }) : undefined;
+    }
     const bulk = def.bulkCreate && parent ? def.bulkCreate(input) : null;
     if (bulk) {
       const item: BulkCreate<unknown> = { caller, parent: parent!, input, id: randomUUID(), prepared };

@@ -12,8 +12,8 @@ import {
   Subnet,
   usableRange,
 } from '#sdn/model';
-import { hashKey, newApiKey, requireOperator } from '../common/auth';
-import { Conflict, invalid, ReferenceNotFound, ReferenceOutOfScope, SubnetExhausted } from '../common/errors';
+import { hashKey, newApiKey, requireOperator, scopeOf } from '../common/auth';
+import { Conflict, invalid, NotFound, ReferenceNotFound, ReferenceOutOfScope, SubnetExhausted } from '../common/errors';
 import { cidr, description, ipAddress, mac, name, uuid, vni } from '../common/validation';
 import type { BulkHandler, Tx } from '../db/database';
 import { Ipam } from '../ipam/allocator';
@@ -259,11 +259,12 @@ async function checkHost(read: Read, hostId: string | null | undefined): Promise
 
 async function checkGroups(read: Read, ids: string[] | undefined, domainId: string, enterpriseId: string): Promise<string[] | undefined> {
   if (ids === undefined || ids.length === 0) return ids;
+  const rows = await read('SELECT id, domain_id, enterprise_id FROM policy_groups WHERE id = ANY($1::uuid[])', [[...new Set(ids)]]);
+  return judgeGroups(rows, ids, domainId, enterpriseId);
+}
+
+function judgeGroups(rows: Row[], ids: string[], domainId: string, enterpriseId: string): string[] {
   const unique = [...new Set(ids)];
-  const rows = await read(
-    'SELECT id, domain_id, enterprise_id FROM policy_groups WHERE id = ANY($1::uuid[])',
-    [unique],
-  );
   const byId = new Map(rows.map((r) => [r.id as string, r]));
   unique.forEach((id, i) => {
     const g = byId.get(id);
@@ -428,9 +429,21 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.
     updateSchema: endpointUpdate,
     modelSchema: modelSchema(endpointCreate, { status: { type: 'string', enum: ['pending', 'active', 'error'] } }),
     toModel,
-    async prepare(read, { parent, input }) {
-      await checkHost(read, input.hostId);
-      return checkGroups(read, input.policyGroupIds, parent!.domain_id, parent!.enterprise_id);
+    async loadForCreate(read, { caller, parentId, input }) {
+      // subnet, host and groups in one round trip
+      const [row] = await read(
+        `SELECT s.*,
+           (SELECT count(*) FROM hosts WHERE id = $3::uuid) AS host_found,
+           (SELECT coalesce(json_agg(json_build_object('id', g.id, 'domain_id', g.domain_id, 'enterprise_id', g.enterprise_id)), '[]')
+              FROM policy_groups g WHERE g.id = ANY($4::uuid[])) AS groups_found
+         FROM subnets s WHERE s.id = $1 AND ($2::uuid IS NULL OR s.enterprise_id = $2)`,
+        [parentId, scopeOf(caller), input.hostId, [...new Set(input.policyGroupIds)]],
+      );
+      if (!row) throw new NotFound('subnet', parentId);
+      if (input.hostId && Number(row.host_found) === 0) throw new ReferenceNotFound('hostId', 'host', input.hostId);
+      const prepared = judgeGroups(row.groups_found, input.policyGroupIds, row.domain_id, row.enterprise_id);
+      const { host_found: _h, groups_found: _g, ...parent } = row;
+      return { parent, prepared };
     },
     async create(tx, { parent, input, id, prepared }) {
       const subnet = parent!;
