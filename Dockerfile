@@ -1,0 +1,16 @@
+# The directory (and the controller, same image) for docker-compose.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npx tsc -p . && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+ENV NODE_ENV=production PORT=8080
+EXPOSE 8080
+CMD ["node", "--enable-source-maps", "dist/apps/directory/src/main.js"]
