@@ -1,0 +1,204 @@
+/**
+ * The agent's side of the protocol: connects, says hello with its host id,
+ * credential, VTEP and last acknowledged version, delivers snapshots and
+ * deltas in order, sends acks and nacks, and reconnects with exponential
+ * backoff, resuming from the last acknowledged version.
+ *
+ * The controller keeps at most one message unacknowledged per agent, so an
+ * agent that applies asynchronously simply acks (or nacks) when done.
+ */
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+import type { HostDelta, HostState } from '#sdn/compiler';
+import { CLOSE_AUTH_FAILED, decode, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION } from './messages';
+
+export interface ResumePoint {
+  /** epoch of the controller that sent `version` ('' when unknown) */
+  epoch: string;
+  version: number;
+  /** digest of the state at `version` */
+  digest: string;
+}
+
+export interface AgentClientOptions {
+  /** first reconnect delay (ms); doubles up to maxBackoffMs, with jitter */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** where to resume from at the first connection (an agent that kept its state across a restart) */
+  resume?: ResumePoint;
+  /** ws options (e.g. TLS) */
+  ws?: WebSocket.ClientOptions;
+}
+
+interface Replyable {
+  ack(): void;
+  nack(reason: string): void;
+}
+
+export interface SnapshotEvent extends Replyable {
+  epoch: string;
+  version: number;
+  digest: string;
+  state: HostState;
+}
+
+export interface DeltaEvent extends Replyable {
+  epoch: string;
+  /** the version the delta applies to */
+  fromVersion: number;
+  version: number;
+  /** digest the state must have after applying the delta */
+  digest: string;
+  delta: HostDelta;
+}
+
+export interface AgentClientEvents {
+  connected: [];
+  disconnected: [{ code: number; reason: string }];
+  /** the controller refused the hello (bad credential); the client keeps retrying with backoff */
+  rejected: [string];
+  snapshot: [SnapshotEvent];
+  delta: [DeltaEvent];
+  error: [Error];
+}
+
+export class AgentClient extends EventEmitter<AgentClientEvents> {
+  private ws: WebSocket | null = null;
+  private closed = false;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private resume: ResumePoint;
+  /** digest and epoch of the versions received but not yet answered */
+  private readonly received = new Map<number, { epoch: string; digest: string }>();
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+
+  constructor(
+    readonly url: string,
+    readonly hostId: string,
+    private readonly credential: string,
+    readonly vtepIp: string,
+    private readonly opts: AgentClientOptions = {},
+  ) {
+    super();
+    this.resume = opts.resume ?? { epoch: '', version: 0, digest: '' };
+    this.minBackoffMs = opts.minBackoffMs ?? 200;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
+  }
+
+  /** Creates a client and starts connecting. */
+  static connect(url: string, hostId: string, credential: string, vtepIp: string, opts?: AgentClientOptions): AgentClient {
+    const c = new AgentClient(url, hostId, credential, vtepIp, opts);
+    c.start();
+    return c;
+  }
+
+  start(): void {
+    if (this.ws || this.closed) return;
+    this.open();
+  }
+
+  /** The last acknowledged version: what the next hello resumes from. */
+  get lastAcked(): ResumePoint {
+    return { ...this.resume };
+  }
+
+  get connected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Acknowledges a received version: the agent holds exactly that state now. */
+  ack(version: number): void {
+    const r = this.received.get(version);
+    if (!r) throw new Error(`ack of version ${version}, which was not received (or was answered already)`);
+    this.received.delete(version);
+    for (const v of this.received.keys()) if (v < version) this.received.delete(v);
+    this.resume = { epoch: r.epoch, version, digest: r.digest };
+    this.sendFrame(encodeAck(version, r.digest));
+  }
+
+  /** Rejects a received version; the agent keeps its last good state (the controller then sends a snapshot). */
+  nack(version: number, reason: string): void {
+    this.received.delete(version);
+    this.sendFrame(encodeNack(version, reason));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      else ws.close(1000, 'agent closing');
+    });
+  }
+
+  private sendFrame(b: Buffer): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(b, { binary: true });
+    // when disconnected, the hello of the next connection carries the last ack
+  }
+
+  private open(): void {
+    const ws = new WebSocket(this.url, { perMessageDeflate: false, ...this.opts.ws });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('open', () => {
+      this.received.clear();
+      ws.send(
+        encodeHello({
+          protocol: PROTOCOL_VERSION,
+          hostId: this.hostId,
+          credential: this.credential,
+          vtepIp: this.vtepIp,
+          ...this.resume,
+        }),
+        { binary: true },
+      );
+      this.emit('connected');
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) return;
+      this.attempt = 0; // a working session resets the backoff
+      let m;
+      try {
+        m = decode(data);
+      } catch (e) {
+        this.emit('error', e as Error);
+        ws.terminate();
+        return;
+      }
+      if (m.type === 'snapshot') {
+        this.received.set(m.version, { epoch: m.epoch, digest: m.digest });
+        const v = m.version;
+        this.emit('snapshot', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
+      } else if (m.type === 'delta') {
+        this.received.set(m.version, { epoch: m.epoch, digest: m.digest });
+        const v = m.version;
+        this.emit('delta', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
+      }
+    });
+    ws.on('error', (e) => {
+      if (this.listenerCount('error') > 0) this.emit('error', e);
+    });
+    ws.on('close', (code, reason) => {
+      if (this.ws === ws) this.ws = null;
+      const text = reason.toString();
+      if (code === CLOSE_AUTH_FAILED) this.emit('rejected', text);
+      this.emit('disconnected', { code, reason: text });
+      if (!this.closed) this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    const base = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** Math.min(this.attempt, 16));
+    this.attempt++;
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.closed) this.open();
+    }, delay);
+  }
+}

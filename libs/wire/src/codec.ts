@@ -1,0 +1,325 @@
+/**
+ * Byte-level codec of the agent protocol: a growable writer, a bounds-checked
+ * reader, and the encoding of HostState entries driven by the compiler's
+ * SCHEMA (so both ends agree on field order by construction).
+ *
+ * Strings of one message go into a string table at its start and fields refer
+ * to them by index: a subnet id, a domain id or a VTEP address repeated over
+ * thousands of entries costs one or two bytes per use. Table strings that look
+ * like a UUID, an IPv4 address, a MAC or an IPv4 prefix are stored in binary
+ * (16, 4, 6, 5 bytes) when the text round-trips exactly.
+ * Pure: no sockets, timers or logging.
+ */
+import { SCHEMA, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
+
+/** Every decoding failure; the receiver closes the connection with it. */
+export class WireError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WireError';
+  }
+}
+
+export class Writer {
+  private buf: Buffer;
+  private pos = 0;
+  constructor(initial = 1024) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.room(1);
+    this.buf[this.pos++] = v;
+  }
+  /** unsigned LEB128, up to 2^53 */
+  varuint(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) throw new WireError(`not an unsigned integer: ${v}`);
+    this.room(8);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.pos++] = v;
+  }
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  utf8(s: string): void {
+    const n = Buffer.byteLength(s);
+    this.varuint(n);
+    this.room(n);
+    this.pos += this.buf.write(s, this.pos, 'utf8');
+  }
+  finish(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+export class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new WireError(`truncated message: need ${n} bytes at offset ${this.pos} of ${this.buf.length}`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++];
+  }
+  varuint(): number {
+    let v = 0;
+    let mul = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.u8();
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 0x80;
+    }
+    throw new WireError(`varint too long at offset ${this.pos}`);
+  }
+  bytes(n: number): Buffer {
+    this.need(n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  utf8(): string {
+    const n = this.varuint();
+    return this.bytes(n).toString('utf8');
+  }
+  get done(): boolean {
+    return this.pos === this.buf.length;
+  }
+}
+
+// ------------------------------------------------------------ string table
+
+const KIND_UTF8 = 0;
+const KIND_UUID = 1;
+const KIND_IPV4 = 2;
+const KIND_MAC = 3;
+const KIND_IPV4_CIDR = 4;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const V4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/;
+
+function ipv4Bytes(m: RegExpExecArray): number[] | null {
+  const out: number[] = [];
+  for (let i = 1; i <= 4; i++) {
+    const n = Number(m[i]);
+    if (n > 255 || String(n) !== m[i]) return null; // no leading zeros: must round-trip
+    out.push(n);
+  }
+  return out;
+}
+
+function writeTableString(w: Writer, s: string): void {
+  if (s.length === 36 && UUID_RE.test(s)) {
+    w.u8(KIND_UUID);
+    w.bytes(Buffer.from(s.replace(/-/g, ''), 'hex'));
+    return;
+  }
+  if (s.length === 17 && MAC_RE.test(s)) {
+    w.u8(KIND_MAC);
+    w.bytes(Buffer.from(s.replace(/:/g, ''), 'hex'));
+    return;
+  }
+  const m = s.length <= 18 ? V4_RE.exec(s) : null;
+  if (m) {
+    const b = ipv4Bytes(m);
+    const len = m[5] === undefined ? null : Number(m[5]);
+    if (b && (len === null || (len <= 32 && String(len) === m[5]))) {
+      if (len === null) {
+        w.u8(KIND_IPV4);
+        w.bytes(Uint8Array.from(b));
+      } else {
+        w.u8(KIND_IPV4_CIDR);
+        w.bytes(Uint8Array.from([...b, len]));
+      }
+      return;
+    }
+  }
+  w.u8(KIND_UTF8);
+  w.utf8(s);
+}
+
+function readTableString(r: Reader): string {
+  const kind = r.u8();
+  switch (kind) {
+    case KIND_UTF8:
+      return r.utf8();
+    case KIND_UUID: {
+      const h = r.bytes(16).toString('hex');
+      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    }
+    case KIND_MAC:
+      return r.bytes(6).toString('hex').match(/../g)!.join(':');
+    case KIND_IPV4:
+      return [...r.bytes(4)].join('.');
+    case KIND_IPV4_CIDR: {
+      const b = r.bytes(5);
+      if (b[4] > 32) throw new WireError(`bad IPv4 prefix length ${b[4]}`);
+      return `${b[0]}.${b[1]}.${b[2]}.${b[3]}/${b[4]}`;
+    }
+    default:
+      throw new WireError(`unknown string kind ${kind} at offset ${r.pos - 1}`);
+  }
+}
+
+/** Collects the strings of a message and gives each an index. */
+export class StringTable {
+  readonly index = new Map<string, number>();
+  readonly list: string[] = [];
+  ref(s: string): number {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.list.length;
+      this.index.set(s, i);
+      this.list.push(s);
+    }
+    return i;
+  }
+  write(w: Writer): void {
+    w.varuint(this.list.length);
+    for (const s of this.list) writeTableString(w, s);
+  }
+  static read(r: Reader): string[] {
+    const n = r.varuint();
+    if (n > r.buf.length) throw new WireError(`string table of ${n} entries in a ${r.buf.length}-byte message`);
+    const out = new Array<string>(n);
+    for (let i = 0; i < n; i++) out[i] = readTableString(r);
+    return out;
+  }
+}
+
+// ------------------------------------------------------------------ entries
+
+type Field = readonly [string, FieldType];
+const fieldsOf = (t: TableName) => SCHEMA[t] as unknown as readonly Field[];
+
+/** First pass: registers an entry's strings. */
+export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry): void {
+  const e = entry as unknown as Record<string, unknown>;
+  for (const [name, type] of fieldsOf(table)) {
+    if (type.t === 'str') st.ref(e[name] as string);
+    else if (type.t === 'nstr' && e[name] !== null) st.ref(e[name] as string);
+  }
+}
+
+export function writeEntry(w: Writer, st: StringTable, table: TableName, entry: AnyEntry): void {
+  const e = entry as unknown as Record<string, unknown>;
+  for (const [name, type] of fieldsOf(table)) {
+    const v = e[name];
+    switch (type.t) {
+      case 'str':
+        w.varuint(st.index.get(v as string)!);
+        break;
+      case 'nstr':
+        w.varuint(v === null ? 0 : st.index.get(v as string)! + 1);
+        break;
+      case 'uint':
+        w.varuint(v as number);
+        break;
+      case 'nuint':
+        w.varuint(v === null ? 0 : (v as number) + 1);
+        break;
+      case 'bool':
+        w.u8(v ? 1 : 0);
+        break;
+      case 'family':
+        w.u8(v as number);
+        break;
+      case 'enum': {
+        const i = type.values.indexOf(v as string);
+        if (i < 0) throw new WireError(`${table}.${name}: ${String(v)} is not one of ${type.values.join(', ')}`);
+        w.u8(i);
+        break;
+      }
+      case 'ports': {
+        const ps = v as { from: number; to: number }[];
+        w.varuint(ps.length);
+        for (const p of ps) {
+          w.varuint(p.from);
+          w.varuint(p.to);
+        }
+        break;
+      }
+      default: {
+        const _: never = type;
+        throw new WireError(`unknown field type ${JSON.stringify(_)}`);
+      }
+    }
+  }
+}
+
+export function readEntry(r: Reader, strings: string[], table: TableName): AnyEntry {
+  const str = (i: number) => {
+    if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
+    return strings[i];
+  };
+  const e: Record<string, unknown> = {};
+  for (const [name, type] of fieldsOf(table)) {
+    switch (type.t) {
+      case 'str':
+        e[name] = str(r.varuint());
+        break;
+      case 'nstr': {
+        const i = r.varuint();
+        e[name] = i === 0 ? null : str(i - 1);
+        break;
+      }
+      case 'uint':
+        e[name] = r.varuint();
+        break;
+      case 'nuint': {
+        const v = r.varuint();
+        e[name] = v === 0 ? null : v - 1;
+        break;
+      }
+      case 'bool':
+        e[name] = r.u8() === 1;
+        break;
+      case 'family': {
+        const f = r.u8();
+        if (f !== 4 && f !== 6) throw new WireError(`${table}.${name}: bad address family ${f}`);
+        e[name] = f;
+        break;
+      }
+      case 'enum': {
+        const i = r.u8();
+        if (i >= type.values.length) throw new WireError(`${table}.${name}: enum index ${i} out of range`);
+        e[name] = type.values[i];
+        break;
+      }
+      case 'ports': {
+        const n = r.varuint();
+        if (n > 65536) throw new WireError(`${table}.${name}: ${n} port ranges`);
+        const ps: { from: number; to: number }[] = [];
+        for (let k = 0; k < n; k++) ps.push({ from: r.varuint(), to: r.varuint() });
+        e[name] = ps;
+        break;
+      }
+      default: {
+        const _: never = type;
+        throw new WireError(`unknown field type ${JSON.stringify(_)}`);
+      }
+    }
+  }
+  return e as unknown as AnyEntry;
+}
+
+export const tableIndex = (t: TableName) => TABLES.indexOf(t);
+export function tableAt(i: number): TableName {
+  const t = TABLES[i];
+  if (t === undefined) throw new WireError(`unknown table ${i}`);
+  return t;
+}

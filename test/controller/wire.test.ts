@@ -1,0 +1,140 @@
+import { strict as assert } from 'node:assert';
+import { createServer, Server } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { cloneState, compileAll, describeDifference, diffStates, digestOf } from '#sdn/compiler';
+import {
+  AgentClient,
+  AgentServer,
+  AgentSession,
+  decode,
+  encodeDelta,
+  encodeSnapshot,
+  StateMirror,
+  stateLists,
+  WireError,
+} from '#sdn/wire';
+import { World } from '../../libs/compiler/test/support/world';
+
+function smallWorld() {
+  const w = new World();
+  const ent = w.enterprise();
+  const d = w.domain(ent);
+  const z = w.zone(d);
+  const s4 = w.subnet(z);
+  const s6 = w.subnet(z, 6);
+  const hosts = [w.host(), w.host(), w.host()];
+  const web = w.group(d, 'web');
+  const db = w.group(d, 'db');
+  const m = w.macro(ent, '198.51.100.0/24');
+  w.rule(d, { appliesTo: { type: 'policyGroup', id: db.id }, peer: { type: 'policyGroup', id: web.id }, destinationPorts: ['5432', '8000-8080'] });
+  w.rule(d, { direction: 'egress', peer: { type: 'networkMacro', id: m.id }, protocol: 'any' });
+  for (let i = 0; i < 12; i++) w.endpoint(i % 3 ? s4 : s6, hosts[i % 3], [i % 2 ? web : db]);
+  return { w, hosts, s4, web };
+}
+
+describe('wire codec', () => {
+  it('round-trips every host state of a compiled model as a snapshot, with the same digest', () => {
+    const { w } = smallWorld();
+    for (const [hostId, state] of compileAll(w.snapshot())) {
+      const frame = encodeSnapshot({ epoch: 'e1', version: 7, digest: digestOf(state) }, stateLists(state));
+      const m = decode(frame);
+      assert.equal(m.type, 'snapshot');
+      if (m.type !== 'snapshot') return;
+      assert.deepEqual(describeDifference(m.state, state), [], `host ${hostId}`);
+      assert.equal(digestOf(m.state), m.digest);
+      assert.equal(m.version, 7);
+    }
+  });
+
+  it('round-trips a delta with removals and is compact (binary ids and addresses)', () => {
+    const { w, hosts, s4, web } = smallWorld();
+    const before = compileAll(w.snapshot());
+    w.endpoint(s4, hosts[0], [web]);
+    const gone = w.list('endpoint')[0];
+    w.deleteEndpoint(gone);
+    const after = compileAll(w.snapshot());
+    const h = hosts[1].id;
+    const delta = diffStates(before.get(h)!, after.get(h)!);
+    const frame = encodeDelta({ epoch: 'e1', fromVersion: 3, version: 4, digest: digestOf(after.get(h)!) }, delta);
+    const m = decode(frame);
+    assert.equal(m.type, 'delta');
+    if (m.type !== 'delta') return;
+    const mirror = new StateMirror();
+    assert.deepEqual(mirror.applySnapshot({ epoch: 'e1', version: 3, digest: digestOf(before.get(h)!), state: cloneState(before.get(h)!) }), { ok: true });
+    assert.deepEqual(mirror.applyDelta(m), { ok: true });
+    assert.deepEqual(describeDifference(mirror.state, after.get(h)!), []);
+    // one new remote endpoint + set element + one removal: well under the size of the same as JSON
+    assert.ok(frame.length < JSON.stringify(delta).length / 2, `${frame.length} bytes`);
+  });
+
+  it('rejects truncated and unknown frames with a WireError', () => {
+    const { w } = smallWorld();
+    const state = [...compileAll(w.snapshot()).values()][0];
+    const frame = encodeSnapshot({ epoch: 'e', version: 1, digest: digestOf(state) }, stateLists(state));
+    assert.throws(() => decode(frame.subarray(0, frame.length - 3)), WireError);
+    assert.throws(() => decode(Buffer.from([99])), WireError);
+    assert.throws(() => decode(Buffer.concat([frame, Buffer.from([0])])), WireError);
+  });
+});
+
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/agent`;
+}
+
+describe('wire loopback', () => {
+  it('authenticates, streams a snapshot and a delta, and resumes from the last ack after a reconnect', async () => {
+    const { w, hosts } = smallWorld();
+    const state = compileAll(w.snapshot()).get(hosts[0].id)!;
+    const sessions: AgentSession[] = [];
+    const acks: number[] = [];
+    const server = createServer();
+    const agents = new AgentServer({
+      authenticate: async (h) => (h.credential === 'good' ? true : 'bad credential'),
+      onSession: (s) => {
+        sessions.push(s);
+        s.on('ack', (a) => acks.push(a.version));
+        if (s.hello.version === 0) s.sendSnapshot({ epoch: 'E', version: 1, digest: digestOf(state) }, stateLists(state));
+        else s.sendDelta({ epoch: 'E', fromVersion: s.hello.version, version: s.hello.version + 1, digest: digestOf(state) }, {});
+      },
+    });
+    agents.attach(server);
+    const url = await listen(server);
+
+    const rejected = AgentClient.connect(url, hosts[1].id, 'nope', hosts[1].vtepIp, { minBackoffMs: 5000 });
+    const reason = await new Promise<string>((r) => rejected.once('rejected', r));
+    assert.equal(reason, 'bad credential');
+    await rejected.close();
+
+    const mirror = new StateMirror();
+    const client = AgentClient.connect(url, hosts[0].id, 'good', hosts[0].vtepIp, { minBackoffMs: 20 });
+    const snap = await new Promise<Parameters<typeof mirror.applySnapshot>[0] & { ack(): void }>((r) => client.once('snapshot', r));
+    assert.deepEqual(mirror.applySnapshot(snap), { ok: true });
+    snap.ack();
+    await until(() => acks.includes(1));
+    assert.deepEqual(client.lastAcked, { epoch: 'E', version: 1, digest: digestOf(state) });
+
+    // the controller side drops the connection: the client reconnects and says where it is
+    const delta = new Promise<{ fromVersion: number; ack(): void }>((r) => client.once('delta', r));
+    sessions[0].close(1001, 'going away');
+    const d = await delta;
+    assert.equal(sessions.length, 2);
+    assert.equal(sessions[1].hello.version, 1);
+    assert.equal(d.fromVersion, 1);
+    d.ack();
+    await until(() => acks.includes(2));
+    await client.close();
+    await agents.close();
+    server.close();
+  });
+});
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
