@@ -1,4 +1,5 @@
-import { Pool, PoolClient, QueryResultRow } from 'pg';
+import { createHash } from 'node:crypto';
+import { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ChangeOp, ResourceKind } from '#sdn/model';
 
 /**
@@ -72,6 +73,24 @@ export interface CommitListener {
   (info: { firstRevision: number; lastRevision: number; changes: number; items: number }): void;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * A named statement for a query text: Postgres parses and plans it once per
+ * connection instead of on every call. Query texts come from templates in the
+ * code (values always go in parameters), so the set of names stays small.
+ * Measured on the endpoint-creation benchmark: parse and plan were most of the
+ * Postgres CPU spent per request.
+ */
+export function statement(text: string, values?: unknown[]): QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = 'q' + createHash('sha1').update(text).digest('hex').slice(0, 24);
+    if (statementNames.size < 10_000) statementNames.set(text, name);
+  }
+  return { name, text, values: values as any[] };
+}
+
 export class Database {
   readonly pool: Pool;
   private queue: Item[] = [];
@@ -93,7 +112,7 @@ export class Database {
   }
 
   async read<R extends QueryResultRow = any>(sql: string, params?: unknown[]): Promise<R[]> {
-    return (await this.pool.query<R>(sql, params as any[])).rows;
+    return (await this.pool.query<R>(statement(sql, params))).rows;
   }
 
   /** Runs `work` inside the next committed batch; resolves after COMMIT. */
@@ -184,7 +203,7 @@ export class Database {
         const tx: Tx = {
           query: async (sql, params) => {
             if (!/^\s*select/i.test(sql)) wrote = true;
-            return (await client.query(sql, params as any[])).rows;
+            return (await client.query(statement(sql, params))).rows;
           },
           nextRevision: () => ++revision,
           peekRevision: () => revision + 1,
@@ -212,7 +231,7 @@ export class Database {
       for (const [handler, indexes] of bulkGroups) {
         const hooks: Array<() => void> = [];
         const tx: Tx = {
-          query: async (sql, params) => (await client.query(sql, params as any[])).rows,
+          query: async (sql, params) => (await client.query(statement(sql, params))).rows,
           nextRevision: () => ++revision,
           peekRevision: () => revision + 1,
           log: (c) => {

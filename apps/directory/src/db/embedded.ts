@@ -1,6 +1,13 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** The socket path must fit sockaddr_un (107 bytes); fall back to TCP when it does not. */
+function socketUrl(dir: string, port: number): string {
+  const socket = join(dir, `.s.PGSQL.${port}`);
+  if (Buffer.byteLength(socket) > 100) return `postgres://postgres:postgres@127.0.0.1:${port}/sdn`;
+  return `postgres://postgres:postgres@localhost:${port}/sdn?host=${encodeURIComponent(dir)}`;
+}
+
 export interface EmbeddedPostgresHandle {
   url: string;
   stop(): Promise<void>;
@@ -30,7 +37,11 @@ export async function startEmbeddedPostgres(opts: {
     createPostgresUser: true,
     // Throughput over durability of the last few ms is NOT our trade-off: keep
     // fsync and synchronous_commit on; group commit in the writer is what makes it fast.
-    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', 'unix_socket_directories='],
+    // A Unix socket in the data folder: on this kind of VM a loopback TCP
+    // send costs several times a Unix-socket send, and the directory sends a
+    // few thousand queries per second (measured: ~30% of the directory's CPU
+    // in writev to Postgres over TCP). TCP stays on for other tools.
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', `unix_socket_directories=${databaseDir}`],
     onLog: () => undefined,
     onError: () => undefined,
   });
@@ -43,7 +54,7 @@ export async function startEmbeddedPostgres(opts: {
     await client.end();
   }
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${opts.port}/sdn`,
+    url: socketUrl(databaseDir, opts.port),
     stop: () => pg.stop(),
   };
 }
