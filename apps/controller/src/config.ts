@@ -1,0 +1,47 @@
+/** The controller's configuration, read and validated once at start. */
+export interface ControllerConfig {
+  databaseUrl: string;
+  host: string;
+  /** one port: agents (WebSocket upgrade on /agent), /metrics, /healthz, /agents */
+  port: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** deployment-wide anycast gateway MAC put on every subnet bridge */
+  gatewayMac: string;
+  /** change-log polling interval when no NOTIFY arrives (ms) */
+  pollMs: number;
+  /** how often endpoint status changes are written to the directory (ms) */
+  statusFlushMs: number;
+  /** milliseconds between WebSocket pings to agents */
+  pingIntervalMs: number;
+}
+
+export class ConfigError extends Error {}
+
+/** the directory's embedded Postgres with its defaults (npm start without DATABASE_URL) */
+export const DEFAULT_DATABASE_URL = 'postgres://postgres:postgres@127.0.0.1:54320/sdn';
+
+function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConfig {
+  const level = env.LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
+  const gatewayMac = (env.SDN_GATEWAY_MAC ?? '02:5d:00:00:00:01').toLowerCase();
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(gatewayMac)) throw new ConfigError(`SDN_GATEWAY_MAC must be a MAC like 02:5d:00:00:00:01, got "${gatewayMac}"`);
+  return {
+    databaseUrl: env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : DEFAULT_DATABASE_URL,
+    host: env.CONTROLLER_HOST ?? '0.0.0.0',
+    port: intFrom(env, 'CONTROLLER_PORT', 9650, 0, 65535),
+    logLevel: level as ControllerConfig['logLevel'],
+    gatewayMac,
+    pollMs: intFrom(env, 'SDN_POLL_MS', 500, 10, 60_000),
+    statusFlushMs: intFrom(env, 'SDN_STATUS_FLUSH_MS', 50, 1, 60_000),
+    pingIntervalMs: intFrom(env, 'SDN_PING_MS', 15_000, 100, 600_000),
+  };
+}

@@ -1,0 +1,531 @@
+/**
+ * The controller: loads the model from Postgres, follows the change log,
+ * keeps every host's state with the incremental engine, and streams per-host
+ * deltas to the agents (libs/wire). It holds nothing it cannot rebuild.
+ *
+ * Per host (HostStream): at most one message in flight; changes arriving
+ * meanwhile are coalesced into `pending` (key -> newest value), so a slow
+ * agent gets one merged delta when it acks and never holds others up.
+ * Activation: an endpoint change is deployed when every host that must know
+ * the endpoint has acknowledged a version that includes it; each host counts
+ * its changes (`changeSeq`), each message covers the changes up to its seq.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Subscription } from 'rxjs';
+import { AnyEntry, diffStates, Engine, PendingChanges, TableName } from '#sdn/compiler';
+import type { Change } from '#sdn/model';
+import { createModelStore, ModelStore } from '#sdn/store';
+import { AgentServer, AgentSession, CLOSE_REPLACED, CLOSE_SHUTDOWN, EntryLists, Hello } from '#sdn/wire';
+import type { ControllerConfig } from './config';
+import { createLogger, Logger } from './log';
+import { createMetrics, ControllerMetrics } from './metrics';
+
+/** An endpoint change waiting for acknowledgements. */
+interface Activation {
+  endpointId: string;
+  /** ms since epoch of the directory commit; null for endpoints found pending at start (not timed) */
+  committedAt: number | null;
+  remaining: number;
+  done: boolean;
+}
+
+class HostStream {
+  session: AgentSession | null = null;
+  /** newest version number used for this host */
+  version = 0;
+  acked = 0;
+  ackedDigest = '';
+  /** count of state changes of this host; a message covers the changes up to its seq */
+  changeSeq = 1;
+  ackedSeq = 0;
+  inflight: { version: number; seq: number; changes: PendingChanges | null; sentAt: number } | null = null;
+  pending = new PendingChanges();
+  /** false: pending is not a complete account of the changes since `acked`; send a snapshot */
+  pendingValid = false;
+  /** the last snapshot was rejected: wait for a change before sending another */
+  blocked = false;
+  readonly waiters: Array<{ seq: number; act: Activation }> = [];
+  nacks = 0;
+  lastNack: { version: number; reason: string; at: string } | null = null;
+  bytesSent = 0;
+  snapshotsSent = 0;
+  deltasSent = 0;
+  constructor(readonly hostId: string) {}
+}
+
+export interface ControllerStats {
+  revision: number;
+  bytesSent: number;
+  snapshotsSent: number;
+  deltasSent: number;
+  activations: number;
+  pendingActivations: number;
+  nacks: number;
+}
+
+export interface ControllerOptions {
+  /** called for every timed activation (benchmarks compute exact percentiles from it) */
+  onActivation?(endpointId: string, latencyMs: number): void;
+  store?: ModelStore;
+  logger?: Logger;
+}
+
+export class Controller {
+  readonly epoch = randomBytes(8).toString('hex');
+  engine: Engine;
+  readonly streams = new Map<string, HostStream>();
+  readonly metrics: ControllerMetrics;
+  readonly agents: AgentServer;
+  private readonly activations = new Map<string, Activation>();
+  private readonly toActivate = new Set<string>();
+  private buffer: Change[] = [];
+  private flushScheduled = false;
+  private subscription: Subscription | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private statusWriting = false;
+  private stopped = false;
+  private loaded = false;
+  readonly stats: ControllerStats = { revision: 0, bytesSent: 0, snapshotsSent: 0, deltasSent: 0, activations: 0, pendingActivations: 0, nacks: 0 };
+
+  constructor(
+    readonly config: ControllerConfig,
+    readonly store: ModelStore,
+    readonly log: Logger,
+    private readonly opts: ControllerOptions = {},
+  ) {
+    this.engine = new Engine({ gatewayMac: config.gatewayMac });
+    this.metrics = createMetrics(
+      () => [...this.streams.values()].map((s) => ({ hostId: s.hostId, connected: !!s.session?.isOpen, version: s.version, acked: s.acked, pendingEntries: s.pending.size })),
+      () => this.engine.revision,
+      () => this.activations.size,
+    );
+    this.agents = new AgentServer({
+      pingIntervalMs: config.pingIntervalMs,
+      authenticate: (h) => this.authenticate(h),
+      onSession: (s) => this.onSession(s),
+      onError: (e, ctx) => this.log.warn('agent connection error', { ...ctx, error: e.message }),
+    });
+  }
+
+  get ready(): boolean {
+    return this.loaded && !this.stopped && this.subscription !== null;
+  }
+
+  // ------------------------------------------------------------------ model
+
+  async start(): Promise<void> {
+    const snap = await this.store.loadSnapshot();
+    this.engine.load(snap);
+    for (const h of this.engine.hostIds()) this.streamOf(h);
+    // endpoints that were never confirmed: activate them once their hosts ack
+    for (const e of snap.endpoints) if (e.status !== 'active' && this.engine.isPlaced(e.id)) this.track(e.id, null);
+    this.loaded = true;
+    this.log.info('model loaded', { revision: snap.revision, hosts: snap.hosts.length, endpoints: snap.endpoints.length, epoch: this.epoch });
+    this.follow();
+    this.statusTimer = setInterval(() => void this.flushStatus(), this.config.statusFlushMs);
+  }
+
+  private follow(): void {
+    this.subscription = this.store.follow(this.engine.revision).subscribe({
+      next: (ch) => {
+        this.buffer.push(ch);
+        if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          setImmediate(() => this.flush());
+        }
+      },
+      error: (e: Error) => {
+        this.log.error('change log follow failed; rebuilding from the database', { error: e.message });
+        this.subscription = null;
+        void this.resync();
+      },
+    });
+  }
+
+  /** Rebuilds the model from the database and turns the difference into pending changes. */
+  private async resync(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.flush();
+      const next = new Engine({ gatewayMac: this.config.gatewayMac });
+      next.load(await this.store.loadSnapshot());
+      const hosts = new Set([...this.engine.hostIds(), ...next.hostIds()]);
+      for (const h of hosts) {
+        const d = diffStates(this.engine.stateOf(h), next.stateOf(h));
+        const s = this.streamOf(h);
+        s.changeSeq++;
+        if (s.pendingValid) s.pending.merge(d);
+      }
+      this.engine = next;
+      this.follow();
+      for (const s of this.streams.values()) this.pump(s);
+    } catch (e) {
+      this.log.error('resync failed; retrying', { error: (e as Error).message });
+      setTimeout(() => void this.resync(), 1000).unref();
+    }
+  }
+
+  /** Applies the buffered changes as one batch and sends what they changed. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.buffer.length === 0 || this.stopped) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    const endpoints = new Map<string, number>();
+    const deletedHosts: string[] = [];
+    for (const ch of batch) {
+      this.engine.apply(ch);
+      if (ch.kind === 'endpoint') {
+        if (ch.state) endpoints.set(ch.id, Date.parse(ch.committedAt));
+        else {
+          endpoints.delete(ch.id);
+          this.cancel(ch.id);
+        }
+      } else if (ch.kind === 'host' && ch.state === null) deletedHosts.push(ch.id);
+    }
+    this.metrics.changes.inc(batch.length);
+    this.stats.revision = this.engine.revision;
+    for (const [hostId, delta] of this.engine.takeDeltas()) {
+      const s = this.streamOf(hostId);
+      s.changeSeq++;
+      s.blocked = false;
+      if (s.pendingValid) {
+        s.pending.merge(delta);
+        this.boundPending(s);
+      }
+    }
+    for (const h of deletedHosts) this.dropHost(h);
+    for (const [id, at] of endpoints) if (this.engine.isPlaced(id)) this.track(id, at);
+    for (const s of this.streams.values()) if (s.pending.size > 0 || !s.pendingValid) this.pump(s);
+  }
+
+  /** A disconnected agent's pending changes may not grow past its state: then it gets a snapshot. */
+  private boundPending(s: HostStream): void {
+    if (s.session?.isOpen) return;
+    if (s.pending.size > Math.max(1000, this.engine.entryCount(s.hostId) / 2)) {
+      s.pending = new PendingChanges();
+      s.pendingValid = false;
+    }
+  }
+
+  private streamOf(hostId: string): HostStream {
+    let s = this.streams.get(hostId);
+    if (!s) {
+      s = new HostStream(hostId);
+      this.streams.set(hostId, s);
+    }
+    return s;
+  }
+
+  private dropHost(hostId: string): void {
+    const s = this.streams.get(hostId);
+    if (!s) return;
+    for (const w of s.waiters) this.release(w.act);
+    s.waiters.length = 0;
+    s.session?.close(CLOSE_SHUTDOWN, 'host deleted');
+    this.streams.delete(hostId);
+  }
+
+  // -------------------------------------------------------------- activation
+
+  private track(endpointId: string, committedAt: number | null): void {
+    this.cancel(endpointId);
+    const act: Activation = { endpointId, committedAt, remaining: 0, done: false };
+    for (const h of this.engine.hostsThatKnow(endpointId)) {
+      const s = this.streamOf(h);
+      if (s.ackedSeq >= s.changeSeq) continue;
+      act.remaining++;
+      s.waiters.push({ seq: s.changeSeq, act });
+    }
+    this.activations.set(endpointId, act);
+    if (act.remaining === 0) this.complete(act);
+  }
+
+  private cancel(endpointId: string): void {
+    const a = this.activations.get(endpointId);
+    if (a) {
+      a.done = true;
+      this.activations.delete(endpointId);
+    }
+  }
+
+  private release(act: Activation): void {
+    if (act.done) return;
+    if (--act.remaining <= 0) this.complete(act);
+  }
+
+  private complete(act: Activation): void {
+    act.done = true;
+    this.activations.delete(act.endpointId);
+    this.toActivate.add(act.endpointId);
+    this.stats.activations++;
+    if (act.committedAt !== null) {
+      const ms = Date.now() - act.committedAt;
+      this.metrics.activation.observe(ms / 1000);
+      this.opts.onActivation?.(act.endpointId, ms);
+    }
+  }
+
+  private acknowledged(s: HostStream, seq: number): void {
+    if (seq > s.ackedSeq) s.ackedSeq = seq;
+    let i = 0;
+    while (i < s.waiters.length && s.waiters[i].seq <= s.ackedSeq) this.release(s.waiters[i++].act);
+    if (i) s.waiters.splice(0, i);
+  }
+
+  private async flushStatus(): Promise<void> {
+    if (this.statusWriting || this.toActivate.size === 0) return;
+    this.statusWriting = true;
+    const ids = [...this.toActivate];
+    this.toActivate.clear();
+    try {
+      for (let i = 0; i < ids.length; i += 5000) await this.store.setEndpointStatus(ids.slice(i, i + 5000), 'active');
+    } catch (e) {
+      for (const id of ids) this.toActivate.add(id);
+      this.log.warn('writing endpoint status failed; will retry', { error: (e as Error).message, endpoints: ids.length });
+    } finally {
+      this.statusWriting = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ agents
+
+  private async authenticate(h: Hello): Promise<true | string> {
+    if (!(await this.store.verifyHostCredential(h.hostId, h.credential))) {
+      this.log.warn('agent refused: bad credential', { hostId: h.hostId });
+      return 'unknown host or bad credential';
+    }
+    const host = this.engine.hosts.get(h.hostId);
+    if (host && host.vtepIp !== h.vtepIp) {
+      this.log.warn('agent refused: VTEP mismatch', { hostId: h.hostId, vtepIp: h.vtepIp, directory: host.vtepIp });
+      return `VTEP ${h.vtepIp} does not match the directory's ${host.vtepIp}`;
+    }
+    return true;
+  }
+
+  private onSession(session: AgentSession): void {
+    const h = session.hello;
+    const s = this.streamOf(h.hostId);
+    if (s.session && s.session !== session) s.session.close(CLOSE_REPLACED, 'replaced by a newer connection');
+    s.session = session;
+    s.blocked = false;
+    s.version = Math.max(s.version, h.version);
+    let how: string;
+    if (h.digest !== '' && h.digest === this.engine.digestOf(h.hostId)) {
+      // the agent already holds the current state (e.g. the controller restarted, nothing changed)
+      how = 'in sync';
+      s.inflight = null;
+      s.pending = new PendingChanges();
+      s.pendingValid = true;
+      s.acked = h.version;
+      s.ackedDigest = h.digest;
+      this.acknowledged(s, s.changeSeq);
+    } else if (h.epoch === this.epoch && s.inflight && h.version === s.inflight.version && s.inflight.changes !== null) {
+      // the ack of the message in flight was lost
+      how = 'delta (in-flight version acknowledged)';
+      s.acked = h.version;
+      this.acknowledged(s, s.inflight.seq);
+      s.inflight = null;
+    } else if (h.epoch === this.epoch && h.version === s.acked && s.acked > 0 && s.pendingValid) {
+      how = 'delta';
+      if (s.inflight) {
+        if (s.inflight.changes === null) s.pendingValid = false;
+        else {
+          s.inflight.changes.mergePending(s.pending);
+          s.pending = s.inflight.changes;
+        }
+        s.inflight = null;
+      }
+    } else {
+      how = 'snapshot';
+      s.inflight = null;
+      s.pending = new PendingChanges();
+      s.pendingValid = false;
+    }
+    this.log.info('agent connected', { hostId: h.hostId, vtepIp: h.vtepIp, resumeFrom: h.version, resume: how, remote: session.remoteAddress });
+    void this.store.markHostSeen(h.hostId, 'up').catch(() => undefined);
+    session.on('ack', (a) => this.onAck(s, session, a.version, a.digest));
+    session.on('nack', (n) => this.onNack(s, session, n.version, n.reason));
+    session.on('close', (c) => {
+      if (s.session !== session) return;
+      s.session = null;
+      this.log.info('agent disconnected', { hostId: s.hostId, code: c.code, reason: c.reason, acked: s.acked });
+      if (!this.stopped) void this.store.markHostSeen(s.hostId, 'down').catch(() => undefined);
+    });
+    this.pump(s);
+  }
+
+  private onAck(s: HostStream, session: AgentSession, version: number, digest: string): void {
+    if (s.session !== session || !s.inflight || s.inflight.version !== version) {
+      this.log.debug('stale ack ignored', { hostId: s.hostId, version });
+      return;
+    }
+    s.acked = version;
+    s.ackedDigest = digest;
+    const seq = s.inflight.seq;
+    s.inflight = null;
+    this.acknowledged(s, seq);
+    this.pump(s);
+  }
+
+  private onNack(s: HostStream, session: AgentSession, version: number, reason: string): void {
+    if (s.session !== session || !s.inflight || s.inflight.version !== version) return;
+    const wasSnapshot = s.inflight.changes === null;
+    s.nacks++;
+    this.stats.nacks++;
+    s.lastNack = { version, reason, at: new Date().toISOString() };
+    this.metrics.nacks.inc({ host: s.hostId });
+    this.log.warn('agent rejected a version', { hostId: s.hostId, version, reason, snapshot: wasSnapshot });
+    s.inflight = null;
+    s.pending = new PendingChanges();
+    s.pendingValid = false;
+    // a rejected snapshot is not resent until the state changes again
+    s.blocked = wasSnapshot;
+    this.pump(s);
+  }
+
+  /** Sends the host what it is missing, when nothing is in flight. */
+  private pump(s: HostStream): void {
+    const session = s.session;
+    if (!session?.isOpen || s.inflight || s.blocked) return;
+    if (!s.pendingValid) {
+      const lists: { [T in TableName]?: AnyEntry[] } = {};
+      this.engine.forEachEntry(s.hostId, (t, e) => (lists[t] ??= []).push(e));
+      const version = ++s.version;
+      const n = session.sendSnapshot({ epoch: this.epoch, version, digest: this.engine.digestOf(s.hostId) }, lists as EntryLists);
+      s.inflight = { version, seq: s.changeSeq, changes: null, sentAt: Date.now() };
+      s.pending = new PendingChanges();
+      s.pendingValid = true;
+      this.sent(s, 'snapshot', n);
+      return;
+    }
+    if (s.pending.size === 0) {
+      // nothing to send; the agent is current
+      if (s.ackedSeq < s.changeSeq) this.acknowledged(s, s.changeSeq);
+      return;
+    }
+    const version = ++s.version;
+    const n = session.sendDelta({ epoch: this.epoch, fromVersion: s.acked, version, digest: this.engine.digestOf(s.hostId) }, s.pending.toDelta());
+    s.inflight = { version, seq: s.changeSeq, changes: s.pending, sentAt: Date.now() };
+    s.pending = new PendingChanges();
+    this.sent(s, 'delta', n);
+  }
+
+  private sent(s: HostStream, kind: 'snapshot' | 'delta', bytes: number): void {
+    s.bytesSent += bytes;
+    this.stats.bytesSent += bytes;
+    if (kind === 'snapshot') {
+      s.snapshotsSent++;
+      this.stats.snapshotsSent++;
+    } else {
+      s.deltasSent++;
+      this.stats.deltasSent++;
+    }
+    this.metrics.bytes.inc({ kind }, bytes);
+    this.metrics.messages.inc({ kind });
+  }
+
+  /** What /agents shows. */
+  agentReport() {
+    return [...this.streams.values()].map((s) => ({
+      hostId: s.hostId,
+      connected: !!s.session?.isOpen,
+      version: s.version,
+      ackedVersion: s.acked,
+      inFlight: s.inflight?.version ?? null,
+      pendingEntries: s.pending.size,
+      waitingActivations: s.waiters.length,
+      snapshotsSent: s.snapshotsSent,
+      deltasSent: s.deltasSent,
+      bytesSent: s.bytesSent,
+      nacks: s.nacks,
+      lastNack: s.lastNack,
+    }));
+  }
+
+  pendingActivations(): number {
+    return this.activations.size;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    for (const s of this.streams.values()) s.session?.close(CLOSE_SHUTDOWN, 'controller stopping');
+    await this.agents.close();
+    this.statusWriting = false;
+    await this.flushStatus();
+  }
+}
+
+export interface RunningController {
+  controller: Controller;
+  /** http://host:port */
+  url: string;
+  /** ws://host:port/agent */
+  agentUrl: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts a controller: loads the model, follows the change log, serves agents, /metrics, /healthz and /agents. */
+export async function startController(config: ControllerConfig, opts: ControllerOptions = {}): Promise<RunningController> {
+  const log = opts.logger ?? createLogger(config.logLevel);
+  const store = opts.store ?? createModelStore(config.databaseUrl, { pollMs: config.pollMs });
+  const controller = new Controller(config, store, log, opts);
+  await controller.start();
+  const server: Server = createServer((req, res) => void route(controller, req, res));
+  controller.agents.attach(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  log.info('controller listening', { url: `http://${host}:${port}`, agents: `ws://${host}:${port}/agent` });
+  return {
+    controller,
+    url: `http://${host}:${port}`,
+    agentUrl: `ws://${host}:${port}/agent`,
+    port,
+    async close() {
+      await controller.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections?.();
+      if (!opts.store) await store.close();
+    },
+  };
+}
+
+async function route(c: Controller, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const json = (status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  try {
+    if (req.method !== 'GET') return json(405, { title: 'method not allowed' });
+    switch (path) {
+      case '/healthz':
+        return json(c.ready ? 200 : 503, {
+          status: c.ready ? 'ok' : 'starting',
+          revision: c.engine.revision,
+          epoch: c.epoch,
+          agentsConnected: [...c.streams.values()].filter((s) => s.session?.isOpen).length,
+          pendingActivations: c.pendingActivations(),
+        });
+      case '/metrics':
+        res.writeHead(200, { 'content-type': c.metrics.registry.contentType });
+        return void res.end(await c.metrics.registry.metrics());
+      case '/agents':
+        return json(200, { items: c.agentReport() });
+      default:
+        return json(404, { title: 'not found', path });
+    }
+  } catch (e) {
+    json(500, { title: 'internal error', detail: (e as Error).message });
+  }
+}
