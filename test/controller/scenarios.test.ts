@@ -1,0 +1,203 @@
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { AnyEntry, compileAll, describeDifference, HostState, TABLES } from '#sdn/compiler';
+import { createModelStore, ModelStore } from '#sdn/store';
+import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { settled, SimHost, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
+import type { RunningController } from '../../apps/controller/src/controller';
+
+let t: TestDirectory;
+let store: ModelStore;
+
+before(async () => {
+  t = await startTestDirectory();
+  store = createModelStore(t.db.url);
+});
+after(async () => {
+  await store.close();
+  await t.stop();
+});
+
+let hostSeq = 0;
+async function makeHost(): Promise<SimHost> {
+  hostSeq++;
+  const h = await t.api.make('/api/v1/hosts', { name: `s${hostSeq}`, vtepIp: `203.0.113.${hostSeq}` });
+  return { id: h.id, credential: h.credential, vtepIp: h.vtepIp };
+}
+const endpoint = (subnetId: string, hostId: string | null, policyGroupIds: string[] = []) =>
+  t.api.make(`/api/v1/subnets/${subnetId}/endpoints`, { name: `ep${Math.random().toString(36).slice(2, 8)}`, hostId, policyGroupIds });
+
+async function settle(c: RunningController, agents: SimulatedAgent[]): Promise<Map<string, HostState>> {
+  const snap = await store.loadSnapshot();
+  await waitUntil(() => settled(c, snap.revision, agents), `settled at revision ${snap.revision}`);
+  return compileAll(snap, c.controller.engine.opts);
+}
+function assertSame(agents: SimulatedAgent[], ref: Map<string, HostState>, c?: RunningController): void {
+  for (const a of agents) {
+    const want = ref.get(a.host.id)!;
+    if (c) assert.deepEqual(describeDifference(c.controller.engine.stateOf(a.host.id), want), [], `controller, host ${a.host.id}`);
+    assert.deepEqual(describeDifference(a.state, want), [], `agent, host ${a.host.id}`);
+  }
+}
+
+describe('controller scenarios', () => {
+  it('resumes agents after a controller restart without resending their state', async () => {
+    const { subnet } = await makeTree(t.api, 'restart');
+    const hosts = [await makeHost(), await makeHost(), await makeHost()];
+    for (let i = 0; i < 9; i++) await endpoint(subnet.id, hosts[i % 3].id);
+    let c = await startTestController(t.db.url);
+    const port = c.port;
+    const agents = hosts.map((h) => new SimulatedAgent(c.agentUrl, h, { minBackoffMs: 20 }));
+    try {
+      assertSame(agents, await settle(c, agents), c);
+      const before = agents.map((a) => a.snapshots);
+      assert.deepEqual(before, [1, 1, 1]);
+      await c.close();
+      c = await startTestController(t.db.url, { port });
+      await waitUntil(() => agents.every((a) => a.connects === 2), 'agents reconnected');
+      assertSame(agents, await settle(c, agents), c);
+      // a change after the restart arrives as a delta
+      const e = await endpoint(subnet.id, hosts[0].id);
+      assertSame(agents, await settle(c, agents), c);
+      assert.ok(agents[1].state.remoteEndpoints.has(e.id));
+      assert.deepEqual(agents.map((a) => a.snapshots), before, 'no snapshot after the restart');
+      // the new controller continues the agents' version numbers
+      for (const a of agents) assert.ok(c.controller.streams.get(a.host.id)!.acked > 1);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await c.close();
+    }
+  });
+
+  it('sends one coalesced delta to an agent that missed many versions', async () => {
+    const { subnet, domain } = await makeTree(t.api, 'missed', '10.9.0.0/16');
+    const g = await t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'g' });
+    await t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, { priority: 1, direction: 'ingress', action: 'allow', peer: { type: 'policyGroup', id: g.id } });
+    const hosts = [await makeHost(), await makeHost()];
+    for (const h of hosts) await endpoint(subnet.id, h.id, [g.id]);
+    const c = await startTestController(t.db.url);
+    const stay = new SimulatedAgent(c.agentUrl, hosts[0]);
+    let away = new SimulatedAgent(c.agentUrl, hosts[1]);
+    try {
+      await settle(c, [stay, away]);
+      await away.stop();
+      const created = [];
+      for (let i = 0; i < 60; i++) created.push(await endpoint(subnet.id, hosts[i % 2].id, i % 3 ? [g.id] : []));
+      for (const e of created.slice(0, 20)) await t.api.del(`/api/v1/endpoints/${e.id}`);
+      await settle(c, [stay]);
+      const stream = c.controller.streams.get(hosts[1].id)!;
+      assert.ok(stream.version - stream.acked <= 1, 'nothing queued per version for the absent agent');
+      const missed = stay.deltas;
+      assert.ok(missed >= 2, `the connected agent got ${missed} deltas`);
+      away = new SimulatedAgent(c.agentUrl, hosts[1], { resumeFrom: away });
+      const ref = await settle(c, [stay, away]);
+      assertSame([stay, away], ref, c);
+      assert.equal(away.snapshots, 0, 'resumed without a snapshot');
+      assert.equal(away.deltas, 1, 'one coalesced delta');
+    } finally {
+      await stay.stop();
+      await away.stop();
+      await c.close();
+    }
+  });
+
+  it('reports an agent that rejects a version, resends it a snapshot, and leaves the others alone', async () => {
+    const a = await makeTree(t.api, 'nackA', '10.10.0.0/24');
+    const b = await makeTree(t.api, 'nackB', '10.10.0.0/24');
+    const hosts = [await makeHost(), await makeHost()];
+    await endpoint(a.subnet.id, hosts[0].id);
+    await endpoint(a.subnet.id, hosts[1].id);
+    await endpoint(b.subnet.id, hosts[0].id);
+    const c = await startTestController(t.db.url);
+    let refuse = false;
+    const good = new SimulatedAgent(c.agentUrl, hosts[0]);
+    const picky = new SimulatedAgent(c.agentUrl, hosts[1], { reject: (m) => (refuse ? `nft: Could not process rule: No such file or directory (version ${m.version})` : null) });
+    try {
+      await settle(c, [good, picky]);
+      refuse = true;
+      const e1 = await endpoint(a.subnet.id, hosts[0].id);
+      await waitUntil(() => picky.nacks >= 1, 'a rejection');
+      const report = (await (await fetch(`${c.url}/agents`)).json()) as { items: any[] };
+      const row = report.items.find((r) => r.hostId === hosts[1].id);
+      assert.match(row.lastNack.reason, /Could not process rule/);
+      assert.match(await (await fetch(`${c.url}/metrics`)).text(), new RegExp(`sdn_agent_nacks_total\\{host="${hosts[1].id}"\\} [1-9]`));
+      // the other agent keeps getting its changes, and endpoints the picky host need not know activate
+      const eb = await endpoint(b.subnet.id, hosts[0].id);
+      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${eb.id}`)).body.status === 'active', 'eb active');
+      assert.equal((await t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status, 'pending', 'e1 waits for the picky host');
+      assert.ok(good.state.localEndpoints.has(e1.id) && good.state.localEndpoints.has(eb.id));
+      assert.equal(good.nacks, 0);
+      assert.equal(good.snapshots, 1);
+      // the picky agent recovers: it gets a snapshot of the current state
+      refuse = false;
+      await endpoint(a.subnet.id, hosts[0].id); // a change unblocks the rejected snapshot
+      assertSame([good, picky], await settle(c, [good, picky]), c);
+      assert.ok(picky.snapshots >= 2);
+      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status === 'active', 'e1 active');
+    } finally {
+      await good.stop();
+      await picky.stop();
+      await c.close();
+    }
+  });
+
+  it('keeps tenants apart: a host holds only the domains it has endpoints in', async () => {
+    const a = await makeTree(t.api, 'isoA', '10.20.0.0/24');
+    const b = await makeTree(t.api, 'isoB', '10.20.0.0/24'); // the same addresses in another enterprise
+    const a2 = await t.api.make(`/api/v1/enterprises/${a.enterprise.id}/domains`, { name: 'isoA-2' });
+    const a2z = await t.api.make(`/api/v1/domains/${a2.id}/zones`, { name: 'z' });
+    const a2s = await t.api.make(`/api/v1/zones/${a2z.id}/subnets`, { name: 's', cidr: '10.21.0.0/24' });
+    for (const tree of [a, b]) {
+      const g = await t.api.make(`/api/v1/domains/${tree.domain.id}/policy-groups`, { name: 'web' });
+      await t.api.make(`/api/v1/domains/${tree.domain.id}/acl-rules`, { priority: 5, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: g.id } });
+    }
+    const [h1, h2, h3] = [await makeHost(), await makeHost(), await makeHost()];
+    await endpoint(a.subnet.id, h1.id);
+    await endpoint(a.subnet.id, h2.id);
+    await endpoint(b.subnet.id, h2.id);
+    await endpoint(b.subnet.id, h3.id);
+    await endpoint(a2s.id, h3.id);
+    const c = await startTestController(t.db.url);
+    const agents = [h1, h2, h3].map((h) => new SimulatedAgent(c.agentUrl, h));
+    try {
+      assertSame(agents, await settle(c, agents), c);
+      const snap = await store.loadSnapshot();
+      const domainsOf = (s: HostState) => new Set([...s.domains.keys()]);
+      assert.deepEqual(domainsOf(agents[0].state), new Set([a.domain.id]));
+      assert.deepEqual(domainsOf(agents[1].state), new Set([a.domain.id, b.domain.id]));
+      assert.deepEqual(domainsOf(agents[2].state), new Set([b.domain.id, a2.id]));
+      // every entry a host holds belongs to a domain it is present in
+      const endpointDomain = new Map(snap.endpoints.map((e) => [e.id, e.domainId]));
+      const subnetDomain = new Map(snap.subnets.map((s) => [s.id, s.domainId]));
+      for (const ag of agents) {
+        const present = domainsOf(ag.state);
+        const setDomain = new Map([...ag.state.addressSets.values()].map((s) => [s.name, s.domainId]));
+        for (const table of TABLES) {
+          for (const e of (ag.state[table] as Map<string, AnyEntry>).values()) {
+            const x = e as unknown as Record<string, string>;
+            let d: string | undefined;
+            if (table === 'host') continue;
+            if (table === 'setElements') d = setDomain.get(x.set);
+            else if (x.domainId) d = x.domainId;
+            else if (x.endpointId) d = endpointDomain.get(x.endpointId);
+            else if (x.subnetId) d = subnetDomain.get(x.subnetId);
+            assert.ok(d && present.has(d), `${table} entry ${JSON.stringify(e)} on host ${ag.host.id} is outside its domains`);
+          }
+        }
+      }
+      // h1 holds no address of B, although B uses the same prefix: no endpoint of B is known to it
+      const bEndpoints = snap.endpoints.filter((e) => e.domainId === b.domain.id).map((e) => e.id);
+      for (const id of bEndpoints) for (const tb of ['localEndpoints', 'remoteEndpoints', 'routes'] as const) assert.ok(!agents[0].state[tb].has(id));
+      // placing a B endpoint on h1 brings B's section; deleting it takes it away again
+      const visitor = await endpoint(b.subnet.id, h1.id);
+      await settle(c, agents);
+      assert.ok(agents[0].state.domains.has(b.domain.id));
+      await t.api.del(`/api/v1/endpoints/${visitor.id}`);
+      assertSame(agents, await settle(c, agents), c);
+      assert.deepEqual(domainsOf(agents[0].state), new Set([a.domain.id]));
+    } finally {
+      await Promise.all(agents.map((x) => x.stop()));
+      await c.close();
+    }
+  });
+});
