@@ -1,0 +1,225 @@
+/**
+ * The datapath of one host: keeps the kernel equal to the last HostState it
+ * accepted. A snapshot or a delta is rendered into kernel objects, diffed
+ * against what the kernel holds (read at start, then the model of the last
+ * good state), and only the difference is applied. When the kernel refuses a
+ * command, the error carries its message, and the touched domains are brought
+ * back to the last good state (read from the kernel, then diffed again).
+ */
+import { applyDelta as applyStateDelta, cloneState, emptyHostState, HostDelta, HostState } from '#sdn/compiler';
+import { CommandError, inNetns, run } from './exec';
+import { DatapathConfig, domainNs, DomainModel, renderState, touchedDomains } from './model';
+import { DomainPlan, planDomain, planIsEmpty } from './plan';
+import { listDomainNamespaces, readDomain } from './read';
+
+export interface ApplyReport {
+  /** objects added, changed or removed in the kernel */
+  changes: number;
+  durationMs: number;
+}
+
+export class ApplyError extends Error {
+  constructor(
+    message: string,
+    readonly rolledBack: boolean,
+  ) {
+    super(message);
+    this.name = 'ApplyError';
+  }
+}
+
+const SYSCTLS = [
+  'net.ipv4.ip_forward=1',
+  'net.ipv6.conf.all.forwarding=1',
+  'net.ipv4.conf.all.rp_filter=0',
+  'net.ipv4.conf.default.rp_filter=0',
+  // bridged IP traffic goes through the inet hooks, so the domain's firewall (with conntrack) sees it too
+  'net.bridge.bridge-nf-call-iptables=1',
+  'net.bridge.bridge-nf-call-ip6tables=1',
+];
+
+export class Datapath {
+  private good: HostState = emptyHostState();
+  private model = new Map<string, DomainModel>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private started = false;
+
+  constructor(readonly cfg: DatapathConfig) {}
+
+  /** the last state applied without error */
+  get state(): HostState {
+    return this.good;
+  }
+
+  /** One operation at a time: applies are serialized. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Makes the kernel equal to `desired`, reading what it holds first (every
+   * domain namespace with our prefix, including ones the state no longer has).
+   * Nothing is flushed: what already matches is left alone.
+   */
+  reconcile(desired: HostState): Promise<ApplyReport> {
+    return this.serial(async () => {
+      const t0 = performance.now();
+      const kernel = await this.readKernel(null);
+      const want = renderState(desired, this.cfg);
+      const changes = await this.execute(kernel, want);
+      this.good = cloneState(desired);
+      this.model = want;
+      this.started = true;
+      return { changes, durationMs: performance.now() - t0 };
+    }).catch((e) => {
+      throw new ApplyError(message(e), false);
+    });
+  }
+
+  /** A full state from the controller: the difference to the current kernel is applied. */
+  applySnapshot(desired: HostState): Promise<ApplyReport> {
+    if (!this.started) return this.reconcile(desired);
+    return this.serial(async () => {
+      const t0 = performance.now();
+      const want = renderState(desired, this.cfg);
+      try {
+        const changes = await this.execute(this.model, want);
+        this.good = cloneState(desired);
+        this.model = want;
+        return { changes, durationMs: performance.now() - t0 };
+      } catch (e) {
+        throw await this.rollback(e, null);
+      }
+    });
+  }
+
+  /** A delta against the last good state. */
+  applyDelta(delta: HostDelta): Promise<ApplyReport> {
+    return this.serial(async () => {
+      const t0 = performance.now();
+      const next = cloneState(this.good);
+      applyStateDelta(next, delta);
+      const domains = touchedDomains(this.good, next, delta);
+      const before = domains === null ? this.model : pick(this.model, this.good, domains, this.cfg);
+      const want = renderState(next, this.cfg, domains ?? undefined);
+      // a domain that leaves is in `before` but not in `want`
+      try {
+        const changes = await this.execute(before, want);
+        this.good = next;
+        if (domains === null) this.model = want;
+        else {
+          for (const ns of before.keys()) this.model.delete(ns);
+          for (const [ns, m] of want) this.model.set(ns, m);
+        }
+        return { changes, durationMs: performance.now() - t0 };
+      } catch (e) {
+        throw await this.rollback(e, domains);
+      }
+    });
+  }
+
+  /** Removes every domain namespace of this agent (tests and decommissioning; never done at start). */
+  destroy(): Promise<void> {
+    return this.serial(async () => {
+      for (const ns of (await listDomainNamespaces(this.cfg)).keys()) await run(['ip', 'netns', 'del', ns]).catch(() => undefined);
+      this.good = emptyHostState();
+      this.model = new Map();
+    });
+  }
+
+  private async readKernel(only: Set<string> | null): Promise<Map<string, DomainModel>> {
+    const out = new Map<string, DomainModel>();
+    for (const [ns, vni] of await listDomainNamespaces(this.cfg)) {
+      if (only && !only.has(ns)) continue;
+      out.set(ns, await readDomain(ns, vni));
+    }
+    return out;
+  }
+
+  /** After a refused command: the touched domains go back to the last good state, as read from the kernel. */
+  private async rollback(e: unknown, domains: Set<string> | null): Promise<ApplyError> {
+    const reason = message(e);
+    try {
+      const want = domains === null ? renderState(this.good, this.cfg) : renderState(this.good, this.cfg, domains);
+      const namespaces = domains === null ? null : new Set([...want.keys(), ...this.namespacesOf(domains)]);
+      const kernel = await this.readKernel(namespaces);
+      await this.execute(kernel, want, namespaces === null);
+      return new ApplyError(reason, true);
+    } catch (e2) {
+      return new ApplyError(`${reason}; rollback failed: ${message(e2)}`, false);
+    }
+  }
+
+  private namespacesOf(domainIds: Set<string>): string[] {
+    const out: string[] = [];
+    for (const id of domainIds) {
+      const d = this.good.domains.get(id);
+      if (d) out.push(domainNs(this.cfg, d.l3Vni));
+    }
+    return out;
+  }
+
+  /** Applies the difference between two sets of domain models; returns the number of changed objects. */
+  private async execute(from: Map<string, DomainModel>, to: Map<string, DomainModel>, removeUnknown = true): Promise<number> {
+    const plans: DomainPlan[] = [];
+    for (const [ns, m] of to) plans.push(planDomain(from.get(ns) ?? null, m, this.cfg));
+    if (removeUnknown) for (const [ns, m] of from) if (!to.has(ns)) plans.push(planDomain(m, null, this.cfg));
+    let changes = 0;
+    for (const p of plans) {
+      changes += p.changes;
+      if (!planIsEmpty(p)) await this.executePlan(p);
+    }
+    return changes;
+  }
+
+  private async executePlan(p: DomainPlan): Promise<void> {
+    if (p.deleteNs) {
+      await run(['ip', 'netns', 'del', p.ns]);
+      return;
+    }
+    if (p.createNs) {
+      await run(['ip', 'netns', 'add', p.ns]).catch((e) => {
+        if (!(e instanceof CommandError && /File exists/.test(e.stderr))) throw e;
+      });
+      await run(inNetns(p.ns, ['ip', 'link', 'set', 'lo', 'up']));
+      await run(inNetns(p.ns, ['sysctl', '-q', '-w', ...SYSCTLS]));
+    }
+    if (p.ipPre.length) await batch(inNetns(p.ns, ['ip', '-batch', '-']), p.ipPre);
+    if (p.hostIp.length) await batch(inNetns(this.cfg.hostNetns, ['ip', '-batch', '-']), p.hostIp);
+    if (p.ipPost.length) await batch(inNetns(p.ns, ['ip', '-batch', '-']), p.ipPost);
+    if (p.bridge.length) await batch(inNetns(p.ns, ['bridge', '-batch', '-']), p.bridge);
+    if (p.nft) await batch(inNetns(p.ns, ['nft', '-f', '-']), p.nft.trimEnd().split('\n'));
+  }
+}
+
+async function batch(argv: string[], lines: string[]): Promise<void> {
+  try {
+    await run(argv, lines.join('\n') + '\n');
+  } catch (e) {
+    if (e instanceof CommandError) {
+      // name the refused line: iproute2 says "Command failed -:N", nft "-:N:..." / "/dev/stdin:N:..."
+      const m = /(?:-|stdin):(\d+)/.exec(e.stderr);
+      const line = m ? lines[Number(m[1]) - 1] : undefined;
+      throw new CommandError(e.argv, e.code, line ? `${e.stderr.trim()} [line: ${line}]` : e.stderr);
+    }
+    throw e;
+  }
+}
+
+function pick(model: Map<string, DomainModel>, state: HostState, domainIds: Set<string>, cfg: DatapathConfig): Map<string, DomainModel> {
+  const out = new Map<string, DomainModel>();
+  for (const id of domainIds) {
+    const d = state.domains.get(id);
+    if (!d) continue;
+    const ns = domainNs(cfg, d.l3Vni);
+    const m = model.get(ns);
+    if (m) out.set(ns, m);
+  }
+  return out;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

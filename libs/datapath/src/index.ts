@@ -1,0 +1,5 @@
+export * from './exec';
+export * from './model';
+export * from './read';
+export * from './plan';
+export * from './datapath';

@@ -1,0 +1,129 @@
+/**
+ * Reads what the kernel holds in the agent's namespaces, as the same model
+ * `renderState` produces. Only objects the agent could have made are read:
+ * devices named like ours, permanent neighbours, static FDB entries on VXLAN
+ * ports, routes with our protocol number, and the `sdn` nftables table.
+ */
+import { CommandError, inNetns, run, runJson } from './exec';
+import {
+  DatapathConfig,
+  DomainModel,
+  emptyDomainModel,
+  fdbKey,
+  FdbSpec,
+  NFT_TABLE,
+  NftRule,
+  peerIfName,
+  ROUTE_PROTO,
+  shortPrefix,
+} from './model';
+
+const OUR_LINK = /^(l3br|l3vx|br|vx)\d+$|^ep[0-9a-f]{12}$/;
+const VXLAN_LINK = /^(l3vx|vx)\d+$/;
+
+/** Names of the domain namespaces the agent owns (by prefix), with their l3Vni. */
+export async function listDomainNamespaces(cfg: DatapathConfig): Promise<Map<string, number>> {
+  const list = await runJson<{ name: string }[]>(['ip', '-j', 'netns', 'list']).catch(() => []);
+  const out = new Map<string, number>();
+  for (const { name } of list) {
+    if (!name.startsWith(cfg.nsPrefix)) continue;
+    const rest = name.slice(cfg.nsPrefix.length);
+    if (/^\d+$/.test(rest)) out.set(name, Number(rest));
+  }
+  return out;
+}
+
+export async function readDomain(ns: string, l3Vni: number): Promise<DomainModel> {
+  const m = emptyDomainModel(ns, l3Vni);
+  const [links, addrs, fdb, neigh, routes4, routes6, nft] = await Promise.all([
+    runJson<any[]>(inNetns(ns, ['ip', '-d', '-j', 'link', 'show'])),
+    runJson<any[]>(inNetns(ns, ['ip', '-j', 'addr', 'show'])),
+    runJson<any[]>(inNetns(ns, ['bridge', '-j', 'fdb', 'show'])),
+    runJson<any[]>(inNetns(ns, ['ip', '-j', 'neigh', 'show', 'nud', 'permanent'])),
+    runJson<any[]>(inNetns(ns, ['ip', '-4', '-j', 'route', 'show', 'proto', String(ROUTE_PROTO)])),
+    runJson<any[]>(inNetns(ns, ['ip', '-6', '-j', 'route', 'show', 'proto', String(ROUTE_PROTO)])),
+    readNft(ns),
+  ]);
+  for (const l of links) {
+    const name: string = l.ifname;
+    if (!OUR_LINK.test(name)) continue;
+    const kind = l.linkinfo?.info_kind;
+    const up = (l.flags as string[]).includes('UP');
+    // a device that is down is taken as absent: it is recreated (a down device forwards nothing anyway)
+    if (!up) continue;
+    if (kind === 'bridge') m.links.set(name, { kind, name, mac: l.address });
+    else if (kind === 'vxlan')
+      m.links.set(name, { kind, name, vni: l.linkinfo.info_data.id, local: l.linkinfo.info_data.local ?? l.linkinfo.info_data.local6 ?? '', master: l.master ?? '' });
+    else if (kind === 'veth') m.links.set(name, { kind, name, master: l.master ?? '', peer: peerIfName(name), peerMac: '' });
+  }
+  for (const a of addrs) {
+    if (!OUR_LINK.test(a.ifname)) continue;
+    for (const ai of a.addr_info ?? []) {
+      if (ai.scope !== 'global') continue;
+      const cidr = `${ai.local}/${ai.prefixlen}`;
+      m.addrs.set(`${a.ifname}|${cidr}`, { dev: a.ifname, cidr });
+    }
+  }
+  for (const f of fdb) {
+    if (!VXLAN_LINK.test(f.ifname)) continue;
+    const flags: string[] = f.flags ?? [];
+    let spec: FdbSpec | null = null;
+    if (flags.includes('self') && f.dst) spec = { dev: f.ifname, mac: f.mac, dst: f.dst };
+    else if (f.master && f.state === 'static') spec = { dev: f.ifname, mac: f.mac };
+    if (spec) m.fdb.set(fdbKey(spec), spec);
+  }
+  for (const n of neigh) {
+    if (!OUR_LINK.test(n.dev) || !n.lladdr) continue;
+    m.neigh.set(`${n.dev}|${n.dst}`, { dev: n.dev, ip: n.dst, mac: n.lladdr });
+  }
+  for (const r of [...routes4, ...routes6]) {
+    const prefix = r.dst.includes('/') ? r.dst : r.dst.includes(':') ? `${r.dst}/128` : `${r.dst}/32`;
+    m.routes.set(prefix, { prefix, via: r.gateway ?? r.via?.host ?? '', dev: r.dev });
+  }
+  m.nft = nft;
+  return m;
+}
+
+function elementText(e: any): string | null {
+  if (typeof e === 'string') return e;
+  if (e?.prefix) return shortPrefix(`${e.prefix.addr}/${e.prefix.len}`);
+  if (e?.elem) return elementText(e.elem.val);
+  if (e?.range) return `${e.range[0]}-${e.range[1]}`;
+  return null;
+}
+
+async function readNft(ns: string): Promise<DomainModel['nft']> {
+  const nft: DomainModel['nft'] = { sets: new Map(), elements: new Map(), egress: [], ingress: [], base: false };
+  let doc: any;
+  try {
+    const { stdout } = await run(inNetns(ns, ['nft', '-j', 'list', 'table', 'inet', NFT_TABLE]));
+    doc = JSON.parse(stdout);
+  } catch (e) {
+    if (e instanceof CommandError && /No such file|does not exist/i.test(e.stderr)) return nft;
+    throw e;
+  }
+  const forward: string[] = [];
+  for (const item of doc.nftables as any[]) {
+    if (item.set) {
+      const s = item.set;
+      nft.sets.set(s.name, s.type === 'ipv6_addr' ? 6 : 4);
+      const els = new Set<string>();
+      for (const e of s.elem ?? []) {
+        const t = elementText(e);
+        if (t) els.add(t);
+      }
+      nft.elements.set(s.name, els);
+    } else if (item.rule) {
+      const r = item.rule;
+      const rule: NftRule = { text: '', comment: r.comment ?? '' };
+      if (r.chain === 'egress') nft.egress.push(rule);
+      else if (r.chain === 'ingress') nft.ingress.push(rule);
+      else if (r.chain === 'forward') forward.push(rule.comment);
+    }
+  }
+  nft.base = forward.join(',') === BASE_COMMENTS.join(',');
+  return nft;
+}
+
+/** comments of the forward chain's rules, in order: what says the base is ours and current */
+export const BASE_COMMENTS = ['base established', 'base invalid', 'base egress4', 'base egress6', 'base ingress4', 'base ingress6'];

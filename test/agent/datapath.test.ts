@@ -1,0 +1,189 @@
+/**
+ * Real traffic through states compiled by the real compiler from a model held
+ * by a real directory: three hosts on an underlay bridge, each with its own
+ * datapath; two enterprises with the same 10.0.0.0/24.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { HostState } from '#sdn/compiler';
+import { Datapath, readDomain, domainNs, listDomainNamespaces, ApplyError } from '#sdn/datapath';
+import { Api, startTestDirectory, TestDirectory } from '../support/directory';
+import { CompiledModel, datapathFor, deltaBetween } from '../support/agent';
+import { greeting, inNs, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';
+
+interface Ep {
+  id: string;
+  ip: string;
+  mac: string;
+  name: string;
+  ifName: string;
+  ns: string;
+  host: TestHost;
+}
+
+describe('datapath: states from the real compiler into real namespaces', () => {
+  const world = new NetnsWorld(runPrefix('dp'));
+  let t: TestDirectory;
+  let api: Api;
+  let model: CompiledModel;
+  const hostIds = new Map<string, string>(); // h1 -> host id
+  const paths = new Map<string, Datapath>();
+  let states = new Map<string, HostState>();
+  const eps = new Map<string, Ep>();
+  const ids: Record<string, any> = {};
+
+  /** recompiles every host and applies the difference as a delta (what the controller would stream) */
+  async function sync(): Promise<void> {
+    const next = await model.states([...hostIds.values()]);
+    for (const [name, id] of hostIds) {
+      const prev = states.get(id)!;
+      await paths.get(name)!.applyDelta(deltaBetween(prev, next.get(id)!));
+    }
+    states = next;
+  }
+
+  async function endpoint(name: string, subnet: any, host: string, groups: string[] = []): Promise<any> {
+    return api.make(`/api/v1/subnets/${subnet.id}/endpoints`, {
+      name,
+      kind: 'container',
+      hostId: hostIds.get(host),
+      externalId: `${world.prefix}-${name}`,
+      policyGroupIds: groups,
+    });
+  }
+
+  /** plugs the endpoint's veth into a container namespace (what the CNI plugin does) */
+  function plug(name: string, e: any, subnet: any, host: string): Ep {
+    const h = world.host(host);
+    const st = states.get(hostIds.get(host)!)!;
+    const local = st.localEndpoints.get(e.id);
+    assert.ok(local, `${name} is local on ${host}`);
+    const ns = world.attachContainer(name, h, { ifName: local.ifName, ip: e.ip, prefixLength: Number(subnet.cidr.split('/')[1]), gateway: subnet.gateway });
+    const ep = { id: e.id, ip: e.ip, mac: e.mac, name, ifName: local.ifName, ns, host: h };
+    eps.set(name, ep);
+    return ep;
+  }
+
+  before(async () => {
+    world.setup(3);
+    t = await startTestDirectory();
+    api = t.api;
+    model = new CompiledModel(t.db.url);
+    for (const h of world.hosts) {
+      const made = await api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
+      hostIds.set(h.name, made.id);
+      paths.set(h.name, datapathFor(h));
+    }
+    // enterprise A: two subnets of one domain, web/app/db groups, a partner network
+    const entA = await api.make('/api/v1/enterprises', { name: 'ent-a' });
+    const domA = await api.make(`/api/v1/enterprises/${entA.id}/domains`, { name: 'a', defaultIngressAction: 'deny', defaultEgressAction: 'allow' });
+    const zoneA = await api.make(`/api/v1/domains/${domA.id}/zones`, { name: 'a-z' });
+    const a1 = await api.make(`/api/v1/zones/${zoneA.id}/subnets`, { name: 'a-front', cidr: '10.0.0.0/24' });
+    const a2 = await api.make(`/api/v1/zones/${zoneA.id}/subnets`, { name: 'a-back', cidr: '10.0.1.0/24' });
+    const a3 = await api.make(`/api/v1/zones/${zoneA.id}/subnets`, { name: 'a-partner', cidr: '10.0.2.0/24' });
+    const web = await api.make(`/api/v1/domains/${domA.id}/policy-groups`, { name: 'web' });
+    const app = await api.make(`/api/v1/domains/${domA.id}/policy-groups`, { name: 'app' });
+    const db = await api.make(`/api/v1/domains/${domA.id}/policy-groups`, { name: 'db' });
+    // enterprise B: the same 10.0.0.0/24, everything allowed
+    const entB = await api.make('/api/v1/enterprises', { name: 'ent-b' });
+    const domB = await api.make(`/api/v1/enterprises/${entB.id}/domains`, { name: 'b', defaultIngressAction: 'allow', defaultEgressAction: 'allow' });
+    const zoneB = await api.make(`/api/v1/domains/${domB.id}/zones`, { name: 'b-z' });
+    const b1s = await api.make(`/api/v1/zones/${zoneB.id}/subnets`, { name: 'b-front', cidr: '10.0.0.0/24' });
+    Object.assign(ids, { entA, domA, a1, a2, a3, web, app, db, entB, domB, b1s });
+
+    const rule = (body: any) => api.make(`/api/v1/domains/${domA.id}/acl-rules`, { direction: 'ingress', action: 'allow', ...body });
+    await rule({ priority: 100, appliesTo: { type: 'policyGroup', id: db.id }, peer: { type: 'policyGroup', id: app.id }, protocol: 'tcp', destinationPorts: ['5432'] });
+    await rule({ priority: 200, protocol: 'icmp' });
+    await rule({ priority: 210, appliesTo: { type: 'policyGroup', id: app.id }, protocol: 'tcp', destinationPorts: ['8080'] });
+
+    const e = {
+      web1: await endpoint('web1', a1, 'h1', [web.id]),
+      app1: await endpoint('app1', a1, 'h2', [app.id]),
+      app2: await endpoint('app2', a1, 'h3', [app.id]),
+      db1: await endpoint('db1', a2, 'h3', [db.id]),
+      p1: await endpoint('p1', a3, 'h1'),
+      p2: await endpoint('p2', a3, 'h2'),
+      b1: await endpoint('b1', b1s, 'h1'),
+      b2: await endpoint('b2', b1s, 'h2'),
+    };
+    Object.assign(ids, e);
+    // a network macro: an address range outside the policy groups (here the partner p1's address)
+    const partner = await api.make(`/api/v1/enterprises/${entA.id}/network-macros`, { name: 'partner', cidr: `${e.p1.ip}/32` });
+    await rule({ priority: 110, appliesTo: { type: 'policyGroup', id: db.id }, peer: { type: 'networkMacro', id: partner.id }, protocol: 'tcp', destinationPorts: ['5432'] });
+    ids.partner = partner;
+    states = await model.states([...hostIds.values()]);
+    for (const [name, id] of hostIds) await paths.get(name)!.reconcile(states.get(id)!);
+    plug('web1', e.web1, a1, 'h1');
+    plug('app1', e.app1, a1, 'h2');
+    plug('app2', e.app2, a1, 'h3');
+    plug('db1', e.db1, a2, 'h3');
+    plug('p1', e.p1, a3, 'h1');
+    plug('p2', e.p2, a3, 'h2');
+    plug('b1', e.b1, b1s, 'h1');
+    plug('b2', e.b2, b1s, 'h2');
+    for (const [name, port] of [['db1', 5432], ['app1', 8080], ['app2', 8080], ['b2', 8080], ['app1', 5432]] as const) {
+      const ep = eps.get(name)!;
+      await waitForLine(startGreeter(world, ep.ns, port, name), 'up');
+    }
+  });
+
+  after(async () => {
+    world.cleanup();
+    await model?.close();
+    await t?.stop();
+  });
+
+  it('gives both enterprises the same addresses, in separate domain namespaces', () => {
+    assert.equal(ids.web1.ip, ids.b1.ip, 'IPAM gives the first address of 10.0.0.0/24 to both tenants');
+    const h1 = world.host('h1');
+    assert.deepEqual(
+      [...new Set(sh(['ip', '-j', 'netns', 'list']).match(new RegExp(`${h1.domainPrefix}\\d+`, 'g')))].sort(),
+      [domainNs({ nsPrefix: h1.domainPrefix } as any, ids.domA.l3Vni), domainNs({ nsPrefix: h1.domainPrefix } as any, ids.domB.l3Vni)].sort(),
+    );
+  });
+
+  it('carries ping and TCP between hosts in one subnet over VXLAN', () => {
+    assert.ok(ping(eps.get('web1')!.ns, ids.app1.ip), 'web1 (h1) pings app1 (h2)');
+    assert.ok(ping(eps.get('app1')!.ns, ids.app2.ip), 'app1 (h2) pings app2 (h3)');
+    assert.equal(greeting(eps.get('web1')!.ns, ids.app1.ip, 8080), 'hello from app1', 'web1 -> app1 tcp/8080 is allowed by a rule');
+  });
+
+  it('routes between subnets of a domain over the l3Vni', () => {
+    assert.ok(ping(eps.get('web1')!.ns, ids.db1.ip), 'web1 (10.0.0.0/24, h1) pings db1 (10.0.1.0/24, h3)');
+    assert.ok(ping(eps.get('p2')!.ns, ids.db1.ip), 'p2 (10.0.2.0/24, h2) pings db1');
+  });
+
+  it('enforces the ACL: default deny, an allow rule, return traffic, a higher-priority deny, a network macro', async () => {
+    const db = ids.db1.ip;
+    assert.equal(greeting(eps.get('web1')!.ns, db, 5432), null, 'web -> db tcp/5432 is denied by default');
+    assert.equal(greeting(eps.get('app1')!.ns, db, 5432), 'hello from db1', 'app -> db tcp/5432 is allowed; the greeting is return traffic');
+    assert.equal(greeting(eps.get('p1')!.ns, db, 5432), 'hello from db1', 'the partner network macro allows p1');
+    assert.equal(greeting(eps.get('p2')!.ns, db, 5432), null, 'p2 is outside the macro');
+    assert.equal(greeting(eps.get('db1')!.ns, ids.app1.ip, 5432), null, 'the rule admits app -> db, not db -> app');
+
+    // a deny of higher priority (lower number) for app2 wins over the app allow
+    await api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, {
+      priority: 50,
+      direction: 'ingress',
+      action: 'deny',
+      appliesTo: { type: 'policyGroup', id: ids.db.id },
+      peer: { type: 'endpoint', id: ids.app2.id },
+      protocol: 'tcp',
+      destinationPorts: ['5432'],
+    });
+    await sync();
+    assert.equal(greeting(eps.get('app2')!.ns, db, 5432), null, 'app2 is denied by the priority-50 rule');
+    assert.equal(greeting(eps.get('app1')!.ns, db, 5432), 'hello from db1', 'app1 is still allowed');
+  });
+
+  it('isolates the tenants, overlapping addresses included', () => {
+    const b1 = eps.get('b1')!;
+    assert.ok(ping(b1.ns, ids.b2.ip), 'b1 (h1) pings b2 (h2) in enterprise B');
+    assert.equal(greeting(b1.ns, ids.b2.ip, 8080), 'hello from b2', "B's 10.0.0.x reaches B's endpoint");
+    // app1 has B's b2 address? both tenants allocate in order: b2 has app1's address
+    assert.equal(ids.b2.ip, ids.app1.ip);
+    assert.equal(greeting(eps.get('web1')!.ns, ids.b2.ip, 8080), 'hello from app1', "A's web1 reaches A's app1 at the same address, never B's b2");
+    assert.ok(!ping(b1.ns, ids.db1.ip, 1), "B cannot reach A's other subnet");
+    assert.ok(!ping(b1.ns, ids.p1.ip, 1), "nor A's partner subnet");
+  });
+});
