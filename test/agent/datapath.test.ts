@@ -186,4 +186,98 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.ok(!ping(b1.ns, ids.db1.ip, 1), "B cannot reach A's other subnet");
     assert.ok(!ping(b1.ns, ids.p1.ip, 1), "nor A's partner subnet");
   });
+
+  it('moves an endpoint: FDB, neighbours and sets follow it to its new host', async () => {
+    const app2 = eps.get('app2')!;
+    const r = await api.patch(`/api/v1/endpoints/${app2.id}`, { hostId: hostIds.get('h2') });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await sync();
+    const h1 = world.host('h1');
+    const fdb = kernelText(h1, ids.domA.l3Vni);
+    assert.match(fdb, new RegExp(`${app2.mac} dev vx\\d+ dst ${world.host('h2').vtep}`), 'h1 sends app2 to h2 now');
+    assert.doesNotMatch(fdb, new RegExp(`${app2.mac} dev vx\\d+ dst ${world.host('h3').vtep}`), 'and no longer to h3');
+    // the container follows: its old veth went with the local endpoint on h3, a new one waits on h2
+    sh(['ip', 'netns', 'del', app2.ns]);
+    eps.delete('app2');
+    plug('app2', { id: app2.id, ip: app2.ip, mac: app2.mac }, ids.a1, 'h2');
+    assert.ok(ping(eps.get('web1')!.ns, app2.ip), 'web1 (h1) pings app2 at h2');
+  });
+
+  it('deletes an endpoint: its FDB, neighbour, route and set entries leave every host', async () => {
+    const db1 = eps.get('db1')!;
+    const before = world.hosts.map((h) => kernelText(h, ids.domA.l3Vni));
+    assert.ok(before.every((text) => text.includes(db1.ip)), 'every host knows db1 before');
+    assert.equal((await api.del(`/api/v1/endpoints/${db1.id}`)).status, 204);
+    await sync();
+    for (const h of world.hosts) {
+      const text = kernelText(h, ids.domA.l3Vni);
+      assert.ok(!text.includes(db1.ip) && !text.includes(db1.mac), `${h.name} forgot db1: ${text.split('\n').filter((l) => l.includes(db1.ip) || l.includes(db1.mac)).join(' / ')}`);
+    }
+    // h3 had only db1 (app2 moved away): enterprise A's namespace is gone from h3
+    const h3 = world.host('h3');
+    const left = await listDomainNamespaces({ nsPrefix: h3.domainPrefix } as any);
+    assert.ok(![...left.values()].includes(ids.domA.l3Vni), 'the domain left h3');
+    assert.ok(ping(eps.get('web1')!.ns, ids.app1.ip), 'the others still talk');
+  });
+
+  it('restarts without disturbing an established TCP connection; a second reconcile finds nothing to do', async () => {
+    const app1 = eps.get('app1')!;
+    const web1 = eps.get('web1')!;
+    const conn = world.spawnIn(web1.ns, [process.execPath, '-e', LINE_CLIENT(app1.ip, 8080)]);
+    await waitForLine(conn, 'hello from app1');
+    for (const h of world.hosts) {
+      const fresh = datapathFor(h); // a new agent process: knows nothing, reads the kernel
+      const r = await fresh.reconcile(states.get(hostIds.get(h.name)!)!);
+      assert.equal(r.changes, 0, `${h.name}: the kernel already holds the state`);
+      paths.set(h.name, fresh);
+    }
+    const echoed = waitForLine(conn, 'still-here');
+    conn.stdin!.write('still-here\n');
+    await echoed;
+    world.kill(conn);
+  });
+
+  it('rejects a version the kernel refuses with its message, and keeps the last good state', async () => {
+    const h1 = world.host('h1');
+    const dp = paths.get('h1')!;
+    const good = dp.state;
+    // something in the way: a device with the name the next subnet's bridge needs
+    const a4 = await api.make(`/api/v1/zones/${(await api.get(`/api/v1/subnets/${ids.a1.id}`)).body.zoneId}/subnets`, { name: 'a-extra', cidr: '10.0.3.0/24' });
+    const ns = domainNs({ nsPrefix: h1.domainPrefix } as any, ids.domA.l3Vni);
+    sh(['ip', '-n', ns, 'link', 'add', `br${a4.l2Vni}`, 'type', 'veth', 'peer', 'name', 'blocker']);
+    const extra = await endpoint('extra', a4, 'h1');
+    const next = await model.states([...hostIds.values()]);
+    await assert.rejects(dp.applyDelta(deltaBetween(states.get(hostIds.get('h1')!)!, next.get(hostIds.get('h1')!)!)), (e: unknown) => {
+      assert.ok(e instanceof ApplyError);
+      assert.match(e.message, /File exists/, 'the kernel says why');
+      assert.ok(e.rolledBack);
+      return true;
+    });
+    assert.equal(dp.state, good, 'the last good state is kept');
+    assert.ok(ping(eps.get('web1')!.ns, ids.app1.ip), 'and forwards');
+    // once the obstacle is gone the same version applies
+    sh(['ip', '-n', ns, 'link', 'del', 'blocker']);
+    await sync();
+    assert.ok(paths.get('h1')!.state.localEndpoints.has(extra.id));
+  });
 });
+
+/** a client that keeps one connection open and echoes what the server sends back for each stdin line */
+const LINE_CLIENT = (ip: string, port: number) =>
+  `const s=require('net').connect(${port},'${ip}');s.on('data',(d)=>process.stdout.write(d));s.on('error',(e)=>{console.log('error '+e.message);process.exit(1)});` +
+  `process.stdin.on('data',(d)=>s.write(d));`;
+
+/** FDB, neighbours, routes and nftables of a host's domain namespace, as text ('' when the domain is not there) */
+function kernelText(h: TestHost, l3Vni: number): string {
+  const ns = domainNs({ nsPrefix: h.domainPrefix } as any, l3Vni);
+  try {
+    return [
+      sh(['bridge', '-n', ns, 'fdb', 'show']),
+      sh(['ip', '-n', ns, 'neigh', 'show']),
+      sh(['ip', '-n', ns, 'route', 'show']),
+      inNs(ns, ['nft', 'list', 'table', 'inet', 'sdn']),
+    ].join('\n');
+  } catch {
+    return '';
+  }
+}

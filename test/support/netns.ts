@@ -101,7 +101,7 @@ export class NetnsWorld {
 
   /** a long-running process inside a namespace, killed at cleanup */
   spawnIn(ns: string, argv: string[]): ChildProcess {
-    const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const p = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     return p;

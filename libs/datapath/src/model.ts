@@ -39,11 +39,15 @@ export const LOCAL_SET: Record<4 | 6, string> = { 4: 'local4', 6: 'local6' };
 /** conntrack mark of a connection admitted by a stateless rule: its return traffic is checked again */
 export const STATELESS_MARK = '0x00000002';
 
-export type LinkSpec =
+export type LinkSpec = (
   | { kind: 'bridge'; name: string; mac: string }
   | { kind: 'vxlan'; name: string; vni: number; local: string; master: string }
   /** host side of an endpoint, on the subnet bridge; `peer` (container side) waits in the host namespace */
-  | { kind: 'veth'; name: string; master: string; peer: string; peerMac: string };
+  | { kind: 'veth'; name: string; master: string; peer: string; peerMac: string }
+) & {
+  /** read from the kernel: the device is down (an interrupted apply); it is recreated */
+  down?: true;
+};
 
 export interface FdbSpec {
   dev: string;

@@ -43,7 +43,8 @@ export interface DomainPlan {
 }
 
 const linkRecreate = (a: LinkSpec, b: LinkSpec) =>
-  a.kind !== b.kind || (a.kind === 'vxlan' && b.kind === 'vxlan' && (a.vni !== b.vni || a.local !== b.local));
+  a.kind !== b.kind ||
+  a.down === true || (a.kind === 'vxlan' && b.kind === 'vxlan' && (a.vni !== b.vni || a.local !== b.local));
 
 const isV6 = (ip: string) => ip.includes(':');
 

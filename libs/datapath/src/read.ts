@@ -18,8 +18,9 @@ import {
   shortPrefix,
 } from './model';
 
-const OUR_LINK = /^(l3br|l3vx|br|vx)\d+$|^ep[0-9a-f]{12}$/;
 const VXLAN_LINK = /^(l3vx|vx)\d+$/;
+const BRIDGE_LINK = /^(l3br|br)\d+$/;
+const VETH_LINK = /^ep[0-9a-f]{12}$/;
 
 /** Names of the domain namespaces the agent owns (by prefix), with their l3Vni. */
 export async function listDomainNamespaces(cfg: DatapathConfig): Promise<Map<string, number>> {
@@ -46,18 +47,23 @@ export async function readDomain(ns: string, l3Vni: number): Promise<DomainModel
   ]);
   for (const l of links) {
     const name: string = l.ifname;
-    if (!OUR_LINK.test(name)) continue;
     const kind = l.linkinfo?.info_kind;
-    const up = (l.flags as string[]).includes('UP');
-    // a device that is down is taken as absent: it is recreated (a down device forwards nothing anyway)
-    if (!up) continue;
-    if (kind === 'bridge') m.links.set(name, { kind, name, mac: l.address });
-    else if (kind === 'vxlan')
-      m.links.set(name, { kind, name, vni: l.linkinfo.info_data.id, local: l.linkinfo.info_data.local ?? l.linkinfo.info_data.local6 ?? '', master: l.master ?? '' });
-    else if (kind === 'veth') m.links.set(name, { kind, name, master: l.master ?? '', peer: peerIfName(name), peerMac: '' });
+    // a device of ours that is down (left by an interrupted apply) is marked, so the plan recreates it
+    const down = !(l.flags as string[]).includes('UP') ? { down: true as const } : {};
+    if (kind === 'bridge' && BRIDGE_LINK.test(name)) m.links.set(name, { kind, name, mac: l.address, ...down });
+    else if (kind === 'vxlan' && VXLAN_LINK.test(name))
+      m.links.set(name, {
+        kind,
+        name,
+        vni: l.linkinfo.info_data.id,
+        local: l.linkinfo.info_data.local ?? l.linkinfo.info_data.local6 ?? '',
+        master: l.master ?? '',
+        ...down,
+      });
+    else if (kind === 'veth' && VETH_LINK.test(name)) m.links.set(name, { kind, name, master: l.master ?? '', peer: peerIfName(name), peerMac: '', ...down });
   }
   for (const a of addrs) {
-    if (!OUR_LINK.test(a.ifname)) continue;
+    if (!m.links.has(a.ifname)) continue;
     for (const ai of a.addr_info ?? []) {
       if (ai.scope !== 'global') continue;
       const cidr = `${ai.local}/${ai.prefixlen}`;
@@ -73,7 +79,7 @@ export async function readDomain(ns: string, l3Vni: number): Promise<DomainModel
     if (spec) m.fdb.set(fdbKey(spec), spec);
   }
   for (const n of neigh) {
-    if (!OUR_LINK.test(n.dev) || !n.lladdr) continue;
+    if (!m.links.has(n.dev) || !n.lladdr) continue;
     m.neigh.set(`${n.dev}|${n.dst}`, { dev: n.dev, ip: n.dst, mac: n.lladdr });
   }
   for (const r of [...routes4, ...routes6]) {

@@ -1,0 +1,54 @@
+/** The agent's configuration, read and validated once at start (environment variables). */
+export interface AgentConfig {
+  /** ws://controller:9650/agent */
+  controllerUrl: string;
+  hostId: string;
+  /** the host credential issued by the directory when the host was created */
+  credential: string;
+  vtepIp: string;
+  /** namespace to program (holds the VTEP address); null = the agent's own */
+  netns: string | null;
+  /** domain namespaces are `${nsPrefix}${l3Vni}` */
+  nsPrefix: string;
+  mtu: number;
+  /** health and metrics: host:port, port 0 = any */
+  httpHost: string;
+  httpPort: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export class ConfigError extends Error {}
+
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const need = (name: string) => {
+    const v = env[name];
+    if (!v) throw new ConfigError(`${name} is required`);
+    return v;
+  };
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+  const level = env.LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
+  const hostId = need('AGENT_HOST_ID');
+  if (!/^[0-9a-f-]{36}$/i.test(hostId)) throw new ConfigError(`AGENT_HOST_ID must be a host UUID, got "${hostId}"`);
+  const nsPrefix = env.AGENT_NS_PREFIX ?? 'sdn';
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(nsPrefix)) throw new ConfigError(`AGENT_NS_PREFIX must be 1-40 of [A-Za-z0-9_-], got "${nsPrefix}"`);
+  return {
+    controllerUrl: need('AGENT_CONTROLLER_URL'),
+    hostId,
+    credential: need('AGENT_CREDENTIAL'),
+    vtepIp: need('AGENT_VTEP_IP'),
+    netns: env.AGENT_NETNS ? env.AGENT_NETNS : null,
+    nsPrefix,
+    mtu: int('AGENT_MTU', 1450, 576, 9000),
+    httpHost: env.AGENT_HTTP_HOST ?? '127.0.0.1',
+    httpPort: int('AGENT_HTTP_PORT', 9651, 0, 65535),
+    logLevel: level as AgentConfig['logLevel'],
+  };
+}
