@@ -1,0 +1,76 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { BgpSpeaker, decode, type EvpnRoute, type PeerStateChange } from '#sdn/bgp';
+import { waitFor } from './support/wait.js';
+
+const PORT_A = 21790;
+const PORT_B = 21791;
+
+describe('BgpSpeaker against itself', () => {
+  const speakers: BgpSpeaker[] = [];
+  after(async () => {
+    for (const s of speakers) await s.stop();
+  });
+
+  it('establishes an eBGP session and exchanges unicast and EVPN routes both ways', async () => {
+    const a = new BgpSpeaker({ asn: 65001, routerId: '10.0.0.1', listen: { address: '127.0.1.1', port: PORT_A } });
+    const b = new BgpSpeaker({ asn: 65002, routerId: '10.0.0.2', listen: { address: '127.0.1.2', port: PORT_B } });
+    speakers.push(a, b);
+    const states: PeerStateChange[] = [];
+    a.peerStateChanges$.subscribe((s) => states.push(s));
+    await a.start();
+    await b.start();
+    a.addNeighbor({ address: '127.0.1.2', port: PORT_B, asn: 65002, localAddress: '127.0.1.1', connectRetryTime: 1 });
+    b.addNeighbor({ address: '127.0.1.1', port: PORT_A, asn: 65001, localAddress: '127.0.1.2', connectRetryTime: 1 });
+    await waitFor('session up', () => a.neighbor('127.0.1.2')?.state === 'established' && b.neighbor('127.0.1.1')?.state === 'established');
+    assert.ok(states.some((s) => s.state === 'established'));
+
+    const mac: EvpnRoute = { routeType: 2, rd: '10.0.0.1:100', esi: '00:00:00:00:00:00:00:00:00:00', ethernetTag: 0, mac: 'AA:BB:CC:00:00:01', ip: '192.168.1.10', labels: [10100, 50000] };
+    a.addRoute({ family: 'ipv4-unicast', prefix: '10.10.0.0/16', nextHop: '10.255.0.1', attributes: { communities: [65001 * 65536 + 7] } });
+    a.addRoute({ family: 'ipv6-unicast', prefix: '2001:db8:0::/48', nextHop: '2001:db8::1' });
+    a.addRoute({
+      family: 'l2vpn-evpn',
+      route: mac,
+      nextHop: '10.255.0.1',
+      attributes: { extendedCommunities: [{ kind: 'route-target', value: '65001:100' }, { kind: 'encapsulation', tunnelType: 8 }, { kind: 'router-mac', mac: '02:00:00:00:00:01' }] },
+    });
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.20.0.0/16', nextHop: '10.255.0.2' });
+
+    const got = await waitFor('routes at b', () => b.route('l2vpn-evpn', mac) && b.route('ipv4-unicast', '10.10.0.0/16') && b.route('ipv6-unicast', '2001:db8::/48') && b);
+    const v4 = got.route('ipv4-unicast', '10.10.0.0/16')!;
+    assert.equal(v4.nextHop, '10.255.0.1');
+    assert.deepEqual(v4.attributes.asPath, [{ type: 'sequence', asns: [65001] }]);
+    assert.deepEqual(v4.attributes.communities, [65001 * 65536 + 7]);
+    const e = got.route('l2vpn-evpn', mac)!;
+    assert.deepEqual(e.evpn, { ...mac, mac: 'aa:bb:cc:00:00:01' });
+    assert.equal(e.source, '127.0.1.1');
+    await waitFor('route at a', () => a.route('ipv4-unicast', '10.20.0.0/16'));
+    // b does not send a's routes back to a (they would be AS-path loops anyway).
+    assert.equal(a.adjRibIn('127.0.1.2', 'ipv4-unicast').length, 1);
+
+    a.withdrawRoute({ family: 'l2vpn-evpn', route: mac });
+    await waitFor('EVPN withdrawal at b', () => b.route('l2vpn-evpn', mac) === undefined);
+    const st = a.neighbor('127.0.1.2')!;
+    assert.ok(st.counters.updatesSent >= 3 && st.counters.routesAdvertised === 2 && st.counters.routesReceived === 1);
+  });
+
+  it('answers a garbage-sending peer with NOTIFICATION 1/1 and keeps the other session', async () => {
+    const [a, b] = speakers;
+    a.addNeighbor({ address: '127.0.1.9', asn: 65009, passive: true });
+    const sock = net.connect({ host: '127.0.1.1', port: PORT_A, localAddress: '127.0.1.9' });
+    const chunks: Buffer[] = [];
+    sock.on('data', (c) => chunks.push(c));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(Buffer.alloc(40, 0x41));
+    await new Promise((r) => sock.once('close', r));
+    const all = Buffer.concat(chunks);
+    // OPEN first, then NOTIFICATION Message Header Error / Connection Not Synchronized.
+    const openLen = all.readUInt16BE(16);
+    const n = decode(all.subarray(openLen, openLen + all.readUInt16BE(openLen + 16)));
+    assert.deepEqual({ type: n.type, code: (n as { code: number }).code, subcode: (n as { subcode: number }).subcode }, { type: 'notification', code: 1, subcode: 1 });
+    assert.equal(a.neighbor('127.0.1.2')!.state, 'established');
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.21.0.0/16', nextHop: '10.255.0.2' });
+    await waitFor('route after garbage', () => a.route('ipv4-unicast', '10.21.0.0/16'));
+  });
+});
