@@ -1,0 +1,4 @@
+export * from './communities';
+export * from './model';
+export * from './export';
+export * from './import';
