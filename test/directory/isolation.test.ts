@@ -139,6 +139,24 @@ describe('tenant isolation', () => {
     assert.ok(changes.body.items.every((c: any) => c.enterpriseId === A.enterprise.id));
   });
 
+  it('leaves route distinguishers and targets to the operator, and never lets one target serve two enterprises', async () => {
+    // a tenant choosing targets could import another tenant's routes from other datacenters
+    const steal = await alice.patch(`/api/v1/domains/${A.domain.id}`, { importRouteTargets: ['65000:4242'] });
+    assert.equal(steal.status, 403);
+    assert.match(steal.body.detail, /importRouteTargets is set by the operator/);
+    assert.equal((await alice.post(`/api/v1/enterprises/${A.enterprise.id}/domains`, { name: 'x', routeDistinguisher: '65000:9' })).status, 403);
+    assert.equal((await alice.post(`/api/v1/enterprises/${A.enterprise.id}/domains`, { name: 'plain' })).status, 201, 'a domain without BGP identity is fine');
+    // the operator sets them; a target of B's domain is refused for A's
+    assert.equal((await t.api.patch(`/api/v1/domains/${B.domain.id}`, { exportRouteTargets: ['65000:4242'] })).status, 200);
+    const clash = await t.api.patch(`/api/v1/domains/${A.domain.id}`, { importRouteTargets: ['65000:4242'] });
+    assert.equal(clash.status, 409);
+    assert.equal(clash.body.type, '/problems/route-target-in-use');
+    const created = await t.api.post(`/api/v1/enterprises/${A.enterprise.id}/domains`, { name: 'y', exportRouteTargets: ['65000:4242'] });
+    assert.equal(created.status, 409);
+    // within one enterprise, sharing a target between its domains is allowed (route leaking between its own VRFs)
+    assert.equal((await t.api.post(`/api/v1/enterprises/${B.enterprise.id}/domains`, { name: 'b2', importRouteTargets: ['65000:4242'] })).status, 201);
+  });
+
   it('refuses requests without a valid key', async () => {
     const anon = await fetch(`${t.dir.url}/api/v1/enterprises`);
     assert.equal(anon.status, 401);

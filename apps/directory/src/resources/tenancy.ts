@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Domain, Enterprise, Zone } from '#sdn/model';
-import { requireOperator } from '../common/auth';
-import { Conflict } from '../common/errors';
+import { Caller, requireOperator } from '../common/auth';
+import { Conflict, Forbidden } from '../common/errors';
 import { action, description, name, rdOrRt, vni } from '../common/validation';
 import type { Tx } from '../db/database';
 import { meta, ResourceDef, Row, rulesReferencing } from './engine';
@@ -114,6 +114,33 @@ async function uniqueRd(tx: Tx, rd: string | null | undefined, exceptId: string 
   if (rows.length > 0) throw new Conflict('rd-in-use', `route distinguisher ${rd} is already used by another domain`, 'routeDistinguisher');
 }
 
+/**
+ * Route distinguishers and route targets name a domain to every other
+ * datacenter and router: a tenant who could choose them could import another
+ * tenant's routes. Like a provider's VPN, they are set by the operator only,
+ * and one route target never serves two enterprises.
+ */
+function checkBgpIdentity(caller: Caller, input: { routeDistinguisher?: unknown; importRouteTargets?: unknown; exportRouteTargets?: unknown }) {
+  if (caller.role === 'operator') return;
+  for (const field of ['routeDistinguisher', 'importRouteTargets', 'exportRouteTargets'] as const) {
+    if (input[field] !== undefined) {
+      throw new Forbidden(`${field} is set by the operator: route distinguishers and targets name the domain to other datacenters`);
+    }
+  }
+}
+
+async function targetsOfOneEnterprise(tx: Tx, enterpriseId: string, targets: string[]) {
+  if (targets.length === 0) return;
+  const rows = await tx.query(
+    `SELECT t FROM domains, unnest(import_route_targets || export_route_targets) AS t
+      WHERE enterprise_id <> $1 AND t = ANY($2::text[]) LIMIT 1`,
+    [enterpriseId, targets],
+  );
+  if (rows.length > 0) {
+    throw new Conflict('route-target-in-use', `route target ${rows[0].t} is used by a domain of another enterprise`, 'importRouteTargets');
+  }
+}
+
 export const domainDef: ResourceDef<Domain, z.infer<typeof domainCreate>, z.infer<typeof domainUpdate>> = {
   kind: 'domain',
   label: 'domain',
@@ -142,9 +169,11 @@ export const domainDef: ResourceDef<Domain, z.infer<typeof domainCreate>, z.infe
     defaultIngressAction: r.default_ingress_action,
     defaultEgressAction: r.default_egress_action,
   }),
-  async create(tx, { parent, input, id }) {
+  async create(tx, { caller, parent, input, id }) {
+    checkBgpIdentity(caller, input.routeDistinguisher === null && input.importRouteTargets.length === 0 && input.exportRouteTargets.length === 0 ? {} : input);
     await uniqueName(tx, 'domains', 'enterprise_id', parent!.id, input.name, null, 'a domain of this enterprise');
     await uniqueRd(tx, input.routeDistinguisher, null);
+    await targetsOfOneEnterprise(tx, parent!.id, [...input.importRouteTargets, ...input.exportRouteTargets]);
     const l3Vni = await claimVni(tx, input.l3Vni, 'domain', id, 'l3Vni');
     const revision = tx.nextRevision();
     const [row] = await tx.query(
@@ -168,9 +197,11 @@ export const domainDef: ResourceDef<Domain, z.infer<typeof domainCreate>, z.infe
     );
     return row;
   },
-  async update(tx, { row, input, revision }) {
+  async update(tx, { caller, row, input, revision }) {
+    checkBgpIdentity(caller, input);
     if (input.name !== undefined) await uniqueName(tx, 'domains', 'enterprise_id', row.enterprise_id, input.name, row.id, 'a domain of this enterprise');
     await uniqueRd(tx, input.routeDistinguisher, row.id);
+    await targetsOfOneEnterprise(tx, row.enterprise_id, [...(input.importRouteTargets ?? []), ...(input.exportRouteTargets ?? [])]);
     const [u] = await tx.query(
       `UPDATE domains SET name = COALESCE($2, name), description = COALESCE($3, description),
          route_distinguisher = CASE WHEN $4 THEN $5 ELSE route_distinguisher END,
