@@ -17,7 +17,7 @@ const u24 = fc.nat({ max: 0xffffff });
 const u16 = fc.nat({ max: 0xffff });
 const byte = fc.nat({ max: 255 });
 export const arbIpv4 = fc.tuple(byte, byte, byte, byte).map((a) => a.join('.'));
-export const arbIpv6 = fc.array(u16, { minLength: 8, maxLength: 8 }).map((g) => {
+const arbIpv6Plain = fc.array(u16, { minLength: 8, maxLength: 8 }).map((g) => {
   const b = new Uint8Array(16);
   g.forEach((x, i) => {
     b[2 * i] = x >> 8;
@@ -25,10 +25,12 @@ export const arbIpv6 = fc.array(u16, { minLength: 8, maxLength: 8 }).map((g) => 
   });
   return fmt6(b);
 });
+export const arbIpv6 = fc.oneof({ arbitrary: arbIpv6Plain, weight: 4 }, { arbitrary: arbIpv4.map((a) => `::ffff:${a}`), weight: 1 });
 function fmt6(b: Uint8Array): string {
   // same algorithm as the codec's readIpv6, written again from RFC 5952
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1]);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; i++) {

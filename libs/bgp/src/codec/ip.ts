@@ -90,6 +90,10 @@ export function ipv6ToBytes(s: string, out: Uint8Array = new Uint8Array(16), off
 export function readIpv6(b: Uint8Array, off: number): Ipv6Address {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b[off + 2 * i] << 8) | b[off + 2 * i + 1]);
+  // RFC 5952 §5: IPv4-mapped addresses keep the dotted tail.
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return `::ffff:${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
+  }
   let bestStart = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {

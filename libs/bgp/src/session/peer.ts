@@ -422,7 +422,8 @@ export class Peer {
     this.negotiated = {
       families: this.families.filter((f) => remoteFamilies.includes(f)),
       as4: as4cap !== undefined,
-      extendedMessages: has('extended-message'),
+      // We do not announce extended messages (RFC 8654), so they are never in use.
+      extendedMessages: false,
       routeRefresh: has('route-refresh'),
       enhancedRouteRefresh: has('enhanced-route-refresh'),
       holdTime,
