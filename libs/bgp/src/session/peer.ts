@@ -164,6 +164,7 @@ class Connection {
     } catch (e) {
       if (e instanceof BgpError) {
         this.peer.host.log('warn', 'bgp.peer.bad-message', { peer: this.peer.address, code: e.code, subcode: e.subcode, reason: e.message });
+        this.peer.lastError = { direction: 'sent', code: e.code, subcode: e.subcode, reason: e.message };
         this.notifyAndClose(e.code, e.subcode, e.data);
         this.peer.connectionClosed(this, `sent NOTIFICATION ${e.code}/${e.subcode}: ${e.message}`, false);
         return;
