@@ -223,11 +223,9 @@ describe('controller invariant (property, real API and database)', () => {
       }),
       { numRuns: 60 },
     );
-    const snap = await store.loadSnapshot();
     assert.ok(checks >= 60);
     if (process.env.SDN_TEST_VERBOSE) console.log([...statuses].sort().join('\n'));
     // the sequences did build things (the directory accepted most operations)
-    assert.ok(snap.endpoints.length > 5, `${snap.endpoints.length} endpoints`);
-    assert.ok((statuses.get('rule 201') ?? 0) > 5 && (statuses.get('move 200') ?? 0) > 5, [...statuses].join(', '));
+    assert.ok((statuses.get('endpoint 201') ?? 0) > 20 && (statuses.get('rule 201') ?? 0) > 5 && (statuses.get('move 200') ?? 0) > 5, [...statuses].join(', '));
   });
 });
