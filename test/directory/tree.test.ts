@@ -44,6 +44,11 @@ describe('the whole model over HTTP', () => {
     assert.equal(ep.mac, 'aa:bb:cc:00:11:22');
     assert.equal(ep.status, 'pending');
     assert.deepEqual(ep.policyGroupIds, [web.id]);
+    // the group-insert path (no MAC given) answers exactly what a read and the change log show
+    const fast = await api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'web-2', hostId: host.id, policyGroupIds: [web.id, db.id] });
+    assert.deepEqual((await api.get(`/api/v1/endpoints/${fast.id}`)).body, fast);
+    const logged = (await api.get(`/api/v1/changes?after=${fast.revision - 1}&limit=1`)).body.items[0];
+    assert.deepEqual(logged.state, fast);
     const macro = await api.make(`/api/v1/enterprises/${ent.id}/network-macros`, { name: 'partner', cidr: '198.51.100.0/24' });
     const mgroup = await api.make(`/api/v1/enterprises/${ent.id}/network-macro-groups`, { name: 'partners', networkMacroIds: [macro.id] });
     const rule = await api.make(`/api/v1/domains/${dom.id}/acl-rules`, {

@@ -259,25 +259,31 @@ export class Database {
         const committedAt = new Date();
         // one round trip: the entries, the counter, the notification
         await client.query(
-          `WITH entries AS (
-             INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
-             SELECT r, k, o, i, e, s, $7 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[])
-               AS t(r, k, o, i, e, s)
-           ), counter AS (
-             UPDATE revision_counter SET revision = $8 WHERE id = 1
-           )
-           SELECT pg_notify('sdn_changes', $9)`,
-          [
-            changes.map((c) => c.revision),
-            changes.map((c) => c.kind),
-            changes.map((c) => c.op),
-            changes.map((c) => c.id),
-            changes.map((c) => c.enterpriseId),
-            changes.map((c) => (c.state === null ? null : JSON.stringify({ ...c.state, revision: c.revision }))),
-            committedAt,
-            revision,
-            String(revision),
-          ],
+          statement(
+            `WITH entries AS (
+               INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
+               SELECT r, k, o, i, e, s, $2 FROM json_to_recordset($1::json) AS t(r bigint, k text, o text, i uuid, e uuid, s jsonb)
+             ), counter AS (
+               UPDATE revision_counter SET revision = $3 WHERE id = 1
+             )
+             SELECT pg_notify('sdn_changes', $4)`,
+            [
+              // one JSON document: serialised natively, instead of six array parameters escaped in JavaScript
+              JSON.stringify(
+                changes.map((c) => ({
+                  r: c.revision,
+                  k: c.kind,
+                  o: c.op,
+                  i: c.id,
+                  e: c.enterpriseId,
+                  s: c.state === null ? null : { ...c.state, revision: c.revision },
+                })),
+              ),
+              committedAt,
+              revision,
+              String(revision),
+            ],
+          ),
         );
       }
       await client.query('COMMIT');

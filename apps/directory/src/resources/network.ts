@@ -277,17 +277,19 @@ function judgeGroups(rows: Row[], ids: string[], domainId: string, enterpriseId:
 
 type EndpointInput = z.infer<typeof endpointCreate>;
 
+// Rows travel as one JSON document (serialised natively by V8, parsed once by
+// Postgres) rather than as thirteen array parameters, whose text encoding the
+// driver builds in JavaScript element by element.
 const INSERT_ENDPOINTS = `
   INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
     policy_group_ids, created_at, updated_at, revision)
-  SELECT t.id, t.ent, t.dom, t.zone, t.sub, t.host, t.kind, t.name, t.ext, t.mac, t.ip::inet, t.groups::uuid[], $13, $13, t.rev
-  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[],
-              $10::text[], $11::text[], $12::text[], $14::bigint[])
-    AS t(id, ent, dom, zone, sub, host, kind, name, ext, mac, ip, groups, rev)
-  WHERE cardinality(t.groups::uuid[]) = 0
-     OR (SELECT count(*) FROM policy_groups g WHERE g.id = ANY(t.groups::uuid[]) AND g.domain_id = t.dom) = cardinality(t.groups::uuid[])
+  SELECT t.id, t.ent, t.dom, t.zone, t.sub, t.host, t.kind, t.name, t.ext, t.mac, t.ip::inet, t.groups, $2, $2, t.rev
+  FROM json_to_recordset($1::json)
+    AS t(id uuid, ent uuid, dom uuid, zone uuid, sub uuid, host uuid, kind text, name text, ext text, mac text, ip text, groups uuid[], rev bigint)
+  WHERE cardinality(t.groups) = 0
+     OR (SELECT count(*) FROM policy_groups g WHERE g.id = ANY(t.groups) AND g.domain_id = t.dom) = cardinality(t.groups)
   ON CONFLICT (subnet_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
-  RETURNING *`;
+  RETURNING id`;
 
 /**
  * Creates a batch of endpoints (no explicit MAC) in one INSERT. Each payload
@@ -316,44 +318,73 @@ function bulkCreateEndpoints(ipam: Ipam, toModel: (r: Row) => Endpoint): BulkHan
       }
     }
     const base = tx.peekRevision();
-    const col = <T>(f: (c: { k: number; ip: string; mac: string }, p: BulkCreate<EndpointInput>) => T) => candidates.map((c) => f(c, items[c.k]));
+    // every column is known here: the row is not read back, only which ids went in
+    const rows = candidates.map((c, i) => {
+      const p = items[c.k];
+      return {
+        id: p.id,
+        enterprise_id: p.parent.enterprise_id,
+        domain_id: p.parent.domain_id,
+        zone_id: p.parent.zone_id,
+        subnet_id: p.parent.id,
+        host_id: p.input.hostId ?? null,
+        kind: p.input.kind,
+        name: p.input.name,
+        external_id: p.input.externalId ?? null,
+        mac: c.mac,
+        ip: c.ip,
+        policy_group_ids: (p.prepared as string[] | undefined) ?? [],
+        status: 'pending',
+        created_at: tx.now,
+        updated_at: tx.now,
+        revision: base + i,
+      };
+    });
     const inserted = candidates.length
       ? await tx.query(INSERT_ENDPOINTS, [
-          col((_, p) => p.id),
-          col((_, p) => p.parent.enterprise_id),
-          col((_, p) => p.parent.domain_id),
-          col((_, p) => p.parent.zone_id),
-          col((_, p) => p.parent.id),
-          col((_, p) => p.input.hostId),
-          col((_, p) => p.input.kind),
-          col((_, p) => p.input.name),
-          col((_, p) => p.input.externalId),
-          col((c) => c.mac),
-          col((c) => c.ip),
-          col((_, p) => `{${((p.prepared as string[] | undefined) ?? []).join(',')}}`),
+          JSON.stringify(
+            rows.map((r) => ({
+              id: r.id,
+              ent: r.enterprise_id,
+              dom: r.domain_id,
+              zone: r.zone_id,
+              sub: r.subnet_id,
+              host: r.host_id,
+              kind: r.kind,
+              name: r.name,
+              ext: r.external_id,
+              mac: r.mac,
+              ip: r.ip,
+              groups: r.policy_group_ids,
+              rev: r.revision,
+            })),
+          ),
           tx.now,
-          candidates.map((_, i) => base + i),
         ])
       : [];
-    const byId = new Map(inserted.map((r) => [r.id as string, r]));
+    const went = new Set(inserted.map((r) => r.id as string));
+    const byId = new Map<string, Row>();
     // revisions must stay gap-free: renumber when some rows were kept out
     const fix: Array<[string, number]> = [];
-    for (const c of candidates) {
-      const row = byId.get(items[c.k].id);
-      if (!row) {
+    candidates.forEach((c, i) => {
+      const row = rows[i];
+      if (!went.has(row.id)) {
         ipam.release(items[c.k].parent.id, c.ip);
         unexplained.push(c.k);
-        continue;
+        return;
       }
       const revision = tx.nextRevision();
-      if (Number(row.revision) !== revision) fix.push([row.id, revision]);
-    }
+      if (row.revision !== revision) {
+        fix.push([row.id, revision]);
+        row.revision = revision;
+      }
+      byId.set(row.id, row);
+    });
     if (fix.length) {
-      const fixed = await tx.query(
-        'UPDATE endpoints e SET revision = v.r FROM unnest($1::uuid[], $2::bigint[]) AS v(id, r) WHERE e.id = v.id RETURNING e.*',
-        [fix.map((f) => f[0]), fix.map((f) => f[1])],
-      );
-      for (const r of fixed) byId.set(r.id, r);
+      await tx.query('UPDATE endpoints e SET revision = v.r FROM unnest($1::uuid[], $2::bigint[]) AS v(id, r) WHERE e.id = v.id', [
+        fix.map((f) => f[0]),
+        fix.map((f) => f[1]),
+      ]);
     }
     for (const c of candidates) {
       const row = byId.get(items[c.k].id);
