@@ -1,0 +1,250 @@
+/**
+ * npm run bench:scale — the benchmark that defines the controller's success.
+ *
+ * 500 isolated networks (one enterprise/domain/subnet each, policy groups
+ * web/app/db and a 7-rule policy that references them), 200 simulated hosts,
+ * 100,000 endpoints created through the REST API by 64 concurrent clients and
+ * spread over the hosts; prints the time until every host acknowledged the
+ * final state, activations per second, p50/p99 activation latency (directory
+ * commit -> last acknowledgement), controller peak memory, bytes sent to
+ * agents, and the per-activation bytes at 10K and at 100K endpoints.
+ *
+ * Processes: the directory (with its embedded Postgres) and the simulated
+ * agents run in child processes; the controller runs in this process, with the
+ * load generator (64 HTTP clients; its memory is a few MB of the figure).
+ *
+ * Scale with env vars: SCALE_NETWORKS (500), SCALE_HOSTS (200),
+ * SCALE_ENDPOINTS (100000), SCALE_CLIENTS (64), SCALE_HOSTS_PER_NETWORK (8):
+ * each network's endpoints are spread round-robin over that many hosts, and
+ * the networks round-robin over all hosts.
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { loadConfig } from '../apps/controller/src/config';
+import { startController } from '../apps/controller/src/controller';
+import { createLogger } from '../apps/controller/src/log';
+import { freePort } from '../test/support/directory';
+
+const env = (name: string, fallback: number) => {
+  const v = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer`);
+  return v;
+};
+const NETWORKS = env('SCALE_NETWORKS', 500);
+const HOSTS = env('SCALE_HOSTS', 200);
+const ENDPOINTS = env('SCALE_ENDPOINTS', 100_000);
+const CLIENTS = env('SCALE_CLIENTS', 64);
+const PER_NETWORK = Math.min(HOSTS, env('SCALE_HOSTS_PER_NETWORK', 8));
+const KEY = 'bench-operator-key-0123456789abcdef';
+
+const TARGET_SECONDS = 30;
+const TARGET_P99_MS = 1000;
+const TARGET_RSS = 1.5 * 1024 ** 3;
+const OVN_SECONDS_100K = 1288;
+const VENDOR_SECONDS = 600;
+
+/** CPU seconds of a process tree, Postgres apart (from /proc). */
+function treeCpu(root: number): { postgres: number; other: number } {
+  const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const f = stat.slice(close + 2).split(' ');
+      procs.set(Number(name), { ppid: Number(f[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(f[11]) + Number(f[12])) / 100 });
+    } catch {
+      /* gone */
+    }
+  }
+  const out = { postgres: 0, other: 0 };
+  for (const [pid, p] of procs) {
+    let q = pid;
+    for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
+    if (q !== root) continue;
+    if (p.comm.startsWith('postgres')) out.postgres += p.cpu;
+    else out.other += p.cpu;
+  }
+  return out;
+}
+
+const peakRss = () => {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
+};
+const mib = (b: number) => `${(b / 1024 ** 2).toFixed(0)} MiB`;
+const pct = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sdn-scale-'));
+  const pgPort = await freePort();
+  const directory = fork(join(__dirname, 'support', 'directory-process.js'), [], {
+    env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const agentsProc = fork(join(__dirname, 'support', 'controller-agents.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let controller: Awaited<ReturnType<typeof startController>> | null = null;
+  try {
+    const url: string = await new Promise((resolve, reject) => {
+      directory.once('message', (m: any) => resolve(m.url));
+      directory.once('exit', (code) => reject(new Error(`directory exited with ${code}`)));
+    });
+    const databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/sdn`;
+    const dispatcher = new Agent({ connections: CLIENTS, pipelining: 1, keepAliveTimeout: 60_000 });
+    const call = async (method: 'POST' | 'GET', path: string, body?: unknown) => {
+      const r = await request(`${url}${path}`, {
+        method,
+        dispatcher,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await r.body.text();
+      if (r.statusCode >= 300) throw new Error(`${method} ${path} -> ${r.statusCode} ${text}`);
+      return JSON.parse(text);
+    };
+    const parallel = async (n: number, work: (i: number) => Promise<void>) => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(CLIENTS, n) }, async () => {
+          for (let i = next++; i < n; i = next++) await work(i);
+        }),
+      );
+    };
+
+    // ---------------------------------------------------------------- topology
+    const t0 = performance.now();
+    const subnets: string[] = new Array(NETWORKS);
+    const groups: string[][] = new Array(NETWORKS);
+    await parallel(NETWORKS, async (i) => {
+      const e = await call('POST', '/api/v1/enterprises', { name: `net-${i}` });
+      const d = await call('POST', `/api/v1/enterprises/${e.id}/domains`, { name: 'd' });
+      const z = await call('POST', `/api/v1/domains/${d.id}/zones`, { name: 'z' });
+      subnets[i] = (await call('POST', `/api/v1/zones/${z.id}/subnets`, { name: 's', cidr: '10.0.0.0/16' })).id;
+      const [web, app, db] = await Promise.all(['web', 'app', 'db'].map(async (n) => (await call('POST', `/api/v1/domains/${d.id}/policy-groups`, { name: n })).id));
+      groups[i] = [web, app, db];
+      const pg = (id: string) => ({ type: 'policyGroup', id });
+      const any = { type: 'any', id: null };
+      const rules = [
+        { priority: 10, direction: 'ingress', action: 'allow', appliesTo: pg(web), peer: any, protocol: 'tcp', destinationPorts: ['80', '443'] },
+        { priority: 20, direction: 'ingress', action: 'allow', appliesTo: pg(app), peer: pg(web), protocol: 'tcp', destinationPorts: ['8080'] },
+        { priority: 30, direction: 'ingress', action: 'allow', appliesTo: pg(db), peer: pg(app), protocol: 'tcp', destinationPorts: ['5432'] },
+        { priority: 40, direction: 'ingress', action: 'deny', appliesTo: pg(db), peer: pg(web), protocol: 'any' },
+        { priority: 10, direction: 'egress', action: 'allow', appliesTo: pg(web), peer: pg(app), protocol: 'tcp', destinationPorts: ['8080'] },
+        { priority: 20, direction: 'egress', action: 'allow', appliesTo: pg(app), peer: pg(db), protocol: 'tcp', destinationPorts: ['5432'] },
+        { priority: 30, direction: 'egress', action: 'allow', appliesTo: any, peer: any, protocol: 'udp', destinationPorts: ['53'] },
+      ];
+      for (const r of rules) await call('POST', `/api/v1/domains/${d.id}/acl-rules`, r);
+    });
+    const hosts: { id: string; credential: string; vtepIp: string }[] = new Array(HOSTS);
+    await parallel(HOSTS, async (i) => {
+      const h = await call('POST', '/api/v1/hosts', { name: `h${i}`, vtepIp: `10.255.${i >> 8}.${(i & 255) + 1}` });
+      hosts[i] = { id: h.id, credential: h.credential, vtepIp: h.vtepIp };
+    });
+    const setupSeconds = (performance.now() - t0) / 1000;
+
+    // --------------------------------------------------- controller and agents
+    const latencies = new Float64Array(ENDPOINTS);
+    let activated = 0;
+    controller = await startController(
+      { ...loadConfig(process.env), databaseUrl, host: '127.0.0.1', port: 0, logLevel: 'warn' },
+      {
+        logger: createLogger('warn'),
+        onActivation: (_id, ms) => {
+          if (activated < ENDPOINTS) latencies[activated] = ms;
+          activated++;
+        },
+      },
+    );
+    const ctl = controller.controller;
+    agentsProc.send({ type: 'start', url: controller.agentUrl, hosts });
+    await new Promise<void>((resolve) => agentsProc.on('message', (m: any) => m.type === 'ready' && resolve()));
+    const bytesBefore = ctl.stats.bytesSent;
+
+    // ------------------------------------------------------------ the run
+    const marks: { activated: number; bytes: number }[] = [];
+    const rssSampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
+    const cpu0 = { self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: treeCpu(agentsProc.pid!) };
+    const start = performance.now();
+    let created = 0;
+    await parallel(ENDPOINTS, async (i) => {
+      const net = i % NETWORKS;
+      const round = Math.floor(i / NETWORKS);
+      const host = hosts[(net + (round % PER_NETWORK) * Math.max(1, Math.floor(HOSTS / PER_NETWORK))) % HOSTS];
+      await call('POST', `/api/v1/subnets/${subnets[net]}/endpoints`, {
+        name: `ep-${i}`,
+        externalId: `ext-${i}`,
+        hostId: host.id,
+        policyGroupIds: [groups[net][i % 3]],
+      });
+      created++;
+    });
+    const apiSeconds = (performance.now() - start) / 1000;
+    const allAcked = () =>
+      activated >= ENDPOINTS && [...ctl.streams.values()].every((s) => !s.session?.isOpen || (!s.inflight && s.pending.size === 0 && s.pendingValid));
+    while (!allAcked()) await new Promise((r) => setTimeout(r, 5));
+    const totalSeconds = (performance.now() - start) / 1000;
+    clearInterval(rssSampler);
+    marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
+    const cpu1 = { self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: treeCpu(agentsProc.pid!) };
+
+    // ------------------------------------------------------- correctness check
+    const report: any = await new Promise((resolve) => {
+      agentsProc.on('message', (m: any) => m.type === 'report' && resolve(m));
+      agentsProc.send({ type: 'report' });
+    });
+    let mismatched = 0;
+    for (const h of hosts) if (report.digests[h.id]?.digest !== ctl.engine.digestOf(h.id)) mismatched++;
+
+    // ---------------------------------------------------------------- figures
+    const sorted = latencies.slice(0, Math.min(activated, ENDPOINTS)).sort();
+    const p50 = pct(sorted, 50);
+    const p99 = pct(sorted, 99);
+    const bytes = ctl.stats.bytesSent - bytesBefore;
+    const at = (n: number) => marks.find((m) => m.activated >= n) ?? marks[marks.length - 1];
+    const tenK = Math.min(10_000, ENDPOINTS);
+    const first = at(tenK);
+    const perActFirst = first.bytes / Math.max(1, first.activated);
+    const lastFrom = at(ENDPOINTS - tenK);
+    const lastTo = marks[marks.length - 1];
+    const perActLast = (lastTo.bytes - lastFrom.bytes) / Math.max(1, lastTo.activated - lastFrom.activated);
+    const rss = peakRss();
+    const ctlCpu = (cpu1.self.user + cpu1.self.system) / 1e6;
+    const dirCpu = cpu1.dir.other - cpu0.dir.other;
+    const pgCpu = cpu1.dir.postgres - cpu0.dir.postgres;
+    const agentCpu = cpu1.agents.other - cpu0.agents.other;
+    const line = (k: string, v: string) => console.log(`${k.padEnd(44)} ${v}`);
+    console.log(`\nscale benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${CLIENTS} clients, ${PER_NETWORK} hosts per network`);
+    line('setup (tenants, policy, hosts)', `${setupSeconds.toFixed(1)} s`);
+    line('endpoint creation through the API', `${apiSeconds.toFixed(1)} s (${(ENDPOINTS / apiSeconds).toFixed(0)} creations/s)`);
+    line('total until every host acked the final state', `${totalSeconds.toFixed(1)} s   target ${TARGET_SECONDS} s: ${(TARGET_SECONDS / totalSeconds).toFixed(2)}x`);
+    line('  after the last API response', `${((totalSeconds - apiSeconds) * 1000).toFixed(0)} ms`);
+    line('activations per second', `${(activated / totalSeconds).toFixed(0)}`);
+    line('activation latency p50 / p99', `${p50.toFixed(0)} ms / ${p99.toFixed(0)} ms   p99 target ${TARGET_P99_MS} ms: ${(TARGET_P99_MS / p99).toFixed(2)}x`);
+    line('activation latency max', `${sorted[sorted.length - 1].toFixed(0)} ms`);
+    line('controller peak RSS (incl. load generator)', `${mib(rss)}   target ${mib(TARGET_RSS)}: ${(TARGET_RSS / rss).toFixed(2)}x`);
+    line('bytes sent to agents', `${(bytes / 1024 ** 2).toFixed(1)} MiB in ${ctl.stats.deltasSent} deltas, ${ctl.stats.snapshotsSent} snapshots`);
+    line(`bytes per activation, first ${tenK}`, `${perActFirst.toFixed(0)} B`);
+    line(`bytes per activation, last ${tenK} (at ${ENDPOINTS})`, `${perActLast.toFixed(0)} B   ratio ${(perActLast / perActFirst).toFixed(2)}`);
+    line('entries held by the agents', `${report.entries} (agent process ${mib(report.rss)})`);
+    line('agents whose digest != controller', `${mismatched}; nacks ${report.nacks}`);
+    line('CPU s: controller+clients / directory / postgres / agents', `${ctlCpu.toFixed(1)} / ${dirCpu.toFixed(1)} / ${pgCpu.toFixed(1)} / ${agentCpu.toFixed(1)}`);
+    line('vs OVN ovn-nbctl on this machine (1,288 s)', `${(OVN_SECONDS_100K / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
+    line('vs vendor demonstration (< 600 s)', `${(VENDOR_SECONDS / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
+    if (mismatched > 0 || activated < ENDPOINTS) process.exitCode = 1;
+  } finally {
+    agentsProc.send({ type: 'stop' });
+    await controller?.close();
+    directory.kill('SIGTERM');
+    await new Promise((r) => directory.once('exit', r));
+    agentsProc.kill('SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

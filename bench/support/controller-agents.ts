@@ -1,0 +1,36 @@
+/**
+ * Simulated host agents for the scale benchmark, in their own process so that
+ * their CPU and memory are not counted as the controller's. Speaks the real
+ * protocol (libs/wire) over loopback and applies every snapshot and delta.
+ *
+ * IPC: parent -> {type:'start', url, hosts}, {type:'report'}; child -> {type:'ready'}, {type:'report', ...}
+ */
+import { stateSize } from '#sdn/compiler';
+import { SimHost, SimulatedAgent } from '../../test/support/controller';
+
+let agents: SimulatedAgent[] = [];
+
+process.on('message', (m: any) => {
+  if (m.type === 'start') {
+    const hosts = m.hosts as SimHost[];
+    agents = hosts.map((h) => new SimulatedAgent(m.url, h, { minBackoffMs: 100 }));
+    const poll = setInterval(() => {
+      if (agents.every((a) => a.ackedVersion > 0)) {
+        clearInterval(poll);
+        process.send!({ type: 'ready' });
+      }
+    }, 20);
+  } else if (m.type === 'report') {
+    process.send!({
+      type: 'report',
+      digests: Object.fromEntries(agents.map((a) => [a.host.id, { version: a.ackedVersion, digest: a.mirror.digest.value() }])),
+      entries: agents.reduce((n, a) => n + stateSize(a.state), 0),
+      snapshots: agents.reduce((n, a) => n + a.snapshots, 0),
+      deltas: agents.reduce((n, a) => n + a.deltas, 0),
+      nacks: agents.reduce((n, a) => n + a.nacks, 0),
+      rss: process.memoryUsage().rss,
+    });
+  } else if (m.type === 'stop') {
+    void Promise.all(agents.map((a) => a.stop())).then(() => process.exit(0));
+  }
+});
