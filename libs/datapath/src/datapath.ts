@@ -7,7 +7,7 @@
  * back to the last good state (read from the kernel, then diffed again).
  */
 import { applyDelta as applyStateDelta, cloneState, emptyHostState, HostDelta, HostState } from '#sdn/compiler';
-import { CommandError, inNetns, run } from './exec';
+import { CommandError, inNetns, run, runJson } from './exec';
 import { DatapathConfig, domainNs, DomainModel, renderState, touchedDomains } from './model';
 import { DomainPlan, planDomain, planIsEmpty } from './plan';
 import { listDomainNamespaces, readDomain } from './read';
@@ -185,6 +185,11 @@ export class Datapath {
       });
       await run(inNetns(p.ns, ['ip', 'link', 'set', 'lo', 'up']));
       await run(inNetns(p.ns, ['sysctl', '-q', '-w', ...SYSCTLS]));
+    }
+    if (p.ipPre.some((l) => l.startsWith('link del '))) {
+      // an endpoint's veth pair vanishes with its container's namespace: a device already gone is not an error
+      const present = new Set((await runJson<{ ifname: string }[]>(inNetns(p.ns, ['ip', '-j', 'link', 'show']))).map((l) => l.ifname));
+      p.ipPre = p.ipPre.filter((l) => !l.startsWith('link del ') || present.has(l.slice('link del '.length)));
     }
     if (p.ipPre.length) await batch(inNetns(p.ns, ['ip', '-batch', '-']), p.ipPre);
     if (p.hostIp.length) await batch(inNetns(this.cfg.hostNetns, ['ip', '-batch', '-']), p.hostIp);

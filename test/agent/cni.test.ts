@@ -1,0 +1,163 @@
+/**
+ * The CNI plugin through a runtime's eyes: a conflist chaining our plugin with
+ * Debian's reference plugins (tuning, portmap, bandwidth), real agents and a
+ * real controller behind it, containers as network namespaces.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestDirectory, TestDirectory, OPERATOR_KEY } from '../support/directory';
+import { startTestController } from '../support/controller';
+import type { RunningController } from '../../apps/controller/src/controller';
+import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
+import { CniChain, makeCniPath, runPlugin } from '../support/agent-cni';
+import { inNs, NetnsWorld, ping, runPrefix, sh } from '../support/netns';
+
+describe('CNI plugin chained with the reference plugins', () => {
+  const world = new NetnsWorld(runPrefix('cn'));
+  let t: TestDirectory;
+  let controller: RunningController;
+  const agents: AgentProcess[] = [];
+  const hostIds = new Map<string, string>();
+  let cniPath: ReturnType<typeof makeCniPath>;
+  let subnet: any;
+  let web: any;
+  const chains = new Map<string, CniChain>();
+  const results = new Map<string, any>();
+
+  const sdnConf = (host: string) => ({
+    type: 'sdn',
+    directoryUrl: t.dir.url,
+    apiKey: OPERATOR_KEY,
+    subnetId: subnet.id,
+    hostId: hostIds.get(host)!,
+    policyGroupIds: [web.id],
+  });
+  const container = (name: string) => {
+    const ns = `${world.prefix}c${name}`;
+    sh(['ip', 'netns', 'add', ns]);
+    return { containerId: `${world.prefix}-${name}-0123456789abcdef`, ifName: 'eth0', netns: `/run/netns/${ns}`, ns };
+  };
+  const c1 = () => ({ containerId: `${world.prefix}-c1-0123456789abcdef`, ifName: 'eth0', netns: `/run/netns/${world.prefix}cc1` });
+
+  before(async () => {
+    world.setup(2);
+    t = await startTestDirectory();
+    controller = await startTestController(t.db.url);
+    const creds = new Map<string, string>();
+    for (const h of world.hosts) {
+      const made = await t.api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
+      hostIds.set(h.name, made.id);
+      creds.set(h.name, made.credential);
+    }
+    const ent = await t.api.make('/api/v1/enterprises', { name: 'cni' });
+    const dom = await t.api.make(`/api/v1/enterprises/${ent.id}/domains`, { name: 'cni', defaultIngressAction: 'deny', defaultEgressAction: 'allow' });
+    const zone = await t.api.make(`/api/v1/domains/${dom.id}/zones`, { name: 'z' });
+    subnet = await t.api.make(`/api/v1/zones/${zone.id}/subnets`, { name: 's', cidr: '10.7.0.0/24' });
+    web = await t.api.make(`/api/v1/domains/${dom.id}/policy-groups`, { name: 'web' });
+    await t.api.make(`/api/v1/domains/${dom.id}/acl-rules`, { priority: 10, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: web.id }, peer: { type: 'policyGroup', id: web.id }, protocol: 'icmp' });
+    for (const h of world.hosts) agents.push(await startAgentProcess(h, { controllerUrl: controller.agentUrl, hostId: hostIds.get(h.name)!, credential: creds.get(h.name)! }));
+    cniPath = makeCniPath();
+    for (const h of world.hosts) {
+      chains.set(
+        h.name,
+        new CniChain(cniPath.dir, h.ns, {
+          cniVersion: '1.0.0',
+          name: 'sdnnet',
+          plugins: [
+            sdnConf(h.name),
+            { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.accept_local': '1' } },
+            { type: 'portmap', capabilities: { portMappings: true } },
+            { type: 'bandwidth', capabilities: { bandwidth: true } },
+          ],
+        }),
+      );
+    }
+  });
+
+  after(async () => {
+    for (const a of agents) await stopAgentProcess(a, 'SIGKILL');
+    world.cleanup();
+    cniPath?.remove();
+    await controller?.close();
+    await t?.stop();
+  });
+
+  it('ADDs containers through the whole chain, with a spec-conformant result, and they talk over the overlay', async () => {
+    const a = container('c1');
+    const b = container('c2');
+    const ra = await chains.get('h1')!.add(a);
+    const rb = await chains.get('h2')!.add(b);
+    results.set('c1', ra);
+    results.set('c2', rb);
+    assert.equal(ra.cniVersion, '1.0.0');
+    assert.equal(ra.interfaces[0].name, 'eth0');
+    assert.equal(ra.interfaces[0].sandbox, a.netns);
+    assert.match(ra.ips[0].address, /^10\.7\.0\.\d+\/24$/);
+    assert.equal(ra.ips[0].gateway, '10.7.0.1');
+    assert.equal(ra.ips[0].interface, 0);
+    assert.deepEqual(ra.routes, [{ dst: '0.0.0.0/0', gw: '10.7.0.1' }]);
+    assert.equal(inNs(a.ns, ['cat', '/proc/sys/net/ipv4/conf/eth0/accept_local']).trim(), '1', 'tuning applied its sysctl on our interface');
+    const ipB = rb.ips[0].address.split('/')[0];
+    assert.ok(ping(a.ns, ipB), 'c1 (h1) pings c2 (h2)');
+    const ep = (await t.api.get(`/api/v1/endpoints?externalId=${encodeURIComponent(`cni:${a.containerId}/eth0`)}`)).body.items[0];
+    assert.equal(ep.hostId, hostIds.get('h1'));
+    assert.deepEqual(ep.policyGroupIds, [web.id]);
+  });
+
+  it('is idempotent: a repeated ADD returns the same result and makes no second endpoint; CHECK passes', async () => {
+    const again = await chains.get('h1')!.add(c1());
+    assert.deepEqual(again, results.get('c1'));
+    const list = (await t.api.get(`/api/v1/endpoints?externalId=${encodeURIComponent(`cni:${c1().containerId}/eth0`)}`)).body.items;
+    assert.equal(list.length, 1);
+    // CHECK through sdn, tuning and portmap. Not bandwidth: its CHECK (and any rate limit) wants the host end of
+    // the veth in the host namespace, and ours is on the subnet bridge inside the domain namespace (docs/agent.md)
+    const chain = chains.get('h1')!;
+    await new CniChain(chain.cniPath, chain.hostNs, { ...chain.conflist, plugins: chain.conflist.plugins.filter((p) => p.type !== 'bandwidth') }).check(c1(), results.get('c1'));
+  });
+
+  it('answers VERSION and STATUS, and fails with spec error codes', async () => {
+    const h = world.host('h1');
+    const v = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'VERSION' }, { cniVersion: '1.1.0' });
+    assert.deepEqual(v.json, { cniVersion: '1.1.0', supportedVersions: ['1.0.0', '1.1.0'] });
+    const ok = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'STATUS' }, { cniVersion: '1.1.0', name: 'n', ...sdnConf('h1') });
+    assert.equal(ok.code, 0, ok.stdout);
+    const down = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'STATUS' }, { cniVersion: '1.1.0', name: 'n', ...sdnConf('h1'), directoryUrl: 'http://127.0.0.1:1' });
+    assert.equal(down.code, 1);
+    assert.equal(down.json.code, 50, 'plugin not available');
+    const old = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none' }, { cniVersion: '0.3.1', name: 'n', ...sdnConf('h1') });
+    assert.equal(old.json.code, 1, 'incompatible CNI version');
+    assert.equal(old.json.cniVersion, '1.1.0');
+    const bad = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none' }, { cniVersion: '1.0.0', name: 'n', type: 'sdn' });
+    assert.equal(bad.json.code, 7, 'invalid network configuration');
+    assert.equal(typeof bad.json.msg, 'string');
+    const gone = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none' }, { cniVersion: '1.0.0', name: 'n', ...sdnConf('h1') });
+    assert.equal(gone.json.code, 3, 'unknown container');
+  });
+
+  it('DELs idempotently, also when the namespace has vanished, and the agents forget the endpoint', async () => {
+    const b = { containerId: `${world.prefix}-c2-0123456789abcdef`, ifName: 'eth0', netns: `/run/netns/${world.prefix}cc2` };
+    sh(['ip', 'netns', 'del', `${world.prefix}cc2`]); // the runtime removed the container first
+    await chains.get('h2')!.del(b, results.get('c2'));
+    await chains.get('h2')!.del(b, results.get('c2'));
+    const list = (await t.api.get(`/api/v1/endpoints?externalId=${encodeURIComponent(`cni:${b.containerId}/eth0`)}`)).body.items;
+    assert.equal(list.length, 0);
+    const ipB = results.get('c2').ips[0].address.split('/')[0];
+    const h1ns = (await until('h1 forgets c2', () => {
+      const out = sh(['ip', 'netns', 'list']);
+      const ns = out.split('\n').map((l) => l.split(' ')[0]).find((n) => n.startsWith(world.host('h1').domainPrefix));
+      return ns && !sh(['ip', '-n', ns, 'neigh', 'show']).includes(ipB) ? ns : null;
+    })) as string;
+    assert.ok(h1ns);
+    // h2's agent applied the removal of a veth that vanished with the namespace: it is still healthy
+    const h: any = await (await fetch(`${agents[1].url}/healthz`)).json();
+    assert.equal(h.lastError, null);
+  });
+
+  it('GC removes the endpoints of attachments the runtime no longer has', async () => {
+    const h = world.host('h1');
+    const r = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'GC' }, { cniVersion: '1.1.0', name: 'sdnnet', ...sdnConf('h1'), 'cni.dev/valid-attachments': [] });
+    assert.equal(r.code, 0, r.stdout);
+    const list = (await t.api.get(`/api/v1/endpoints?externalId=${encodeURIComponent(`cni:${c1().containerId}/eth0`)}`)).body.items;
+    assert.equal(list.length, 0, 'c1 was not among the valid attachments');
+  });
+});
