@@ -63,6 +63,32 @@ describe('the change log', () => {
     assert.equal(new Set(eps.map((c) => c.state.ip)).size, eps.length);
   });
 
+  it('refuses, without a dangling row, an endpoint for a subnet, host or group another directory process just deleted', async () => {
+    // directory one has just read (and cached) the subnet, host and group; directory two deletes them
+    const { zone } = await makeTree(one.api, 'stale', '10.7.0.0/24');
+    const s = await one.api.make(`/api/v1/zones/${zone.id}/subnets`, { name: 'gone', cidr: '10.7.1.0/24' });
+    const h = await one.api.make('/api/v1/hosts', { name: 'gone-host', vtepIp: '192.0.2.77' });
+    const keep = await one.api.make(`/api/v1/zones/${zone.id}/subnets`, { name: 'kept', cidr: '10.7.2.0/24' });
+    const g = await one.api.make(`/api/v1/domains/${keep.domainId}/policy-groups`, { name: 'gone-group' });
+    await one.api.make(`/api/v1/subnets/${s.id}/endpoints`, { name: 'warm', hostId: h.id });
+    await one.api.make(`/api/v1/subnets/${keep.id}/endpoints`, { name: 'warm2', hostId: h.id, policyGroupIds: [g.id] });
+    assert.equal((await two.api.del(`/api/v1/subnets/${s.id}?cascade=true`)).status, 204);
+    const r1 = await one.api.post(`/api/v1/subnets/${s.id}/endpoints`, { name: 'late' });
+    assert.ok(r1.status === 404 || r1.status === 409, `got ${r1.status}`);
+    assert.equal((await two.api.get(`/api/v1/endpoints?name=late`)).body.items.length, 0);
+    // the group: the same answer as for a group that never existed
+    assert.equal((await two.api.del(`/api/v1/policy-groups/${g.id}?cascade=true`)).status, 204);
+    const r2 = await one.api.post(`/api/v1/subnets/${keep.id}/endpoints`, { name: 'late2', policyGroupIds: [g.id] });
+    assert.equal(r2.status, 422);
+    assert.match(r2.body.detail, /policy group/);
+    // the host: a conflict, nothing created
+    for (const e of (await two.api.get(`/api/v1/endpoints?hostId=${h.id}`)).body.items) await two.api.del(`/api/v1/endpoints/${e.id}`);
+    assert.equal((await two.api.del(`/api/v1/hosts/${h.id}`)).status, 204);
+    const r3 = await one.api.post(`/api/v1/subnets/${keep.id}/endpoints`, { name: 'late3', hostId: h.id });
+    assert.ok(r3.status === 404 || r3.status === 409, `got ${r3.status}`);
+    assert.equal((await two.api.get(`/api/v1/endpoints?name=late3`)).body.items.length, 0);
+  });
+
   it('writes one entry per object of a cascade delete, in the same transaction', async () => {
     const { enterprise, subnet } = await makeTree(one.api, 'cascade', '10.1.0.0/24');
     for (let i = 0; i < 3; i++) await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: `c${i}` });
@@ -118,7 +144,7 @@ describe('the change log', () => {
       const liveIds = new Set(live.map((c) => c.id));
       for (const c of log.filter((x) => x.op === 'delete')) liveIds.delete(c.id);
       const snapIds = new Set(
-        [snap.enterprises, snap.domains, snap.zones, snap.subnets, snap.endpoints, snap.policyGroups].flat().map((x: any) => x.id),
+        [snap.enterprises, snap.domains, snap.zones, snap.subnets, snap.hosts, snap.endpoints, snap.policyGroups].flat().map((x: any) => x.id),
       );
       assert.deepEqual([...snapIds].sort(), [...liveIds].sort());
       const next = firstValueFrom(store.follow(snap.revision).pipe(take(2), toArray()));

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AddressRange, Cidr, cidrContains, formatIp, parseCidr, parseIp, usableRange } from '#sdn/model';
+import { NotFound } from '../common/errors';
 import type { Tx } from '../db/database';
 
 /**
@@ -98,7 +99,8 @@ export class Ipam {
       'SELECT id, cidr::text AS cidr, host(gateway) AS gateway, reserved_ranges FROM subnets WHERE id = $1',
       [subnetId],
     );
-    if (!subnet) throw new Error(`subnet ${subnetId} vanished`);
+    // deleted by another directory process since the request read it
+    if (!subnet) throw new NotFound('subnet', subnetId);
     const c = parseCidr(subnet.cidr);
     if (!c.ok) throw new Error(`stored CIDR ${subnet.cidr} of subnet ${subnet.id} is invalid`);
     const pool = new SubnetPool(c.cidr, parseIp(subnet.gateway)!.value, subnet.reserved_ranges);

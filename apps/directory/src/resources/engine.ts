@@ -6,6 +6,7 @@ import { Caller, scopeOf } from '../common/auth';
 import { Conflict, HasChildren, NotFound, PreconditionFailed, ValidationFailed } from '../common/errors';
 import { validate } from '../common/validation';
 import { BulkHandler, Database, Tx } from '../db/database';
+import { ParentCache } from './parent-cache';
 
 export type Row = Record<string, any>;
 
@@ -74,7 +75,7 @@ export interface ResourceDef<M extends ResourceMeta = any, I = any, U = any> {
    */
   loadForCreate?(
     read: (sql: string, params: unknown[]) => Promise<Row[]>,
-    ctx: { caller: Caller; parentId: string; input: I },
+    ctx: { caller: Caller; parentId: string; input: I; cache: ParentCache },
   ): Promise<{ parent: Row; prepared: unknown }>;
   /** a bulk handler for this input (group insert), or null for the one-by-one path */
   bulkCreate?(input: I): BulkHandler | null;
@@ -159,6 +160,7 @@ export function isUuid(s: string): boolean {
 @Injectable()
 export class ResourceEngine {
   private defs = new Map<ResourceKind, ResourceDef>();
+  readonly parentCache = new ParentCache();
 
   constructor(readonly db: Database) {}
 
@@ -245,7 +247,7 @@ export class ResourceEngine {
     let prepared: unknown;
     if (def.loadForCreate && parentId !== null) {
       if (!isUuid(parentId)) throw new NotFound(this.def(def.parent!.kind).label, parentId);
-      ({ parent, prepared } = await def.loadForCreate(read, { caller, parentId, input }));
+      ({ parent, prepared } = await def.loadForCreate(read, { caller, parentId, input, cache: this.parentCache }));
     } else {
       parent = def.parent && parentId !== null ? await this.load(null, this.def(def.parent.kind), caller, parentId) : null;
       prepared = def.prepare ? await def.prepare(read, { caller, parent, input }) : undefined;
@@ -273,6 +275,7 @@ export class ResourceEngine {
       checkRevision(def, row, ifMatch);
       const revision = tx.nextRevision();
       const updated = await def.update(tx, { caller, row, input, revision });
+      tx.onCommit(() => this.parentCache.evict(id));
       const model = def.toModel(updated);
       tx.log({ revision, kind: def.kind, op: 'update', id, enterpriseId: ownerOf(def, updated), state: model });
       return model;
@@ -303,6 +306,7 @@ export class ResourceEngine {
     if (Object.values(counts).some((n) => n > 0)) throw new HasChildren(def.label, row.id, counts);
     if (def.beforeDelete) await def.beforeDelete(tx, row, cascade, this);
     await tx.query(`DELETE FROM ${def.table} WHERE id = $1`, [row.id]);
+    tx.onCommit(() => this.parentCache.evict(row.id));
     const revision = tx.nextRevision();
     tx.log({ revision, kind: def.kind, op: 'delete', id: row.id, enterpriseId: ownerOf(def, row), state: null });
   }
@@ -317,6 +321,7 @@ export class ResourceEngine {
         tx.now,
       ]);
       const model = def.toModel(updated);
+      tx.onCommit(() => this.parentCache.evict(id));
       tx.log({ revision, kind: def.kind, op: 'update', id, enterpriseId: updated.enterprise_id ?? null, state: model });
     }
   }

@@ -460,21 +460,34 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.
     updateSchema: endpointUpdate,
     modelSchema: modelSchema(endpointCreate, { status: { type: 'string', enum: ['pending', 'active', 'error'] } }),
     toModel,
-    async loadForCreate(read, { caller, parentId, input }) {
+    async loadForCreate(read, { caller, parentId, input, cache }) {
+      const groupIds = [...new Set(input.policyGroupIds)];
+      const scope = scopeOf(caller);
+      // everything in the cache: no query at all (see parent-cache.ts for why staleness is safe)
+      const cached = cache.get(parentId);
+      if (cached && (!input.hostId || cache.get(input.hostId)) && groupIds.every((g) => cache.get(g))) {
+        if (scope !== null && cached.enterprise_id !== scope) throw new NotFound('subnet', parentId);
+        const groups = groupIds.map((g) => cache.get(g)!);
+        return { parent: cached, prepared: judgeGroups(groups, input.policyGroupIds, cached.domain_id, cached.enterprise_id) };
+      }
       // subnet, host and groups in one round trip
       const [row] = await read(
         `SELECT s.*,
-           (SELECT count(*) FROM hosts WHERE id = $3::uuid) AS host_found,
+           (SELECT count(*) FROM hosts WHERE id = $2::uuid) AS host_found,
            (SELECT coalesce(json_agg(json_build_object('id', g.id, 'domain_id', g.domain_id, 'enterprise_id', g.enterprise_id)), '[]')
-              FROM policy_groups g WHERE g.id = ANY($4::uuid[])) AS groups_found
-         FROM subnets s WHERE s.id = $1 AND ($2::uuid IS NULL OR s.enterprise_id = $2)`,
-        [parentId, scopeOf(caller), input.hostId, [...new Set(input.policyGroupIds)]],
+              FROM policy_groups g WHERE g.id = ANY($3::uuid[])) AS groups_found
+         FROM subnets s WHERE s.id = $1`,
+        [parentId, input.hostId, groupIds],
       );
-      if (!row) throw new NotFound('subnet', parentId);
-      if (input.hostId && Number(row.host_found) === 0) throw new ReferenceNotFound('hostId', 'host', input.hostId);
-      const prepared = judgeGroups(row.groups_found, input.policyGroupIds, row.domain_id, row.enterprise_id);
-      const { host_found: _h, groups_found: _g, ...parent } = row;
-      return { parent, prepared };
+      if (!row || (scope !== null && row.enterprise_id !== scope)) throw new NotFound('subnet', parentId);
+      const { host_found: hostFound, groups_found: groupsFound, ...parent } = row;
+      cache.put(parentId, parent);
+      for (const g of groupsFound as Row[]) cache.put(g.id, g);
+      if (input.hostId) {
+        if (Number(hostFound) === 0) throw new ReferenceNotFound('hostId', 'host', input.hostId);
+        cache.put(input.hostId, { id: input.hostId });
+      }
+      return { parent, prepared: judgeGroups(groupsFound, input.policyGroupIds, row.domain_id, row.enterprise_id) };
     },
     async create(tx, { parent, input, id, prepared }) {
       const subnet = parent!;
