@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { OPERATOR_KEY, startTestDirectory, TestDirectory } from '../support/directory';
+
+const run = promisify(execFile);
+const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'src', 'main.js');
+
+describe('the sdn command line', () => {
+  let t: TestDirectory;
+  const sdn = async (...args: string[]) => {
+    try {
+      const r = await run(process.execPath, [CLI, '--url', t.dir.url, ...args], { env: { ...process.env, SDN_KEY: OPERATOR_KEY } });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (e: any) {
+      return { code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string };
+    }
+  };
+  const json = async (...args: string[]) => {
+    const r = await sdn('--json', ...args);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+
+  before(async () => {
+    t = await startTestDirectory();
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('builds a tree, lists it as a table, updates with If-Match and deletes with cascade', async () => {
+    const e = await json('create', 'enterprise', 'name=acme');
+    const d = await json('create', 'domain', '--under', e.id, 'name=prod', 'l3Vni=60001');
+    assert.equal(d.l3Vni, 60001, 'numbers are sent as numbers');
+    const z = await json('create', 'zone', '--under', d.id, 'name=web');
+    const s = await json('create', 'subnet', '--under', z.id, 'name=front', 'cidr=10.1.0.0/24');
+    const g = await json('create', 'policy-group', '--under', d.id, 'name=web', 'communityTag=65000:10');
+    const ep = await json('create', 'endpoint', '--under', s.id, 'name=web-1', `policyGroupIds=["${g.id}"]`);
+    assert.equal(ep.ip, '10.1.0.2');
+    const list = await sdn('list', 'endpoints', '--under', s.id);
+    assert.equal(list.code, 0);
+    const lines = list.stdout.trim().split('\n');
+    assert.match(lines[0], /^id\s+name\s+ip\s+mac\s+hostId\s+status$/);
+    assert.match(lines[1], new RegExp(`^${ep.id}\\s+web-1\\s+10\\.1\\.0\\.2\\s`));
+    const stale = await sdn('update', 'domain', d.id, 'defaultIngressAction=allow', '--if-match', String(d.revision - 1));
+    assert.equal(stale.code, 1);
+    assert.match(stale.stderr, /^sdn: 412 /);
+    const ok = await json('update', 'domain', d.id, 'defaultIngressAction=allow', '--if-match', String(d.revision));
+    assert.equal(ok.defaultIngressAction, 'allow');
+    const refused = await sdn('delete', 'enterprise', e.id);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /409/);
+    assert.equal((await sdn('delete', 'enterprise', e.id, '--cascade')).code, 0);
+    assert.equal((await sdn('get', 'enterprise', e.id)).code, 1);
+    const changes = await sdn('changes', '--after', '0');
+    assert.match(changes.stdout, /\tdelete\tendpoint\t/);
+  });
+
+  it('explains bad input: field errors from the API, usage errors with exit code 2, an unreachable directory', async () => {
+    const e = await json('create', 'enterprise', 'name=bad-input');
+    const bad = await sdn('create', 'domain', '--under', e.id, 'name=x', 'l3Vni=99999999');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /l3Vni/);
+    const usage = await sdn('create', 'subnet', 'name=x');
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--under <zone id>/);
+    assert.equal((await sdn('list', 'routers')).code, 2);
+    const down = await run(process.execPath, [CLI, '--url', 'http://127.0.0.1:9', 'health']).catch((x) => x);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /cannot reach the directory at http:\/\/127\.0\.0\.1:9/);
+  });
+});
