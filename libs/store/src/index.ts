@@ -114,9 +114,16 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         let cursor = fromRevision;
         let stopped = false;
         let wake: (() => void) | null = null;
+        // a NOTIFY that arrives while a read is running must not be lost: the next sleep returns at once
+        let notified = false;
         let listener: Client | null = null;
         const sleep = (ms: number) =>
           new Promise<void>((resolve) => {
+            if (notified) {
+              notified = false;
+              resolve();
+              return;
+            }
             const t = setTimeout(() => {
               wake = null;
               resolve();
@@ -130,7 +137,10 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         const listen = async () => {
           try {
             const c = new Client({ connectionString: databaseUrl, application_name: 'sdn-store-listen' });
-            c.on('notification', () => wake?.());
+            c.on('notification', () => {
+              if (wake) wake();
+              else notified = true;
+            });
             c.on('error', () => {
               listener = null;
             });
@@ -147,6 +157,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
           while (!stopped) {
             try {
               if (!listener) await listen();
+              notified = false; // this read sees everything committed before it
               const batch = await readChanges(cursor, 5000);
               for (const ch of batch) {
                 if (stopped) return;
