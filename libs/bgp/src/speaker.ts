@@ -31,6 +31,7 @@ import { evpnSize } from './codec/nlri.js';
 import {
   attributesKey,
   comparePaths,
+  evpnDataKey,
   evpnDataOf,
   evpnFromKey,
   FAMILY_BY_INDEX,
@@ -563,17 +564,19 @@ export class BgpSpeaker {
     if (!sd.source.ibgp) delete base.localPref; // RFC 4271 §5.1.5
     const baseKey = attributesKey(base);
     const policy = peer.config.importPolicy;
+    // All routes of one UPDATE share attributes: intern once per next hop and route data.
+    const cache = new Map<string, Path>();
     if (u.nlri.length > 0 && a.nextHop !== undefined) {
-      for (const p of u.nlri) this.importRoute(sd, 0, p, undefined, base, baseKey, a.nextHop, policy);
+      for (const p of u.nlri) this.importRoute(sd, 0, p, undefined, base, baseKey, a.nextHop, policy, cache);
     }
     const mp = a.mpReach;
     if (mp && mp.family !== 'other') {
       const fi = FAMILY_INDEX[mp.family];
       const nh = mp.nextHops[0];
       if (mp.family === 'l2vpn-evpn') {
-        for (const r of mp.nlri) if (r.routeType !== 'unknown') this.importRoute(sd, fi, evpnKey(r), r, base, baseKey, nh, policy);
+        for (const r of mp.nlri) if (r.routeType !== 'unknown') this.importRoute(sd, fi, evpnKey(r), r, base, baseKey, nh, policy, cache);
       } else {
-        for (const p of mp.nlri) this.importRoute(sd, fi, p, undefined, base, baseKey, nh, policy);
+        for (const p of mp.nlri) this.importRoute(sd, fi, p, undefined, base, baseKey, nh, policy, cache);
       }
     }
   }
@@ -600,6 +603,7 @@ export class BgpSpeaker {
     baseKey: string,
     nextHop: string,
     policy: PolicyHook | undefined,
+    cache: Map<string, Path>,
   ): void {
     let attrs = base;
     let attrsKey = baseKey;
@@ -614,9 +618,18 @@ export class BgpSpeaker {
         attrs = applyChanges(base, res.set);
         attrsKey = attributesKey(attrs);
         if (res.set.nextHop) nextHop = res.set.nextHop;
+        const path = this.paths.intern(sd.source, attrs, attrsKey, nextHop, evpn ? evpnDataOf(evpn) : undefined);
+        return this.setIn(sd, fi, key, path);
       }
     }
-    const path = this.paths.intern(sd.source, attrs, attrsKey, nextHop, evpn ? evpnDataOf(evpn) : undefined);
+    const data = evpn ? evpnDataOf(evpn) : undefined;
+    const ck = data === undefined ? nextHop : `${nextHop}|${evpnDataKey(data)}`;
+    let path = cache.get(ck);
+    if (path !== undefined && path.refs > 0) path.refs++;
+    else {
+      path = this.paths.intern(sd.source, attrs, attrsKey, nextHop, data);
+      cache.set(ck, path);
+    }
     this.setIn(sd, fi, key, path);
   }
 

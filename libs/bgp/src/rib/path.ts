@@ -62,7 +62,7 @@ export function evpnDataOf(r: EvpnRoute): EvpnData | undefined {
   }
 }
 
-function evpnDataKey(d: EvpnData | undefined): string {
+export function evpnDataKey(d: EvpnData | undefined): string {
   if (d === undefined) return '';
   return `${d.esi ?? ''}/${d.labels?.join(',') ?? ''}/${d.label ?? ''}/${d.gateway ?? ''}`;
 }
