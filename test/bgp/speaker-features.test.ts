@@ -1,0 +1,150 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { BgpSpeaker, encode, policy, parseCommunity, type Notification } from '#sdn/bgp';
+import { RawPeer } from './support/raw-peer.js';
+import { waitFor } from './support/wait.js';
+
+const stopAll: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const s of stopAll) await s();
+});
+
+function ours(asn: number, routerId: string, address: string, port: number | false): BgpSpeaker {
+  const s = new BgpSpeaker({ asn, routerId, listen: port === false ? false : { address, port }, holdTime: 30 });
+  stopAll.push(() => s.stop());
+  return s;
+}
+
+describe('route reflection (RFC 4456)', () => {
+  it('reflects client routes to clients and non-clients with ORIGINATOR_ID and CLUSTER_LIST, and non-client routes to clients only', async () => {
+    const rr = ours(65010, '10.0.1.1', '127.0.7.1', 21850);
+    const c1 = ours(65010, '10.0.1.2', '127.0.7.2', false);
+    const c2 = ours(65010, '10.0.1.3', '127.0.7.3', false);
+    const n1 = ours(65010, '10.0.1.4', '127.0.7.4', false);
+    const n2 = ours(65010, '10.0.1.5', '127.0.7.5', false);
+    await rr.start();
+    for (const [s, addr] of [[c1, '127.0.7.2'], [c2, '127.0.7.3'], [n1, '127.0.7.4'], [n2, '127.0.7.5']] as const) {
+      rr.addNeighbor({ address: addr, asn: 65010, passive: true, routeReflectorClient: addr === '127.0.7.2' || addr === '127.0.7.3' });
+      s.addNeighbor({ address: '127.0.7.1', port: 21850, asn: 65010, localAddress: addr, connectRetryTime: 1 });
+      await s.start();
+    }
+    await waitFor('all sessions', () => rr.neighbors().every((n) => n.state === 'established'));
+    c1.addRoute({ family: 'ipv4-unicast', prefix: '10.120.0.0/16', nextHop: '10.255.1.2' });
+    n1.addRoute({ family: 'ipv4-unicast', prefix: '10.121.0.0/16', nextHop: '10.255.1.4' });
+    const atC2 = await waitFor('client route at the other client', () => c2.route('ipv4-unicast', '10.120.0.0/16'));
+    assert.equal(atC2.attributes.originatorId, '10.0.1.2');
+    assert.deepEqual(atC2.attributes.clusterList, ['10.0.1.1']);
+    assert.equal(atC2.attributes.localPref, 100);
+    assert.equal(atC2.nextHop, '10.255.1.2', 'iBGP keeps the next hop');
+    await waitFor('client route at a non-client', () => n2.route('ipv4-unicast', '10.120.0.0/16'));
+    await waitFor('non-client route at a client', () => c1.route('ipv4-unicast', '10.121.0.0/16'));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(n2.route('ipv4-unicast', '10.121.0.0/16'), undefined, 'non-client routes are not reflected to non-clients');
+    assert.equal(c1.adjRibIn('127.0.7.1', 'ipv4-unicast').some((r) => r.key === '10.120.0.0/16'), false, 'not reflected back to the originator');
+  });
+});
+
+describe('policy hooks', () => {
+  it('applies import and export policies: reject by prefix, match route targets, set communities, local preference and next hop', async () => {
+    const a = ours(65020, '10.0.2.1', '127.0.8.1', 21860);
+    const b = ours(65021, '10.0.2.2', '127.0.8.2', false);
+    await a.start();
+    a.addNeighbor({
+      address: '127.0.8.2',
+      asn: 65021,
+      passive: true,
+      importPolicy: policy([
+        { match: { prefixes: ['10.130.0.0/16'] }, action: 'reject' },
+        { match: { routeTargets: ['65021:1'] }, action: 'accept', set: { addCommunities: [parseCommunity('65020:1')], localPref: 200 } },
+      ]),
+      exportPolicy: policy([{ match: { communities: ['65020:9'] }, action: 'accept', set: { nextHop: '10.255.2.99', addCommunities: [parseCommunity('65020:10')] } }], 'reject'),
+    });
+    b.addNeighbor({ address: '127.0.8.1', port: 21860, asn: 65020, localAddress: '127.0.8.2', connectRetryTime: 1 });
+    await b.start();
+    await waitFor('session', () => a.neighbor('127.0.8.2')?.state === 'established');
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.130.1.0/24', nextHop: '10.255.2.2' });
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.131.0.0/16', nextHop: '10.255.2.2', attributes: { extendedCommunities: [{ kind: 'route-target', value: '65021:1' }] } });
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.132.0.0/16', nextHop: '10.255.2.2' });
+    const r = await waitFor('accepted routes', () => a.route('ipv4-unicast', '10.131.0.0/16'));
+    await waitFor('plain route', () => a.route('ipv4-unicast', '10.132.0.0/16'));
+    assert.equal(a.route('ipv4-unicast', '10.130.1.0/24'), undefined, 'rejected by prefix');
+    assert.deepEqual(r.attributes.communities, [parseCommunity('65020:1')]);
+    assert.equal(r.attributes.localPref, 200);
+
+    a.addRoute({ family: 'ipv4-unicast', prefix: '10.133.0.0/16', nextHop: '10.255.2.1', attributes: { communities: [parseCommunity('65020:9')] } });
+    a.addRoute({ family: 'ipv4-unicast', prefix: '10.134.0.0/16', nextHop: '10.255.2.1' });
+    const out = await waitFor('exported route at b', () => b.route('ipv4-unicast', '10.133.0.0/16'));
+    assert.equal(out.nextHop, '10.255.2.99');
+    assert.deepEqual(out.attributes.communities, [parseCommunity('65020:9'), parseCommunity('65020:10')]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(b.route('ipv4-unicast', '10.134.0.0/16'), undefined, 'export default is reject');
+    assert.deepEqual(a.adjRibOut('127.0.8.2', 'ipv4-unicast').map((x) => x.key), ['10.133.0.0/16']);
+  });
+});
+
+describe('revised error handling (RFC 7606) and session errors', () => {
+  it('treats an UPDATE with a malformed attribute as withdraw and keeps the session; an overrunning attribute gets NOTIFICATION 3/5', async () => {
+    const s = ours(65030, '10.0.3.1', '127.0.9.1', 21870);
+    await s.start();
+    s.addNeighbor({ address: '127.0.9.2', asn: 65031, passive: true });
+    const p = await RawPeer.establish({ host: '127.0.9.1', port: 21870, localAddress: '127.0.9.2', asn: 65031, routerId: '10.0.3.2' });
+    const good = (prefix: string, communities?: number[]) =>
+      encode({ type: 'update', withdrawn: [], nlri: [prefix], attributes: { origin: 0, asPath: [{ type: 'sequence', asns: [65031] }], nextHop: '10.255.3.2', communities } });
+    p.send(good('10.140.0.0/16', [1]));
+    await waitFor('route in', () => s.route('ipv4-unicast', '10.140.0.0/16'));
+    // Same route again, COMMUNITIES cut to 3 bytes: RFC 7606 §7.8 treat-as-withdraw.
+    const bad = Buffer.from(good('10.140.0.0/16', [1]));
+    const at = bad.indexOf(Buffer.from([0xc0, 8, 4]));
+    const cut = Buffer.concat([bad.subarray(0, at + 2), Buffer.from([3]), bad.subarray(at + 3, at + 6), bad.subarray(at + 7)]);
+    cut.writeUInt16BE(cut.length, 16);
+    cut.writeUInt16BE(cut.readUInt16BE(21) - 1, 21);
+    p.send(cut);
+    await waitFor('treated as withdraw', () => s.route('ipv4-unicast', '10.140.0.0/16') === undefined);
+    p.send(good('10.141.0.0/16'));
+    await waitFor('session still takes routes', () => s.route('ipv4-unicast', '10.141.0.0/16'));
+    assert.equal(s.neighbor('127.0.9.2')!.state, 'established');
+
+    // An attribute whose length runs past the UPDATE cannot be skipped: session reset.
+    const overrun = Buffer.from(good('10.142.0.0/16'));
+    const o = overrun.indexOf(Buffer.from([0x40, 3, 4]));
+    overrun[o + 2] = 200;
+    p.send(overrun);
+    await waitFor('NOTIFICATION', () => p.received.find((m) => m.type === 'notification'));
+    const n = p.received.find((m) => m.type === 'notification') as Notification;
+    assert.deepEqual([n.code, n.subcode], [3, 5]);
+    await waitFor('peer routes flushed', () => s.route('ipv4-unicast', '10.141.0.0/16') === undefined);
+    p.close();
+  });
+
+  it('refuses an OPEN with the wrong AS with NOTIFICATION 2/2', async () => {
+    const s = ours(65040, '10.0.4.1', '127.0.10.1', 21880);
+    await s.start();
+    s.addNeighbor({ address: '127.0.10.2', asn: 65041, passive: true });
+    const sock = await import('node:net').then((net) => net.connect({ host: '127.0.10.1', port: 21880, localAddress: '127.0.10.2' }));
+    const got: Buffer[] = [];
+    sock.on('data', (c: Buffer) => got.push(c));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(encode({ type: 'open', version: 4, myAs: 65999, holdTime: 90, bgpId: '10.0.4.2', capabilities: [{ kind: 'four-octet-as', asn: 65999 }] }));
+    await new Promise((r) => sock.once('close', r));
+    const all = Buffer.concat(got);
+    const first = all.readUInt16BE(16);
+    const second = all.subarray(first, first + all.readUInt16BE(first + 16));
+    assert.deepEqual([second[18], second[19], second[20]], [3, 2, 2]);
+  });
+
+  it('resolves a connection collision to one session when both sides connect at once (RFC 4271 §6.8)', async () => {
+    const a = ours(65050, '10.0.5.1', '127.0.11.1', 21890);
+    const b = ours(65051, '10.0.5.2', '127.0.11.2', 21891);
+    await a.start();
+    await b.start();
+    a.addNeighbor({ address: '127.0.11.2', port: 21891, asn: 65051, localAddress: '127.0.11.1', connectRetryTime: 1 });
+    b.addNeighbor({ address: '127.0.11.1', port: 21890, asn: 65050, localAddress: '127.0.11.2', connectRetryTime: 1 });
+    await waitFor('established both sides', () => a.neighbor('127.0.11.2')?.state === 'established' && b.neighbor('127.0.11.1')?.state === 'established');
+    a.addRoute({ family: 'ipv4-unicast', prefix: '10.150.0.0/16', nextHop: '10.255.5.1' });
+    await waitFor('route over the surviving session', () => b.route('ipv4-unicast', '10.150.0.0/16'));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(a.neighbor('127.0.11.2')!.state, 'established');
+    assert.equal(b.neighbor('127.0.11.1')!.state, 'established');
+    assert.equal(a.neighbor('127.0.11.2')!.counters.establishedTransitions, 1);
+  });
+});
