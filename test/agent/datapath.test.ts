@@ -176,6 +176,38 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.equal(greeting(eps.get('app1')!.ns, db, 5432), 'hello from db1', 'app1 is still allowed');
   });
 
+  it('guards sources: an endpoint cannot borrow the address of another to get its policy', async () => {
+    await api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, {
+      priority: 120,
+      direction: 'ingress',
+      action: 'allow',
+      appliesTo: { type: 'policyGroup', id: ids.db.id },
+      peer: { type: 'policyGroup', id: ids.app.id },
+      protocol: 'udp',
+      destinationPorts: ['5433'],
+    });
+    await sync();
+    const db1 = eps.get('db1')!;
+    const sink = world.spawnIn(db1.ns, [process.execPath, '-e', `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>console.log('got '+m));s.bind(5433,()=>console.log('up'))`]);
+    const heard: string[] = [];
+    sink.stdout!.on('data', (d: Buffer) => heard.push(d.toString()));
+    await waitForLine(sink, 'up');
+    const send = (ns: string, from: string, text: string) =>
+      inNs(ns, [process.execPath, '-e', `const s=require('dgram').createSocket('udp4');s.bind({address:'${from}'},()=>s.send('${text}',5433,'${db1.ip}',()=>s.close()))`]);
+    const web1 = eps.get('web1')!;
+    const app1 = eps.get('app1')!;
+    // web1 takes app1's address as a second one and sends from it: the guard on web1's port drops it
+    sh(['ip', '-n', web1.ns, 'addr', 'add', `${app1.ip}/32`, 'dev', 'eth0']);
+    send(web1.ns, app1.ip, 'spoofed');
+    sh(['ip', '-n', web1.ns, 'addr', 'del', `${app1.ip}/32`, 'dev', 'eth0']);
+    // the genuine app1 is allowed; its datagram arrives after the spoofed one would have (one path, in order)
+    const genuine = waitForLine(sink, 'got genuine');
+    send(app1.ns, app1.ip, 'genuine');
+    await genuine;
+    world.kill(sink);
+    assert.ok(!heard.join('').includes('spoofed'), `the spoofed datagram never reached db1: ${heard.join('')}`);
+  });
+
   it('isolates the tenants, overlapping addresses included', () => {
     const b1 = eps.get('b1')!;
     assert.ok(ping(b1.ns, ids.b2.ip), 'b1 (h1) pings b2 (h2) in enterprise B');

@@ -83,7 +83,30 @@ export interface NftModel {
   ingress: NftRule[];
   /** the table and its forward chain are in place */
   base: boolean;
+  /** anti-spoofing in `table bridge sdn`: what each endpoint port may send from */
+  guard: GuardModel;
 }
+
+/**
+ * Source guard of the local endpoints' ports (bridge family, before any
+ * forwarding decision): a frame from `ep<hash>` must carry that endpoint's MAC
+ * and IP, so that an endpoint can neither borrow another's policy nor slip
+ * past the egress chain with an address outside `local4`. Elements are
+ * `"<ifname>" . <address>` as nft writes them.
+ */
+export interface GuardModel {
+  base: boolean;
+  src4: Set<string>;
+  src6: Set<string>;
+  srcmac: Set<string>;
+}
+
+export const GUARD_SETS = ['src4', 'src6', 'srcmac'] as const;
+/** comments of the guard chain's rules, in order: what says the guard is ours and current */
+export const GUARD_COMMENTS = ['guard other ports', 'guard mac', 'guard ipv4', 'guard ipv6', 'guard arp'];
+/** comments of the forward chain's rules, in order */
+export const BASE_COMMENTS = ['base established', 'base invalid', 'base egress4', 'base egress6', 'base ingress4', 'base ingress6'];
+export const guardElement = (ifName: string, addr: string) => `"${ifName}" . ${addr}`;
 
 export interface DomainModel {
   ns: string;
@@ -112,9 +135,18 @@ export function emptyDomainModel(ns: string, l3Vni: number): DomainModel {
     fdb: new Map(),
     neigh: new Map(),
     routes: new Map(),
-    nft: { sets: new Map(), elements: new Map(), egress: [], ingress: [], base: false },
+    nft: emptyNft(),
   };
 }
+
+export const emptyNft = (): NftModel => ({
+  sets: new Map(),
+  elements: new Map(),
+  egress: [],
+  ingress: [],
+  base: false,
+  guard: { base: false, src4: new Set(), src6: new Set(), srcmac: new Set() },
+});
 
 export const domainNs = (cfg: DatapathConfig, l3Vni: number) => `${cfg.nsPrefix}${l3Vni}`;
 /** the container side of an endpoint's veth pair: `ec` + the same 12 hex as its `ep` name */
@@ -213,6 +245,7 @@ export function renderState(state: HostState, cfg: DatapathConfig, only?: Set<st
     m.links.set(d.bridgeName, { kind: 'bridge', name: d.bridgeName, mac: host.routerMac });
     m.links.set(d.vxlanName, { kind: 'vxlan', name: d.vxlanName, vni: d.l3Vni, local: host.vtepIp, master: d.bridgeName });
     m.nft.base = true;
+    m.nft.guard.base = true;
     m.nft.sets.set(LOCAL_SET[4], 4);
     m.nft.sets.set(LOCAL_SET[6], 6);
     m.nft.elements.set(LOCAL_SET[4], new Set());
@@ -240,6 +273,8 @@ export function renderState(state: HostState, cfg: DatapathConfig, only?: Set<st
     if (!x) continue;
     x.m.links.set(e.ifName, { kind: 'veth', name: e.ifName, master: x.s.bridgeName, peer: peerIfName(e.ifName), peerMac: e.mac });
     x.m.neigh.set(`${x.s.bridgeName}|${e.ip}`, { dev: x.s.bridgeName, ip: e.ip, mac: e.mac });
+    x.m.nft.guard.srcmac.add(guardElement(e.ifName, e.mac));
+    x.m.nft.guard[e.ip.includes(':') ? 'src6' : 'src4'].add(guardElement(e.ifName, e.ip));
     let lm = localMembers.get(x.m);
     if (!lm) localMembers.set(x.m, (lm = { 4: [], 6: [] }));
     lm[e.ip.includes(':') ? 6 : 4].push(e.ip.includes(':') ? `${e.ip}/128` : `${e.ip}/32`);

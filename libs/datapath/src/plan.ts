@@ -8,8 +8,7 @@
  */
 import {
   BASE_COMMENTS,
-} from './read';
-import {
+  GUARD_COMMENTS,
   DatapathConfig,
   DomainModel,
   fdbKey,
@@ -21,6 +20,8 @@ import {
   ROUTE_PROTO,
   STATELESS_MARK,
   ZERO_MAC,
+  emptyNft,
+  GUARD_SETS,
 } from './model';
 
 export interface DomainPlan {
@@ -57,7 +58,7 @@ export function planDomain(from: DomainModel | null, to: DomainModel | null, cfg
     return plan;
   }
   if (from === null) plan.createNs = true;
-  const cur = from ?? { ...to, links: new Map(), addrs: new Map(), fdb: new Map(), neigh: new Map(), routes: new Map(), nft: { sets: new Map(), elements: new Map(), egress: [], ingress: [], base: false } };
+  const cur = from ?? { ...to, links: new Map(), addrs: new Map(), fdb: new Map(), neigh: new Map(), routes: new Map(), nft: emptyNft() };
 
   // devices: recreate on a change of kind/VNI/VTEP; a device that goes takes its addresses, FDB and neighbours with it
   const gone = new Set<string>();
@@ -206,8 +207,46 @@ function baseScript(): string[] {
 
 const sameRules = (a: NftRule[], b: NftRule[]) => a.length === b.length && a.every((r, i) => r.comment === b[i].comment);
 
-function planNft(cur: DomainModel['nft'], to: DomainModel['nft'], plan: DomainPlan): string {
+const B = `bridge ${NFT_TABLE}`;
+
+function guardScript(): string[] {
+  const [other, mac, v4, v6, arp] = GUARD_COMMENTS;
+  return [
+    `add table ${B}`,
+    `add set ${B} src4 { type ifname . ipv4_addr; }`,
+    `add set ${B} src6 { type ifname . ipv6_addr; }`,
+    `add set ${B} srcmac { type ifname . ether_addr; }`,
+    `add chain ${B} guard { type filter hook prerouting priority -200; policy accept; }`,
+    `flush chain ${B} guard`,
+    `add rule ${B} guard iifname != "ep*" accept comment "${other}"`,
+    `add rule ${B} guard iifname . ether saddr != @srcmac drop comment "${mac}"`,
+    `add rule ${B} guard ether type ip iifname . ip saddr != @src4 drop comment "${v4}"`,
+    // link-local and the unspecified address (DAD) are how IPv6 neighbours find each other
+    `add rule ${B} guard ether type ip6 ip6 saddr != { ::/128, fe80::/10 } iifname . ip6 saddr != @src6 drop comment "${v6}"`,
+    `add rule ${B} guard ether type arp arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @src4 drop comment "${arp}"`,
+  ];
+}
+
+function planGuard(cur: DomainModel['nft']['guard'], to: DomainModel['nft']['guard'], plan: DomainPlan): string[] {
   const lines: string[] = [];
+  if (!cur.base) {
+    plan.changes++;
+    lines.push(...guardScript());
+  }
+  const adds: string[] = [];
+  for (const set of GUARD_SETS) {
+    const have = cur.base ? cur[set] : new Set<string>();
+    const del = [...have].filter((e) => !to[set].has(e));
+    const add = [...to[set]].filter((e) => !have.has(e));
+    plan.changes += add.length + del.length;
+    if (del.length) lines.push(`delete element ${B} ${set} { ${del.join(', ')} }`);
+    if (add.length) adds.push(`add element ${B} ${set} { ${add.join(', ')} }`);
+  }
+  return [...lines, ...adds];
+}
+
+function planNft(cur: DomainModel['nft'], to: DomainModel['nft'], plan: DomainPlan): string {
+  const lines: string[] = planGuard(cur.guard, to.guard, plan);
   if (!cur.base) {
     plan.changes++;
     lines.push(...baseScript());

@@ -6,6 +6,11 @@
  */
 import { CommandError, inNetns, run, runJson } from './exec';
 import {
+  BASE_COMMENTS,
+  GUARD_COMMENTS,
+  emptyNft,
+  GUARD_SETS,
+  guardElement,
   DatapathConfig,
   DomainModel,
   emptyDomainModel,
@@ -98,8 +103,35 @@ function elementText(e: any): string | null {
   return null;
 }
 
+async function readGuard(ns: string): Promise<DomainModel['nft']['guard']> {
+  const guard: DomainModel['nft']['guard'] = { base: false, src4: new Set(), src6: new Set(), srcmac: new Set() };
+  let doc: any;
+  try {
+    const { stdout } = await run(inNetns(ns, ['nft', '-j', 'list', 'table', 'bridge', NFT_TABLE]));
+    doc = JSON.parse(stdout);
+  } catch (e) {
+    if (e instanceof CommandError && /No such file|does not exist/i.test(e.stderr)) return guard;
+    throw e;
+  }
+  const comments: string[] = [];
+  const sets = new Set<string>();
+  for (const item of doc.nftables as any[]) {
+    if (item.set && (GUARD_SETS as readonly string[]).includes(item.set.name)) {
+      const name = item.set.name as (typeof GUARD_SETS)[number];
+      sets.add(name);
+      for (const e of item.set.elem ?? []) {
+        const c = e?.concat ?? e?.elem?.val?.concat;
+        if (Array.isArray(c) && c.length === 2) guard[name].add(guardElement(String(c[0]), String(c[1])));
+      }
+    } else if (item.rule?.chain === 'guard') comments.push(item.rule.comment ?? '');
+  }
+  guard.base = sets.size === GUARD_SETS.length && comments.join(',') === GUARD_COMMENTS.join(',');
+  return guard;
+}
+
 async function readNft(ns: string): Promise<DomainModel['nft']> {
-  const nft: DomainModel['nft'] = { sets: new Map(), elements: new Map(), egress: [], ingress: [], base: false };
+  const nft: DomainModel['nft'] = emptyNft();
+  nft.guard = await readGuard(ns);
   let doc: any;
   try {
     const { stdout } = await run(inNetns(ns, ['nft', '-j', 'list', 'table', 'inet', NFT_TABLE]));
@@ -130,6 +162,3 @@ async function readNft(ns: string): Promise<DomainModel['nft']> {
   nft.base = forward.join(',') === BASE_COMMENTS.join(',');
   return nft;
 }
-
-/** comments of the forward chain's rules, in order: what says the base is ours and current */
-export const BASE_COMMENTS = ['base established', 'base invalid', 'base egress4', 'base egress6', 'base ingress4', 'base ingress6'];
