@@ -63,6 +63,15 @@ describe('controller scenarios', () => {
       assert.deepEqual(agents.map((a) => a.snapshots), before, 'no snapshot after the restart');
       // the new controller continues the agents' version numbers
       for (const a of agents) assert.ok(c.controller.streams.get(a.host.id)!.acked > 1);
+      // the model changes while no controller runs: the next one rebuilds each agent's state at its revision and sends a delta
+      await c.close();
+      const during = [await endpoint(subnet.id, hosts[1].id), await endpoint(subnet.id, hosts[2].id)];
+      await t.api.del(`/api/v1/endpoints/${e.id}`);
+      c = await startTestController(t.db.url, { port });
+      await waitUntil(() => agents.every((a) => a.connects === 3), 'agents reconnected again');
+      assertSame(agents, await settle(c, agents), c);
+      assert.ok(agents[0].state.remoteEndpoints.has(during[0].id) && !agents[0].state.localEndpoints.has(e.id));
+      assert.deepEqual(agents.map((a) => a.snapshots), before, 'still no snapshot');
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
       await c.close();

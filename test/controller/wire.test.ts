@@ -37,13 +37,14 @@ describe('wire codec', () => {
   it('round-trips every host state of a compiled model as a snapshot, with the same digest', () => {
     const { w } = smallWorld();
     for (const [hostId, state] of compileAll(w.snapshot())) {
-      const frame = encodeSnapshot({ epoch: 'e1', version: 7, digest: digestOf(state) }, stateLists(state));
+      const frame = encodeSnapshot({ epoch: 'e1', version: 7, revision: 70, digest: digestOf(state) }, stateLists(state));
       const m = decode(frame);
       assert.equal(m.type, 'snapshot');
       if (m.type !== 'snapshot') return;
       assert.deepEqual(describeDifference(m.state, state), [], `host ${hostId}`);
       assert.equal(digestOf(m.state), m.digest);
       assert.equal(m.version, 7);
+      assert.equal(m.revision, 70);
     }
   });
 
@@ -56,12 +57,12 @@ describe('wire codec', () => {
     const after = compileAll(w.snapshot());
     const h = hosts[1].id;
     const delta = diffStates(before.get(h)!, after.get(h)!);
-    const frame = encodeDelta({ epoch: 'e1', fromVersion: 3, version: 4, digest: digestOf(after.get(h)!) }, delta);
+    const frame = encodeDelta({ epoch: 'e1', fromVersion: 3, version: 4, revision: 40, digest: digestOf(after.get(h)!) }, delta);
     const m = decode(frame);
     assert.equal(m.type, 'delta');
     if (m.type !== 'delta') return;
     const mirror = new StateMirror();
-    assert.deepEqual(mirror.applySnapshot({ epoch: 'e1', version: 3, digest: digestOf(before.get(h)!), state: cloneState(before.get(h)!) }), { ok: true });
+    assert.deepEqual(mirror.applySnapshot({ epoch: 'e1', version: 3, revision: 30, digest: digestOf(before.get(h)!), state: cloneState(before.get(h)!) }), { ok: true });
     assert.deepEqual(mirror.applyDelta(m), { ok: true });
     assert.deepEqual(describeDifference(mirror.state, after.get(h)!), []);
     // one new remote endpoint + set element + one removal: well under the size of the same as JSON
@@ -71,7 +72,7 @@ describe('wire codec', () => {
   it('rejects truncated and unknown frames with a WireError', () => {
     const { w } = smallWorld();
     const state = [...compileAll(w.snapshot()).values()][0];
-    const frame = encodeSnapshot({ epoch: 'e', version: 1, digest: digestOf(state) }, stateLists(state));
+    const frame = encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
     assert.throws(() => decode(frame.subarray(0, frame.length - 3)), WireError);
     assert.throws(() => decode(Buffer.from([99])), WireError);
     assert.throws(() => decode(Buffer.concat([frame, Buffer.from([0])])), WireError);
@@ -96,8 +97,8 @@ describe('wire loopback', () => {
       onSession: (s) => {
         sessions.push(s);
         s.on('ack', (a) => acks.push(a.version));
-        if (s.hello.version === 0) s.sendSnapshot({ epoch: 'E', version: 1, digest: digestOf(state) }, stateLists(state));
-        else s.sendDelta({ epoch: 'E', fromVersion: s.hello.version, version: s.hello.version + 1, digest: digestOf(state) }, {});
+        if (s.hello.version === 0) s.sendSnapshot({ epoch: 'E', version: 1, revision: 5, digest: digestOf(state) }, stateLists(state));
+        else s.sendDelta({ epoch: 'E', fromVersion: s.hello.version, version: s.hello.version + 1, revision: 6, digest: digestOf(state) }, {});
       },
     });
     agents.attach(server);
@@ -114,7 +115,7 @@ describe('wire loopback', () => {
     assert.deepEqual(mirror.applySnapshot(snap), { ok: true });
     snap.ack();
     await until(() => acks.includes(1));
-    assert.deepEqual(client.lastAcked, { epoch: 'E', version: 1, digest: digestOf(state) });
+    assert.deepEqual(client.lastAcked, { epoch: 'E', version: 1, revision: 5, digest: digestOf(state) });
 
     // the controller side drops the connection: the client reconnects and says where it is
     const delta = new Promise<{ fromVersion: number; ack(): void }>((r) => client.once('delta', r));
@@ -122,6 +123,7 @@ describe('wire loopback', () => {
     const d = await delta;
     assert.equal(sessions.length, 2);
     assert.equal(sessions[1].hello.version, 1);
+    assert.equal(sessions[1].hello.revision, 5);
     assert.equal(d.fromVersion, 1);
     d.ack();
     await until(() => acks.includes(2));

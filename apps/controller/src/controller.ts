@@ -46,10 +46,14 @@ class HostStream {
   pendingValid = false;
   /** the last snapshot was rejected: wait for a change before sending another */
   blocked = false;
+  /** rebuilding the agent's old state to resume with a delta: send nothing meanwhile */
+  resuming = false;
   readonly waiters: Array<{ seq: number; act: Activation }> = [];
   nacks = 0;
   lastNack: { version: number; reason: string; at: string } | null = null;
   bytesSent = 0;
+  lastSentAt = 0;
+  timer: NodeJS.Timeout | null = null;
   snapshotsSent = 0;
   deltasSent = 0;
   constructor(readonly hostId: string) {}
@@ -79,6 +83,8 @@ export class Controller {
   readonly metrics: ControllerMetrics;
   readonly agents: AgentServer;
   private readonly activations = new Map<string, Activation>();
+  /** models rebuilt at past revisions, shared by agents resuming from the same one */
+  private readonly history = new Map<number, { engine: Promise<Engine>; at: number }>();
   private readonly toActivate = new Set<string>();
   private buffer: Change[] = [];
   private flushScheduled = false;
@@ -224,6 +230,7 @@ export class Controller {
     if (!s) return;
     for (const w of s.waiters) this.release(w.act);
     s.waiters.length = 0;
+    if (s.timer) clearTimeout(s.timer);
     s.session?.close(CLOSE_SHUTDOWN, 'host deleted');
     this.streams.delete(hostId);
   }
@@ -311,6 +318,7 @@ export class Controller {
     if (s.session && s.session !== session) s.session.close(CLOSE_REPLACED, 'replaced by a newer connection');
     s.session = session;
     s.blocked = false;
+    s.resuming = false;
     s.version = Math.max(s.version, h.version);
     let how: string;
     if (h.digest !== '' && h.digest === this.engine.digestOf(h.hostId)) {
@@ -338,6 +346,14 @@ export class Controller {
         }
         s.inflight = null;
       }
+    } else if (h.digest !== '' && h.revision > 0 && h.revision <= this.engine.revision) {
+      // e.g. the controller restarted and the model changed meanwhile: rebuild the agent's state at its revision
+      how = 'delta from its revision';
+      s.inflight = null;
+      s.pending = new PendingChanges();
+      s.pendingValid = false;
+      s.resuming = true;
+      void this.resumeFromRevision(s, session);
     } else {
       how = 'snapshot';
       s.inflight = null;
@@ -355,6 +371,46 @@ export class Controller {
       if (!this.stopped) void this.store.markHostSeen(s.hostId, 'down').catch(() => undefined);
     });
     this.pump(s);
+  }
+
+  /** Sends the difference between the agent's state at its revision and now; a snapshot when that state cannot be rebuilt. */
+  private async resumeFromRevision(s: HostStream, session: AgentSession): Promise<void> {
+    const h = session.hello;
+    let how = 'snapshot';
+    try {
+      const past = await this.engineAt(h.revision);
+      if (s.session === session && past.digestOf(h.hostId) === h.digest) {
+        s.pending = new PendingChanges();
+        s.pending.merge(diffStates(past.stateOf(h.hostId), this.engine.stateOf(h.hostId)));
+        s.pendingValid = true;
+        s.acked = h.version;
+        s.ackedDigest = h.digest;
+        how = 'delta';
+      }
+    } catch (e) {
+      this.log.warn('rebuilding a past state failed', { hostId: h.hostId, revision: h.revision, error: (e as Error).message });
+    }
+    if (s.session !== session) return;
+    this.log.info('agent resume from revision', { hostId: h.hostId, revision: h.revision, resume: how, entries: s.pending.size });
+    s.resuming = false;
+    this.pump(s);
+  }
+
+  private engineAt(revision: number): Promise<Engine> {
+    const now = Date.now();
+    for (const [r, x] of this.history) if (now - x.at > 30_000) this.history.delete(r);
+    let x = this.history.get(revision);
+    if (!x) {
+      const engine = (async () => {
+        const e = new Engine({ gatewayMac: this.config.gatewayMac });
+        e.load(await this.store.loadSnapshotAt(revision));
+        return e;
+      })();
+      x = { engine, at: now };
+      this.history.set(revision, x);
+      engine.catch(() => this.history.delete(revision));
+    }
+    return x.engine;
   }
 
   private onAck(s: HostStream, session: AgentSession, version: number, digest: string): void {
@@ -389,12 +445,12 @@ export class Controller {
   /** Sends the host what it is missing, when nothing is in flight. */
   private pump(s: HostStream): void {
     const session = s.session;
-    if (!session?.isOpen || s.inflight || s.blocked) return;
+    if (!session?.isOpen || s.inflight || s.blocked || s.resuming) return;
     if (!s.pendingValid) {
       const lists: { [T in TableName]?: AnyEntry[] } = {};
       this.engine.forEachEntry(s.hostId, (t, e) => (lists[t] ??= []).push(e));
       const version = ++s.version;
-      const n = session.sendSnapshot({ epoch: this.epoch, version, digest: this.engine.digestOf(s.hostId) }, lists as EntryLists);
+      const n = session.sendSnapshot({ epoch: this.epoch, version, revision: this.engine.revision, digest: this.engine.digestOf(s.hostId) }, lists as EntryLists);
       s.inflight = { version, seq: s.changeSeq, changes: null, sentAt: Date.now() };
       s.pending = new PendingChanges();
       s.pendingValid = true;
@@ -406,14 +462,23 @@ export class Controller {
       if (s.ackedSeq < s.changeSeq) this.acknowledged(s, s.changeSeq);
       return;
     }
+    const wait = s.lastSentAt + this.config.sendIntervalMs - Date.now();
+    if (wait > 0) {
+      s.timer ??= setTimeout(() => {
+        s.timer = null;
+        this.pump(s);
+      }, wait);
+      return;
+    }
     const version = ++s.version;
-    const n = session.sendDelta({ epoch: this.epoch, fromVersion: s.acked, version, digest: this.engine.digestOf(s.hostId) }, s.pending.toDelta());
+    const n = session.sendDelta({ epoch: this.epoch, fromVersion: s.acked, version, revision: this.engine.revision, digest: this.engine.digestOf(s.hostId) }, s.pending.toDelta());
     s.inflight = { version, seq: s.changeSeq, changes: s.pending, sentAt: Date.now() };
     s.pending = new PendingChanges();
     this.sent(s, 'delta', n);
   }
 
   private sent(s: HostStream, kind: 'snapshot' | 'delta', bytes: number): void {
+    s.lastSentAt = Date.now();
     s.bytesSent += bytes;
     this.stats.bytesSent += bytes;
     if (kind === 'snapshot') {
@@ -454,7 +519,10 @@ export class Controller {
     this.subscription?.unsubscribe();
     this.subscription = null;
     if (this.statusTimer) clearInterval(this.statusTimer);
-    for (const s of this.streams.values()) s.session?.close(CLOSE_SHUTDOWN, 'controller stopping');
+    for (const s of this.streams.values()) {
+      if (s.timer) clearTimeout(s.timer);
+      s.session?.close(CLOSE_SHUTDOWN, 'controller stopping');
+    }
     await this.agents.close();
     this.statusWriting = false;
     await this.flushStatus();

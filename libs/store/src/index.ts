@@ -12,6 +12,8 @@ import type { Change, EndpointStatus, ModelSnapshot, ResourceKind } from '#sdn/m
 export interface ModelStore {
   /** the whole model at one revision (one REPEATABLE READ transaction) */
   loadSnapshot(): Promise<ModelSnapshot>;
+  /** the model as it was at `revision`, rebuilt from the change log (which keeps every entry) */
+  loadSnapshotAt(revision: number): Promise<ModelSnapshot>;
   /** entries with revision > afterRevision, ordered, at most `limit` */
   readChanges(afterRevision: number, limit: number): Promise<Change[]>;
   /** every entry with revision > fromRevision, in order, live; LISTEN plus polling catch-up */
@@ -105,6 +107,18 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
       } finally {
         c.release();
       }
+    },
+
+    async loadSnapshotAt(revision) {
+      const snap = emptySnapshot(revision);
+      const rows = await pool.query(
+        `SELECT kind, state FROM (
+           SELECT DISTINCT ON (object_id) kind, op, state FROM change_log WHERE revision <= $1 ORDER BY object_id, revision DESC
+         ) latest WHERE op <> 'delete'`,
+        [revision],
+      );
+      for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
+      return snap;
     },
 
     readChanges,

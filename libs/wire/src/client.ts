@@ -16,6 +16,8 @@ export interface ResumePoint {
   /** epoch of the controller that sent `version` ('' when unknown) */
   epoch: string;
   version: number;
+  /** directory revision of the state at `version` */
+  revision: number;
   /** digest of the state at `version` */
   digest: string;
 }
@@ -38,6 +40,7 @@ interface Replyable {
 export interface SnapshotEvent extends Replyable {
   epoch: string;
   version: number;
+  revision: number;
   digest: string;
   state: HostState;
 }
@@ -47,6 +50,7 @@ export interface DeltaEvent extends Replyable {
   /** the version the delta applies to */
   fromVersion: number;
   version: number;
+  revision: number;
   /** digest the state must have after applying the delta */
   digest: string;
   delta: HostDelta;
@@ -69,7 +73,7 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
   private timer: NodeJS.Timeout | null = null;
   private resume: ResumePoint;
   /** digest and epoch of the versions received but not yet answered */
-  private readonly received = new Map<number, { epoch: string; digest: string }>();
+  private readonly received = new Map<number, { epoch: string; revision: number; digest: string }>();
   readonly minBackoffMs: number;
   readonly maxBackoffMs: number;
 
@@ -81,7 +85,7 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     private readonly opts: AgentClientOptions = {},
   ) {
     super();
-    this.resume = opts.resume ?? { epoch: '', version: 0, digest: '' };
+    this.resume = opts.resume ?? { epoch: '', version: 0, revision: 0, digest: '' };
     this.minBackoffMs = opts.minBackoffMs ?? 200;
     this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
   }
@@ -113,7 +117,7 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     if (!r) throw new Error(`ack of version ${version}, which was not received (or was answered already)`);
     this.received.delete(version);
     for (const v of this.received.keys()) if (v < version) this.received.delete(v);
-    this.resume = { epoch: r.epoch, version, digest: r.digest };
+    this.resume = { epoch: r.epoch, version, revision: r.revision, digest: r.digest };
     this.sendFrame(encodeAck(version, r.digest));
   }
 
@@ -171,11 +175,11 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
         return;
       }
       if (m.type === 'snapshot') {
-        this.received.set(m.version, { epoch: m.epoch, digest: m.digest });
+        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest });
         const v = m.version;
         this.emit('snapshot', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
       } else if (m.type === 'delta') {
-        this.received.set(m.version, { epoch: m.epoch, digest: m.digest });
+        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest });
         const v = m.version;
         this.emit('delta', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
       }

@@ -5,9 +5,9 @@
  *   u8 type | fields of the type (below)
  *
  *   hello    (agent -> controller) u8 protocol | str hostId | str credential | str vtepIp
- *                                  | str epoch | varuint version | str digest
- *   snapshot (controller -> agent) str epoch | varuint version | str digest | body
- *   delta    (controller -> agent) str epoch | varuint fromVersion | varuint version | str digest | body
+ *                                  | str epoch | varuint version | varuint revision | str digest
+ *   snapshot (controller -> agent) str epoch | varuint version | varuint revision | str digest | body
+ *   delta    (controller -> agent) str epoch | varuint fromVersion | varuint version | varuint revision | str digest | body
  *   ack      (agent -> controller) varuint version | str digest
  *   nack     (agent -> controller) varuint version | str reason
  *
@@ -40,6 +40,8 @@ export interface Hello {
   epoch: string;
   /** last acknowledged version; 0 when none */
   version: number;
+  /** directory revision the acknowledged state was computed at; 0 when none */
+  revision: number;
   /** digest of the state the agent holds (its last acknowledged one); '' when none */
   digest: string;
 }
@@ -48,6 +50,8 @@ export interface Snapshot {
   type: 'snapshot';
   epoch: string;
   version: number;
+  /** directory revision the state was computed at (lets a restarted controller rebuild it and send a delta) */
+  revision: number;
   /** digest of `state` (compiler's digestOf) */
   digest: string;
   state: HostState;
@@ -59,6 +63,8 @@ export interface Delta {
   /** the version the delta applies to (the agent's last acknowledged or the one in flight) */
   fromVersion: number;
   version: number;
+  /** directory revision of the resulting state */
+  revision: number;
   /** digest of the state after applying the delta */
   digest: string;
   delta: HostDelta;
@@ -151,16 +157,18 @@ export function encodeHello(m: Omit<Hello, 'type' | 'protocol'> & { protocol?: n
   w.utf8(m.vtepIp);
   w.utf8(m.epoch);
   w.varuint(m.version);
+  w.varuint(m.revision);
   w.utf8(m.digest);
   return w.finish();
 }
 
 /** A snapshot from entry lists (the controller encodes without building a HostState). */
-export function encodeSnapshot(h: { epoch: string; version: number; digest: string }, lists: EntryLists): Buffer {
+export function encodeSnapshot(h: { epoch: string; version: number; revision: number; digest: string }, lists: EntryLists): Buffer {
   const w = new Writer(64 * 1024);
   w.u8(T_SNAPSHOT);
   w.utf8(h.epoch);
   w.varuint(h.version);
+  w.varuint(h.revision);
   w.utf8(h.digest);
   writeBody(w, sectionsOfLists(lists));
   return w.finish();
@@ -172,12 +180,13 @@ export function stateLists(s: HostState): EntryLists {
   return out;
 }
 
-export function encodeDelta(h: { epoch: string; fromVersion: number; version: number; digest: string }, delta: HostDelta): Buffer {
+export function encodeDelta(h: { epoch: string; fromVersion: number; version: number; revision: number; digest: string }, delta: HostDelta): Buffer {
   const w = new Writer(4096);
   w.u8(T_DELTA);
   w.utf8(h.epoch);
   w.varuint(h.fromVersion);
   w.varuint(h.version);
+  w.varuint(h.revision);
   w.utf8(h.digest);
   writeBody(w, sectionsOfDelta(delta));
   return w.finish();
@@ -232,12 +241,14 @@ export function decode(buf: Buffer): Message {
         vtepIp: r.utf8(),
         epoch: r.utf8(),
         version: r.varuint(),
+        revision: r.varuint(),
         digest: r.utf8(),
       };
       break;
     case T_SNAPSHOT: {
       const epoch = r.utf8();
       const version = r.varuint();
+      const revision = r.varuint();
       const digest = r.utf8();
       const state = emptyHostState();
       for (const s of readBody(r)) {
@@ -246,17 +257,18 @@ export function decode(buf: Buffer): Message {
         const key = keyOf[s.table] as (e: AnyEntry) => string;
         for (const e of s.upsert) m.set(key(e), e);
       }
-      m = { type: 'snapshot', epoch, version, digest, state };
+      m = { type: 'snapshot', epoch, version, revision, digest, state };
       break;
     }
     case T_DELTA: {
       const epoch = r.utf8();
       const fromVersion = r.varuint();
       const version = r.varuint();
+      const revision = r.varuint();
       const digest = r.utf8();
       const delta: HostDelta = {};
       for (const s of readBody(r)) (delta as Record<string, unknown>)[s.table] = { upsert: s.upsert, remove: s.remove };
-      m = { type: 'delta', epoch, fromVersion, version, digest, delta };
+      m = { type: 'delta', epoch, fromVersion, version, revision, digest, delta };
       break;
     }
     case T_ACK:

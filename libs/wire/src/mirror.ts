@@ -12,15 +12,17 @@ export class StateMirror {
   digest = new StateDigest();
   version = 0;
   epoch = '';
+  revision = 0;
 
   /** Replaces the state; fails when the content does not match the announced digest. */
-  applySnapshot(m: { epoch: string; version: number; digest: string; state: HostState }): ApplyResult {
+  applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
     const d = StateDigest.of(m.state);
     if (d.value() !== m.digest) return { ok: false, reason: `snapshot digest ${d.value()} != announced ${m.digest}` };
     this.state = m.state;
     this.digest = d;
     this.version = m.version;
     this.epoch = m.epoch;
+    this.revision = m.revision;
     return { ok: true };
   }
 
@@ -29,12 +31,13 @@ export class StateMirror {
    * applied (it is no longer trustworthy): nack, and the controller answers
    * with a snapshot.
    */
-  applyDelta(m: { epoch: string; fromVersion: number; version: number; digest: string; delta: HostDelta }): ApplyResult {
+  applyDelta(m: { epoch: string; fromVersion: number; version: number; revision: number; digest: string; delta: HostDelta }): ApplyResult {
     applyDelta(this.state, m.delta, this.digest);
     const got = this.digest.value();
     if (got !== m.digest) return { ok: false, reason: `state digest ${got} after version ${m.version} != announced ${m.digest}` };
     this.version = m.version;
     this.epoch = m.epoch;
+    this.revision = m.revision;
     return { ok: true };
   }
 }

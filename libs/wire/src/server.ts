@@ -52,11 +52,11 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     return this.ws.bufferedAmount;
   }
 
-  sendSnapshot(h: { epoch: string; version: number; digest: string }, lists: EntryLists): number {
+  sendSnapshot(h: { epoch: string; version: number; revision: number; digest: string }, lists: EntryLists): number {
     return this.sendFrame(encodeSnapshot(h, lists));
   }
 
-  sendDelta(h: { epoch: string; fromVersion: number; version: number; digest: string }, delta: HostDelta): number {
+  sendDelta(h: { epoch: string; fromVersion: number; version: number; revision: number; digest: string }, delta: HostDelta): number {
     return this.sendFrame(encodeDelta(h, delta));
   }
 
