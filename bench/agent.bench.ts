@@ -105,6 +105,8 @@ function model(): { snap: ModelSnapshot; local: Host; subnet: Subnet; group: Pol
     networkMacros: [],
     networkMacroGroups: [],
     aclRules: [rule],
+    bgpSpeakers: [],
+    bgpNeighbors: [],
   };
   return { snap, local: hosts[0], subnet, group, hosts };
 }

@@ -13,7 +13,7 @@ const meta = () => ({ id: randomUUID(), createdAt: '2026-01-01T00:00:00Z', updat
 function world() {
   const s: ModelSnapshot = {
     revision: 0, enterprises: [], domains: [], zones: [], subnets: [], hosts: [], endpoints: [],
-    policyGroups: [], networkMacros: [], networkMacroGroups: [], aclRules: [],
+    policyGroups: [], networkMacros: [], networkMacroGroups: [], aclRules: [], bgpSpeakers: [], bgpNeighbors: [],
   };
   const domain = (enterpriseId: string, l3Vni: number, rts: string[] = []): Domain => {
     const d: Domain = { ...meta(), enterpriseId, name: `d${l3Vni}`, description: '', routeDistinguisher: null, importRouteTargets: rts, exportRouteTargets: rts, l3Vni, defaultIngressAction: 'deny', defaultEgressAction: 'allow' };

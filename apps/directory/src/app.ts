@@ -19,6 +19,8 @@ import { endpointDef, hostDef, subnetDef } from './resources/network';
 import { aclRuleDef, networkMacroDef, networkMacroGroupDef, policyGroupDef } from './resources/policy';
 import { resourceController } from './resources/resource.controller';
 import { domainDef, enterpriseDef, zoneDef } from './resources/tenancy';
+import { bgpNeighborDef, bgpSpeakerDef } from './resources/bgp';
+import { RemoteEndpointsController } from './resources/remote';
 
 @Module({})
 class DirectoryModule {
@@ -35,12 +37,14 @@ class DirectoryModule {
       networkMacroDef,
       networkMacroGroupDef,
       aclRuleDef,
+      bgpSpeakerDef,
+      bgpNeighborDef,
     ];
     const engine = new ResourceEngine(db);
     defs.forEach((d) => engine.register(d));
     return {
       module: DirectoryModule,
-      controllers: [...defs.map(resourceController), ChangesController, ApiKeysController, OpsController],
+      controllers: [...defs.map(resourceController), ChangesController, ApiKeysController, OpsController, RemoteEndpointsController],
       providers: [
         { provide: Database, useValue: db },
         { provide: Ipam, useValue: ipam },

@@ -239,6 +239,10 @@ export class Engine {
         // group sets are defined by the endpoints' policyGroupIds
         setOrDelete(this.policyGroups, ch.id, ch.state);
         break;
+      case 'bgpSpeaker':
+      case 'bgpNeighbor':
+        // the BGP configuration is the speaker's business; no host state depends on it
+        break;
       default: {
         const _: never = ch;
         throw new Error(`unknown change kind ${(_ as Change).kind}`);
@@ -339,6 +343,8 @@ export class Engine {
       networkMacros: [...this.networkMacros.values()],
       networkMacroGroups: [...this.networkMacroGroups.values()],
       aclRules: [...this.aclRules.values()],
+      bgpSpeakers: [],
+      bgpNeighbors: [],
     };
   }
 

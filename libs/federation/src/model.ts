@@ -100,6 +100,8 @@ export class FederationModel {
       case 'networkMacro':
       case 'networkMacroGroup':
       case 'aclRule':
+      case 'bgpSpeaker':
+      case 'bgpNeighbor':
         return t; // no route depends on these
       default: {
         const never: never = c;

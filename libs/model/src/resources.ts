@@ -156,6 +156,55 @@ export interface AclRule extends ResourceMeta {
   description: string;
 }
 
+/** An address family a BGP session carries. */
+export type BgpFamily = 'ipv4-unicast' | 'ipv6-unicast' | 'l2vpn-evpn';
+
+/**
+ * The MP-BGP speaker a controller runs (one per controller, chosen by name
+ * in the controller's configuration). Operator-only.
+ */
+export interface BgpSpeaker extends ResourceMeta {
+  name: string;
+  description: string;
+  /** this datacenter's name, shown on the routes other datacenters learn from it */
+  datacenter: string;
+  asn: number;
+  routerId: string;
+  listenAddress: string;
+  listenPort: number;
+  /** administrator field of the type-0 route distinguishers made here; null: the low 16 bits of routerId */
+  rdAdmin: number | null;
+  enabled: boolean;
+}
+
+/** The live state of a neighbour, as its controller last reported it (not part of the change log). */
+export interface BgpNeighborStatus {
+  state: string;
+  receivedRoutes: number;
+  advertisedRoutes: number;
+  lastError: string | null;
+  updatedAt: string | null;
+}
+
+/** A BGP neighbour of a speaker. Operator-only. */
+export interface BgpNeighbor extends ResourceMeta {
+  speakerId: Uuid;
+  name: string;
+  description: string;
+  address: string;
+  asn: number;
+  families: BgpFamily[];
+  /** wait for the neighbour to connect instead of connecting to it */
+  passive: boolean;
+  routeReflectorClient: boolean;
+  holdTime: number;
+  gracefulRestart: boolean;
+  restartTime: number;
+  /** the datacenter behind this neighbour (another controller), if any */
+  datacenter: string | null;
+  status: BgpNeighborStatus;
+}
+
 export interface ResourceByKind {
   enterprise: Enterprise;
   domain: Domain;
@@ -167,6 +216,8 @@ export interface ResourceByKind {
   networkMacro: NetworkMacro;
   networkMacroGroup: NetworkMacroGroup;
   aclRule: AclRule;
+  bgpSpeaker: BgpSpeaker;
+  bgpNeighbor: BgpNeighbor;
 }
 
 export type ResourceKind = keyof ResourceByKind;
@@ -182,6 +233,8 @@ export const RESOURCE_KINDS: readonly ResourceKind[] = [
   'networkMacro',
   'networkMacroGroup',
   'aclRule',
+  'bgpSpeaker',
+  'bgpNeighbor',
 ] as const;
 
 export type ChangeOp = 'create' | 'update' | 'delete';
@@ -219,4 +272,6 @@ export interface ModelSnapshot {
   networkMacros: NetworkMacro[];
   networkMacroGroups: NetworkMacroGroup[];
   aclRules: AclRule[];
+  bgpSpeakers: BgpSpeaker[];
+  bgpNeighbors: BgpNeighbor[];
 }

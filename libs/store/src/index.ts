@@ -36,6 +36,8 @@ const COLLECTION: Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>> = 
   networkMacro: 'networkMacros',
   networkMacroGroup: 'networkMacroGroups',
   aclRule: 'aclRules',
+  bgpSpeaker: 'bgpSpeakers',
+  bgpNeighbor: 'bgpNeighbors',
 };
 
 export function rowToChange(r: any): Change {
@@ -60,6 +62,8 @@ export function emptySnapshot(revision = 0): ModelSnapshot {
     hosts: [],
     endpoints: [],
     policyGroups: [],
+    bgpSpeakers: [],
+    bgpNeighbors: [],
     networkMacros: [],
     networkMacroGroups: [],
     aclRules: [],

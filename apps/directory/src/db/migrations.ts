@@ -1,9 +1,10 @@
 import { DataSource } from 'typeorm';
 import { Initial1732300000000 } from '../../../../migrations/1732300000000-Initial';
 import { EndpointParentKey1732400000000 } from '../../../../migrations/1732400000000-EndpointParentKey';
+import { Bgp1732500000000 } from '../../../../migrations/1732500000000-Bgp';
 
 /** Every migration, in order. Schema changes happen only here (never synchronize). */
-export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000];
+export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000, Bgp1732500000000];
 
 export function migrationDataSource(url: string): DataSource {
   return new DataSource({ type: 'postgres', url, migrations: MIGRATIONS, synchronize: false, logging: false, migrationsTableName: 'migrations' });

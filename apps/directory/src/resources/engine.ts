@@ -62,6 +62,8 @@ export interface ResourceDef<M extends ResourceMeta = any, I = any, U = any> {
   modelSchema: Record<string, unknown>;
   /** only the operator may create/update/delete */
   operatorWrites?: boolean;
+  /** only the operator may even read (the BGP configuration) */
+  operatorOnly?: boolean;
   toModel(row: Row): M;
   /**
    * Read-only checks run before the serial writer, on a pooled connection, so

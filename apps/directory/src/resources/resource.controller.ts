@@ -82,14 +82,17 @@ export function resourceController(def: ResourceDef): Type<unknown> {
     }
 
     async listUnder(caller: Caller, parentId: string, query: Record<string, unknown>) {
+      if (def.operatorOnly) requireOperator(caller, `reading ${def.label}s`);
       return this.engine.list(def, caller, parseListQuery(def, query), parentId);
     }
 
     async listAll(caller: Caller, query: Record<string, unknown>) {
+      if (def.operatorOnly) requireOperator(caller, `reading ${def.label}s`);
       return this.engine.list(def, caller, parseListQuery(def, query));
     }
 
     async get(caller: Caller, id: string, reply: FastifyReply) {
+      if (def.operatorOnly) requireOperator(caller, `reading ${def.label}s`);
       const m = await this.engine.get(def, caller, id);
       reply.header('etag', `"${m.revision}"`);
       return m;

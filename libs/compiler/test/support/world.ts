@@ -33,6 +33,8 @@ const COLLECTION = {
   networkMacro: 'networkMacros',
   networkMacroGroup: 'networkMacroGroups',
   aclRule: 'aclRules',
+  bgpSpeaker: 'bgpSpeakers',
+  bgpNeighbor: 'bgpNeighbors',
 } as const satisfies Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>>;
 
 export class World {
@@ -43,6 +45,8 @@ export class World {
     zone: new Map(),
     subnet: new Map(),
     host: new Map(),
+    bgpSpeaker: new Map(),
+    bgpNeighbor: new Map(),
     endpoint: new Map(),
     policyGroup: new Map(),
     networkMacro: new Map(),
