@@ -154,7 +154,8 @@ async function benchGobgp(buffers: Buffer[]): Promise<Result> {
       }
       // gobgpd's EVPN ingest slows down as its table grows; stop at the limit and report what it held.
       if (now - t0 > GOBGP_LIMIT * 1000) break;
-      await sleep(250);
+      // `gobgp global rib summary` walks gobgpd's table: poll once a second so the probe does not slow it much.
+      await sleep(1000);
     }
     const rss = rssOf(proc.pid!);
     sender.close();

@@ -169,7 +169,13 @@ class Connection {
         this.peer.connectionClosed(this, `sent NOTIFICATION ${e.code}/${e.subcode}: ${e.message}`, false);
         return;
       }
-      throw e;
+      // A bug of ours must not take the other sessions down with the process:
+      // reset this one (Cease, no subcode) and say why.
+      this.peer.host.log('warn', 'bgp.peer.internal-error', { peer: this.peer.address, error: String((e as Error)?.stack ?? e) });
+      this.peer.lastError = { direction: 'sent', code: ErrorCode.Cease, subcode: 0, reason: `internal error: ${String(e)}` };
+      this.notifyAndClose(ErrorCode.Cease, 0);
+      this.peer.connectionClosed(this, 'internal error', false);
+      return;
     }
     if (off < end && !this.closed) this.pending = Buffer.from(b.subarray(off, end));
   }
