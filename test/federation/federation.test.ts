@@ -316,6 +316,9 @@ describe('federation: import', () => {
     assert.match((imp2.classify(received(both)) as any).reason, /2 enterprises/);
     const mpls = { ...a, extendedCommunities: a.extendedCommunities.filter((c) => c.kind !== 'encapsulation') };
     assert.match((imp2.classify(received(mpls)) as any).reason, /VXLAN/);
+    // an address of a local subnet arriving with another VNI would be bridged into the wrong segment
+    const otherVni = { ...a, route: { ...(a.route as any), labels: [10555, 50001] } };
+    assert.match((imp2.classify(received(otherVni)) as any).reason, /same l2Vni/);
     void other;
   });
 });

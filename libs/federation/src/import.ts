@@ -133,8 +133,8 @@ export class EvpnImporter {
               const s = this.model.subnets.get(sid)!;
               const c = parseCidr(s.cidr);
               if (addr && c.ok && cidrContains(c.cidr, addr.version, addr.value)) {
-                domain = d;
-                subnet = s;
+                // the same subnet on both sides must be the same broadcast domain: one VNI
+                return ignored(`${route.ip} is in local subnet ${s.cidr} (VNI ${s.l2Vni}) but arrives with VNI ${l2Vni}: give a stretched subnet the same l2Vni in every datacenter`);
               }
             }
           }

@@ -192,6 +192,8 @@ export interface BgpNeighbor extends ResourceMeta {
   name: string;
   description: string;
   address: string;
+  /** TCP port the neighbour listens on */
+  port: number;
   asn: number;
   families: BgpFamily[];
   /** wait for the neighbour to connect instead of connecting to it */

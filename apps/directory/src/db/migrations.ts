@@ -2,9 +2,10 @@ import { DataSource } from 'typeorm';
 import { Initial1732300000000 } from '../../../../migrations/1732300000000-Initial';
 import { EndpointParentKey1732400000000 } from '../../../../migrations/1732400000000-EndpointParentKey';
 import { Bgp1732500000000 } from '../../../../migrations/1732500000000-Bgp';
+import { BgpNeighborPort1732600000000 } from '../../../../migrations/1732600000000-BgpNeighborPort';
 
 /** Every migration, in order. Schema changes happen only here (never synchronize). */
-export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000, Bgp1732500000000];
+export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000, Bgp1732500000000, BgpNeighborPort1732600000000];
 
 export function migrationDataSource(url: string): DataSource {
   return new DataSource({ type: 'postgres', url, migrations: MIGRATIONS, synchronize: false, logging: false, migrationsTableName: 'migrations' });

@@ -139,6 +139,7 @@ const neighborCreate = z.strictObject({
   name,
   description: description.default(''),
   address: ipAddress,
+  port: port.default(179),
   asn,
   families: families.default(['l2vpn-evpn']),
   passive: z.boolean().default(false),
@@ -151,6 +152,7 @@ const neighborCreate = z.strictObject({
 const neighborUpdate = z.strictObject({
   name: name.optional(),
   description: description.optional(),
+  port: port.optional(),
   asn: asn.optional(),
   families: families.optional(),
   passive: z.boolean().optional(),
@@ -203,6 +205,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
     name: r.name,
     description: r.description,
     address: hostText(r.address),
+    port: r.port,
     asn: Number(r.asn),
     families: r.families,
     passive: r.passive,
@@ -226,8 +229,8 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
     const revision = tx.nextRevision();
     const [row] = await tx.query(
       `INSERT INTO bgp_neighbors (id, speaker_id, name, description, address, asn, families, passive, route_reflector_client,
-         hold_time, graceful_restart, restart_time, datacenter, created_at, updated_at, revision)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) RETURNING *`,
+         hold_time, graceful_restart, restart_time, datacenter, created_at, updated_at, revision, port)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16) RETURNING *`,
       [
         id,
         parent!.id,
@@ -244,6 +247,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
         input.datacenter,
         tx.now,
         revision,
+        input.port,
       ],
     );
     return row;
@@ -255,7 +259,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
       `UPDATE bgp_neighbors SET name = COALESCE($2, name), description = COALESCE($3, description), asn = COALESCE($4, asn),
          families = COALESCE($5, families), passive = COALESCE($6, passive), route_reflector_client = COALESCE($7, route_reflector_client),
          hold_time = COALESCE($8, hold_time), graceful_restart = COALESCE($9, graceful_restart), restart_time = COALESCE($10, restart_time),
-         datacenter = CASE WHEN $11 THEN $12 ELSE datacenter END, updated_at = $13, revision = $14
+         datacenter = CASE WHEN $11 THEN $12 ELSE datacenter END, updated_at = $13, revision = $14, port = COALESCE($15, port)
        WHERE id = $1 RETURNING *`,
       [
         row.id,
@@ -272,6 +276,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
         input.datacenter ?? null,
         tx.now,
         revision,
+        input.port ?? null,
       ],
     );
     return u;
