@@ -164,6 +164,8 @@ async function main(): Promise<void> {
     }
     console.log(`single-endpoint delta, add (FDB + neighbour + set member): p50 ${ms(pct(add, 50))}, p95 ${ms(pct(add, 95))} over ${DELTAS}`);
     console.log(`single-endpoint delta, remove: p50 ${ms(pct(del, 50))}, p95 ${ms(pct(del, 95))} over ${DELTAS}`);
+    const drift = again.selfCheck();
+    console.log(`fast-path deltas: ${again.fastApplies} of ${2 * DELTAS}; model vs full render: ${drift.length ? drift.join('; ') : 'equal'}`);
     const fdb = sh(['ip', 'netns', 'exec', `${cfg.nsPrefix}70001`, 'bridge', 'fdb', 'show', 'dev', 'vx70002']).split('\n').filter((l) => l.includes('dst')).length;
     console.log(`kernel check: ${fdb} VXLAN FDB entries with a remote VTEP on vx70002`);
     await again.destroy();

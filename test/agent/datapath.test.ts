@@ -37,7 +37,9 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     const next = await model.states([...hostIds.values()]);
     for (const [name, id] of hostIds) {
       const prev = states.get(id)!;
-      await paths.get(name)!.applyDelta(deltaBetween(prev, next.get(id)!));
+      const dp = paths.get(name)!;
+      await dp.applyDelta(deltaBetween(prev, next.get(id)!));
+      assert.deepEqual(dp.selfCheck(), [], `${name}: the datapath's model equals a full render of its state`);
     }
     states = next;
   }

@@ -8,7 +8,8 @@
  */
 import { applyDelta as applyStateDelta, cloneState, emptyHostState, HostDelta, HostState } from '#sdn/compiler';
 import { CommandError, inNetns, run, runJson } from './exec';
-import { DatapathConfig, domainNs, DomainModel, renderState, touchedDomains } from './model';
+import { addPiece, DatapathConfig, domainNs, DomainModel, modelDifferences, removePiece, renderState, touchedDomains } from './model';
+import { fastDelta, planFast } from './incremental';
 import { DomainPlan, planDomain, planIsEmpty } from './plan';
 import { listDomainNamespaces, readDomain } from './read';
 
@@ -43,6 +44,8 @@ export class Datapath {
   private model = new Map<string, DomainModel>();
   private queue: Promise<unknown> = Promise.resolve();
   private started = false;
+  /** deltas applied by the fast path (incremental.ts) */
+  fastApplies = 0;
 
   constructor(readonly cfg: DatapathConfig) {}
 
@@ -99,6 +102,26 @@ export class Datapath {
   applyDelta(delta: HostDelta): Promise<ApplyReport> {
     return this.serial(async () => {
       const t0 = performance.now();
+      const fast = fastDelta(this.good, delta, this.model, this.cfg);
+      if (fast) {
+        let changes = 0;
+        try {
+          for (const [ns, { removed, added }] of fast.byNs) {
+            const m = this.model.get(ns)!;
+            const plan = planFast(ns, m, removed, added, this.cfg);
+            changes += plan.changes;
+            if (!planIsEmpty(plan)) await this.executePlan(plan);
+            for (const p of removed) removePiece(m, p);
+            for (const p of added) addPiece(m, p);
+          }
+        } catch (e) {
+          const domains = touchedDomains(this.good, this.good, delta) ?? undefined;
+          throw await this.rollback(e, domains ?? null);
+        }
+        applyStateDelta(this.good, delta);
+        this.fastApplies++;
+        return { changes, durationMs: performance.now() - t0 };
+      }
       const next = cloneState(this.good);
       applyStateDelta(next, delta);
       const domains = touchedDomains(this.good, next, delta);
@@ -118,6 +141,11 @@ export class Datapath {
         throw await this.rollback(e, domains);
       }
     });
+  }
+
+  /** Differences between the model the datapath keeps and a full render of its state (tests: must be none). */
+  selfCheck(): string[] {
+    return modelDifferences(this.model, renderState(this.good, this.cfg));
   }
 
   /** Removes every domain namespace of this agent (tests and decommissioning; never done at start). */
@@ -146,6 +174,12 @@ export class Datapath {
       const namespaces = domains === null ? null : new Set([...want.keys(), ...this.namespacesOf(domains)]);
       const kernel = await this.readKernel(namespaces);
       await this.execute(kernel, want, namespaces === null);
+      // the model follows the kernel again (a fast delta may have updated some namespaces before the failure)
+      if (namespaces === null) this.model = want;
+      else {
+        for (const ns of namespaces) this.model.delete(ns);
+        for (const [ns, m] of want) this.model.set(ns, m);
+      }
       return new ApplyError(reason, true);
     } catch (e2) {
       return new ApplyError(`${reason}; rollback failed: ${message(e2)}`, false);

@@ -3,3 +3,4 @@ export * from './model';
 export * from './read';
 export * from './plan';
 export * from './datapath';
+export * from './incremental';

@@ -267,52 +267,13 @@ export function renderState(state: HostState, cfg: DatapathConfig, only?: Set<st
     const cidr = `${s.gateway}/${len}`;
     m.addrs.set(`${s.bridgeName}|${cidr}`, { dev: s.bridgeName, cidr });
   }
-  const localMembers = new Map<DomainModel, { 4: string[]; 6: string[] }>();
-  for (const e of state.localEndpoints.values()) {
-    const x = subnetModel(e.subnetId);
-    if (!x) continue;
-    x.m.links.set(e.ifName, { kind: 'veth', name: e.ifName, master: x.s.bridgeName, peer: peerIfName(e.ifName), peerMac: e.mac });
-    x.m.neigh.set(`${x.s.bridgeName}|${e.ip}`, { dev: x.s.bridgeName, ip: e.ip, mac: e.mac });
-    x.m.nft.guard.srcmac.add(guardElement(e.ifName, e.mac));
-    x.m.nft.guard[e.ip.includes(':') ? 'src6' : 'src4'].add(guardElement(e.ifName, e.ip));
-    let lm = localMembers.get(x.m);
-    if (!lm) localMembers.set(x.m, (lm = { 4: [], 6: [] }));
-    lm[e.ip.includes(':') ? 6 : 4].push(e.ip.includes(':') ? `${e.ip}/128` : `${e.ip}/32`);
-  }
-  for (const [m, lm] of localMembers) {
-    m.nft.elements.set(LOCAL_SET[4], foldedElements(lm[4]));
-    m.nft.elements.set(LOCAL_SET[6], foldedElements(lm[6]));
-  }
-  for (const e of state.remoteEndpoints.values()) {
-    const x = subnetModel(e.subnetId);
-    if (!x) continue;
-    const self: FdbSpec = { dev: x.s.vxlanName, mac: e.mac, dst: e.vtep };
-    const master: FdbSpec = { dev: x.s.vxlanName, mac: e.mac };
-    x.m.fdb.set(fdbKey(self), self);
-    x.m.fdb.set(fdbKey(master), master);
-    x.m.neigh.set(`${x.s.bridgeName}|${e.ip}`, { dev: x.s.bridgeName, ip: e.ip, mac: e.mac });
-  }
-  for (const r of state.routes.values()) {
-    const m = byDomain.get(r.domainId);
-    const d = state.domains.get(r.domainId);
-    if (!m || !d) continue;
-    m.routes.set(r.prefix, { prefix: r.prefix, via: r.vtep, dev: d.bridgeName });
-  }
-  for (const p of state.peerVteps.values()) {
-    const m = byDomain.get(p.domainId);
-    if (!m) continue;
-    if (p.kind === 'l2') {
-      const s = p.subnetId ? state.subnets.get(p.subnetId) : undefined;
-      if (!s) continue;
-      const flood: FdbSpec = { dev: s.vxlanName, mac: ZERO_MAC, dst: p.vtep };
-      m.fdb.set(fdbKey(flood), flood);
-    } else {
-      const d = state.domains.get(p.domainId)!;
-      const self: FdbSpec = { dev: d.vxlanName, mac: p.routerMac, dst: p.vtep };
-      const master: FdbSpec = { dev: d.vxlanName, mac: p.routerMac };
-      m.fdb.set(fdbKey(self), self);
-      m.fdb.set(fdbKey(master), master);
-      m.neigh.set(`${d.bridgeName}|${p.vtep}`, { dev: d.bridgeName, ip: p.vtep, mac: p.routerMac });
+  const lookup = stateLookup(state);
+  for (const t of PIECE_TABLES) {
+    for (const e of (state[t] as Map<string, any>).values()) {
+      const r = entryPieces(t, e, lookup);
+      const m = r && byDomain.get(r.domainId);
+      if (!m) continue;
+      for (const p of r.pieces) addPiece(m, p);
     }
   }
   const members = new Map<string, string[]>();
@@ -327,6 +288,7 @@ export function renderState(state: HostState, cfg: DatapathConfig, only?: Set<st
     const m = byDomain.get(a.domainId);
     if (m) m.nft.elements.set(a.name, foldedElements(members.get(a.name) ?? []));
   }
+
   const rules = [...state.rules.values()].sort(byPriority);
   for (const r of rules) {
     const m = byDomain.get(r.domainId);
@@ -341,6 +303,189 @@ export function renderState(state: HostState, cfg: DatapathConfig, only?: Set<st
     m.nft.ingress.push(d.defaultIngressAction === 'deny' ? { text: 'drop', comment: 'default deny' } : { text: 'accept', comment: 'default allow' });
   }
   return out;
+}
+
+/**
+ * The kernel objects of one entry of the tables that change with every
+ * endpoint (local and remote endpoints, routes, peer VTEPs). Each object is
+ * made by exactly one entry, so a delta of these tables can be applied as
+ * "remove the old entry's pieces, add the new entry's pieces" (incremental.ts).
+ */
+export type Piece =
+  | { kind: 'link'; key: string; v: LinkSpec }
+  | { kind: 'neigh'; key: string; v: NeighSpec }
+  | { kind: 'fdb'; key: string; v: FdbSpec }
+  | { kind: 'route'; key: string; v: RouteSpec }
+  /** an element of an nft set of `table inet sdn` (local4/local6), as nft prints it */
+  | { kind: 'elem'; key: string; set: string; v: string }
+  | { kind: 'guard'; key: string; set: (typeof GUARD_SETS)[number]; v: string };
+
+export const PIECE_TABLES = ['localEndpoints', 'remoteEndpoints', 'routes', 'peerVteps'] as const;
+export type PieceTable = (typeof PIECE_TABLES)[number];
+
+export interface StateLookup {
+  subnet(id: string): import('#sdn/compiler').SubnetEntry | undefined;
+  domain(id: string): import('#sdn/compiler').DomainEntry | undefined;
+}
+
+export const stateLookup = (s: HostState): StateLookup => ({ subnet: (id) => s.subnets.get(id), domain: (id) => s.domains.get(id) });
+
+const fdbPiece = (v: FdbSpec): Piece => ({ kind: 'fdb', key: fdbKey(v), v });
+const neighPiece = (v: NeighSpec): Piece => ({ kind: 'neigh', key: `${v.dev}|${v.ip}`, v });
+
+/** The pieces of one entry and its domain; null when what it hangs on (subnet, domain) is not in the state. */
+export function entryPieces(t: PieceTable, e: any, look: StateLookup): { domainId: string; pieces: Piece[] } | null {
+  switch (t) {
+    case 'localEndpoints': {
+      const s = look.subnet(e.subnetId);
+      if (!s) return null;
+      const v6 = e.ip.includes(':');
+      const link: LinkSpec = { kind: 'veth', name: e.ifName, master: s.bridgeName, peer: peerIfName(e.ifName), peerMac: e.mac };
+      const local = LOCAL_SET[v6 ? 6 : 4];
+      const src = v6 ? 'src6' : 'src4';
+      return {
+        domainId: s.domainId,
+        pieces: [
+          { kind: 'link', key: e.ifName, v: link },
+          neighPiece({ dev: s.bridgeName, ip: e.ip, mac: e.mac }),
+          { kind: 'elem', key: `${local}|${e.ip}`, set: local, v: e.ip },
+          { kind: 'guard', key: `srcmac|${guardElement(e.ifName, e.mac)}`, set: 'srcmac', v: guardElement(e.ifName, e.mac) },
+          { kind: 'guard', key: `${src}|${guardElement(e.ifName, e.ip)}`, set: src, v: guardElement(e.ifName, e.ip) },
+        ],
+      };
+    }
+    case 'remoteEndpoints': {
+      const s = look.subnet(e.subnetId);
+      if (!s) return null;
+      return {
+        domainId: s.domainId,
+        pieces: [
+          fdbPiece({ dev: s.vxlanName, mac: e.mac, dst: e.vtep }),
+          fdbPiece({ dev: s.vxlanName, mac: e.mac }),
+          neighPiece({ dev: s.bridgeName, ip: e.ip, mac: e.mac }),
+        ],
+      };
+    }
+    case 'routes': {
+      const d = look.domain(e.domainId);
+      if (!d) return null;
+      return { domainId: d.domainId, pieces: [{ kind: 'route', key: e.prefix, v: { prefix: e.prefix, via: e.vtep, dev: d.bridgeName } }] };
+    }
+    case 'peerVteps': {
+      if (e.kind === 'l2') {
+        const s = e.subnetId ? look.subnet(e.subnetId) : undefined;
+        if (!s) return null;
+        return { domainId: s.domainId, pieces: [fdbPiece({ dev: s.vxlanName, mac: ZERO_MAC, dst: e.vtep })] };
+      }
+      const d = look.domain(e.domainId);
+      if (!d) return null;
+      return {
+        domainId: d.domainId,
+        pieces: [
+          fdbPiece({ dev: d.vxlanName, mac: e.routerMac, dst: e.vtep }),
+          fdbPiece({ dev: d.vxlanName, mac: e.routerMac }),
+          neighPiece({ dev: d.bridgeName, ip: e.vtep, mac: e.routerMac }),
+        ],
+      };
+    }
+    default: {
+      const _: never = t;
+      return _;
+    }
+  }
+}
+
+export function addPiece(m: DomainModel, p: Piece): void {
+  switch (p.kind) {
+    case 'link':
+      m.links.set(p.key, p.v);
+      break;
+    case 'neigh':
+      m.neigh.set(p.key, p.v);
+      break;
+    case 'fdb':
+      m.fdb.set(p.key, p.v);
+      break;
+    case 'route':
+      m.routes.set(p.key, p.v);
+      break;
+    case 'elem': {
+      let set = m.nft.elements.get(p.set);
+      if (!set) m.nft.elements.set(p.set, (set = new Set()));
+      set.add(p.v);
+      break;
+    }
+    case 'guard':
+      m.nft.guard[p.set].add(p.v);
+      break;
+    default: {
+      const _: never = p;
+      return _;
+    }
+  }
+}
+
+export function removePiece(m: DomainModel, p: Piece): void {
+  switch (p.kind) {
+    case 'link':
+      m.links.delete(p.key);
+      break;
+    case 'neigh':
+      m.neigh.delete(p.key);
+      break;
+    case 'fdb':
+      m.fdb.delete(p.key);
+      break;
+    case 'route':
+      m.routes.delete(p.key);
+      break;
+    case 'elem':
+      m.nft.elements.get(p.set)?.delete(p.v);
+      break;
+    case 'guard':
+      m.nft.guard[p.set].delete(p.v);
+      break;
+    default: {
+      const _: never = p;
+      return _;
+    }
+  }
+}
+
+/** Differences between two sets of domain models (for tests: the incremental model against a full render). */
+export function modelDifferences(a: Map<string, DomainModel>, b: Map<string, DomainModel>, limit = 10): string[] {
+  const out: string[] = [];
+  const cmpMap = (ns: string, what: string, x: Map<string, unknown>, y: Map<string, unknown>) => {
+    for (const [k, v] of x) if (JSON.stringify(v) !== JSON.stringify(y.get(k))) out.push(`${ns} ${what} ${k}: ${JSON.stringify(v)} != ${JSON.stringify(y.get(k))}`);
+    for (const k of y.keys()) if (!x.has(k)) out.push(`${ns} ${what} ${k}: only in second`);
+  };
+  const cmpSet = (ns: string, what: string, x: Set<string> | undefined, y: Set<string> | undefined) => {
+    const xs = [...(x ?? [])].sort().join(',');
+    const ys = [...(y ?? [])].sort().join(',');
+    if (xs !== ys) out.push(`${ns} ${what}: ${xs} != ${ys}`);
+  };
+  for (const ns of new Set([...a.keys(), ...b.keys()])) {
+    const x = a.get(ns);
+    const y = b.get(ns);
+    if (!x || !y) {
+      out.push(`${ns}: only in ${x ? 'first' : 'second'}`);
+      continue;
+    }
+    cmpMap(ns, 'link', x.links, y.links);
+    cmpMap(ns, 'addr', x.addrs, y.addrs);
+    cmpMap(ns, 'fdb', x.fdb, y.fdb);
+    cmpMap(ns, 'neigh', x.neigh, y.neigh);
+    cmpMap(ns, 'route', x.routes, y.routes);
+    cmpMap(ns, 'set', x.nft.sets, y.nft.sets);
+    for (const set of new Set([...x.nft.elements.keys(), ...y.nft.elements.keys()])) cmpSet(ns, `elements ${set}`, x.nft.elements.get(set), y.nft.elements.get(set));
+    for (const g of GUARD_SETS) cmpSet(ns, `guard ${g}`, x.nft.guard[g], y.nft.guard[g]);
+    for (const c of ['egress', 'ingress'] as const) {
+      const xs = x.nft[c].map((r) => r.comment).join(',');
+      const ys = y.nft[c].map((r) => r.comment).join(',');
+      if (xs !== ys) out.push(`${ns} chain ${c}: ${xs} != ${ys}`);
+    }
+  }
+  return out.slice(0, limit);
 }
 
 /** The domains a delta touches (their domainIds), looked up in the states before and after it. */
