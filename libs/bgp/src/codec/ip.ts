@@ -182,3 +182,33 @@ export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array
   out.set(b.subarray(start, end));
   return out;
 }
+
+// ---------------------------------------------------------------- flat strings
+//
+// Strings built by concatenation are V8 cons-string trees that keep every
+// piece alive; RIB keys live long, so they are made flat (one object) here.
+
+let flatScratch = Buffer.alloc(256);
+const DECIMAL = Array.from({ length: 256 }, (_, i) => Buffer.from(String(i), 'latin1'));
+
+/** A flat copy of an ASCII string. */
+export function flatString(s: string): string {
+  if (s.length > flatScratch.length) flatScratch = Buffer.alloc(s.length * 2);
+  const n = flatScratch.write(s, 0, 'latin1');
+  return flatScratch.toString('latin1', 0, n);
+}
+
+/** `a.b.c.d/len` as a flat string, from the bytes of an IPv4 prefix. */
+export function ipv4PrefixText(a: number, b: number, c: number, d: number, len: number): string {
+  const out = flatScratch;
+  let o = 0;
+  for (const x of [a, b, c, d]) {
+    const t = DECIMAL[x];
+    for (let i = 0; i < t.length; i++) out[o++] = t[i];
+    out[o++] = 46; // '.'
+  }
+  out[o - 1] = 47; // '/'
+  const t = DECIMAL[len];
+  for (let i = 0; i < t.length; i++) out[o++] = t[i];
+  return out.toString('latin1', 0, o);
+}

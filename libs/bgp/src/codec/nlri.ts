@@ -5,6 +5,8 @@
 import { BgpError, ErrorCode, UpdateSubcode } from './errors.js';
 import {
   copyBytes,
+  flatString,
+  ipv4PrefixText,
   ipv4ToNumber,
   readHexColon,
   readIpv4,
@@ -149,13 +151,13 @@ export function readPrefixes(b: Uint8Array, off: number, end: number, v6: boolea
     if (v6) {
       scratch16.fill(0);
       for (let i = 0; i < n; i++) scratch16[i] = b[off + 1 + i];
-      out.push(`${readIpv6(scratch16, 0)}/${len}`);
+      out.push(flatString(`${readIpv6(scratch16, 0)}/${len}`));
     } else {
       const a = n > 0 ? b[off + 1] : 0;
       const c = n > 1 ? b[off + 2] : 0;
       const d = n > 2 ? b[off + 3] : 0;
       const e = n > 3 ? b[off + 4] : 0;
-      out.push(`${a}.${c}.${d}.${e}/${len}`);
+      out.push(ipv4PrefixText(a, c, d, e, len));
     }
     off += 1 + n;
   }
@@ -377,6 +379,9 @@ function readEvpnBody(type: number, b: Uint8Array, o: number, len: number): Evpn
  * type-2 and type-5, are route data, not key.
  */
 export function evpnKey(r: EvpnRoute): string {
+  return flatString(evpnKeyText(r));
+}
+function evpnKeyText(r: EvpnRoute): string {
   switch (r.routeType) {
     case 1:
       return `1|${r.rd}|${r.esi}|${r.ethernetTag}`;
