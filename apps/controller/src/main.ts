@@ -1,5 +1,7 @@
 import { ConfigError, loadConfig } from './config';
 import { startController } from './controller';
+import { Federation, federationSpeakerName } from './federation';
+import { createLogger } from './log';
 
 async function main(): Promise<void> {
   let config;
@@ -13,10 +15,16 @@ async function main(): Promise<void> {
     throw e;
   }
   const running = await startController(config);
+  const speakerName = federationSpeakerName();
+  const federation = speakerName
+    ? new Federation({ databaseUrl: config.databaseUrl, speakerName, log: createLogger(config.logLevel, 'federation') })
+    : null;
+  await federation?.start();
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    await federation?.stop();
     await running.close();
     process.exit(0);
   };

@@ -1,0 +1,453 @@
+/**
+ * Federation: the controller's MP-BGP speaker (libs/bgp), configured by the
+ * directory's bgp-speakers / bgp-neighbors resources and kept current from
+ * the change log without a restart.
+ *
+ * - Export: the local model's EVPN routes (libs/federation EvpnExporter:
+ *   type 2 per endpoint, type 3 per host and subnet, type 5 per subnet) are
+ *   added to and withdrawn from the speaker as the model changes.
+ * - Import: every best path learned from a neighbour is classified
+ *   (EvpnImporter: route targets -> domain, VNI -> subnet, communities ->
+ *   policy groups) and kept in `remote`; the table remote_endpoints mirrors
+ *   the endpoints for the API. `onRemote` tells the host that embeds this
+ *   service what changed, so that the compiler can give hosts the entries.
+ * - Neighbour state and route counts are written to bgp_neighbors every
+ *   second (not in the change log: they are operational state).
+ *
+ * The speaker to run is chosen by name (SDN_BGP_SPEAKER); with no such
+ * speaker in the directory, or with it disabled, nothing listens.
+ */
+import { Pool } from 'pg';
+import type { Subscription } from 'rxjs';
+import { BgpSpeaker as Speaker, BestPathChange, LogEntry, NeighborConfig, RibRoute } from '#sdn/bgp';
+import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
+import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
+import { createModelStore, ModelStore } from '#sdn/store';
+import type { Logger } from './log';
+
+/** The speaker this controller runs, from SDN_BGP_SPEAKER (read once at start); null: no federation. */
+export function federationSpeakerName(env: NodeJS.ProcessEnv = process.env): string | null {
+  const v = env.SDN_BGP_SPEAKER?.trim();
+  return v ? v : null;
+}
+
+export interface FederationOptions {
+  databaseUrl: string;
+  /** name of the bgp-speakers resource this controller runs */
+  speakerName: string;
+  log: Logger;
+  /** seconds between connection attempts to a neighbour (default 10; tests use 1) */
+  connectRetryTime?: number;
+  /** ms between writes of neighbour status (default 1000) */
+  statusIntervalMs?: number;
+  /** told about every change of the imported state */
+  onRemote?: (changed: Imported[], removed: Imported[]) => void;
+  store?: ModelStore;
+}
+
+export interface FederationStats {
+  advertised: number;
+  withdrawn: number;
+  imported: number;
+  ignored: number;
+}
+
+type Running = { conf: BgpSpeaker; speaker: Speaker; exporter: EvpnExporter; importer: EvpnImporter; sub: Subscription };
+
+const sameSpeaker = (a: BgpSpeaker, b: BgpSpeaker) =>
+  a.asn === b.asn && a.routerId === b.routerId && a.listenAddress === b.listenAddress && a.listenPort === b.listenPort && a.rdAdmin === b.rdAdmin;
+const neighborKey = (n: BgpNeighbor) => JSON.stringify([n.address, n.port, n.asn, n.families, n.passive, n.routeReflectorClient, n.holdTime]);
+
+export class Federation {
+  private readonly store: ModelStore;
+  private readonly pool: Pool;
+  /** the model by kind and id (the exporter is rebuilt from it when the speaker restarts) */
+  private readonly objects = new Map<Change['kind'], Map<string, unknown>>();
+  private revision = 0;
+  private readonly localVteps = new Map<string, string>(); // host id -> VTEP
+  private readonly speakers = new Map<string, BgpSpeaker>();
+  private readonly neighbors = new Map<string, BgpNeighbor>();
+  private running: Running | null = null;
+  private readonly configured = new Map<string, { id: string; key: string }>(); // address -> neighbour
+  /** best paths from neighbours, by RIB key, and what each means here */
+  private readonly received = new Map<string, ReceivedRoute>();
+  readonly remote = new Map<string, Imported>();
+  private follow: Subscription | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private pendingDb = new Map<string, Imported | null>();
+  private dbTimer: NodeJS.Timeout | null = null;
+  private dbChain: Promise<void> = Promise.resolve();
+  private lastModelVersion = -1;
+  private stopped = false;
+  readonly stats: FederationStats = { advertised: 0, withdrawn: 0, imported: 0, ignored: 0 };
+
+  constructor(private readonly opts: FederationOptions) {
+    this.store = opts.store ?? createModelStore(opts.databaseUrl);
+    this.pool = new Pool({ connectionString: opts.databaseUrl, max: 2, application_name: 'sdn-controller-federation' });
+    this.pool.on('error', () => undefined);
+  }
+
+  get speaker(): Speaker | null {
+    return this.running?.speaker ?? null;
+  }
+
+  get speakerId(): string | null {
+    return this.running?.conf.id ?? null;
+  }
+
+  async start(): Promise<void> {
+    const snap = await this.store.loadSnapshot();
+    this.revision = snap.revision;
+    for (const [kind, coll] of Object.entries(COLLECTIONS) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
+      this.objects.set(kind, new Map((snap[coll] as Array<{ id: string }>).map((x) => [x.id, x])));
+    }
+    for (const h of snap.hosts) this.localVteps.set(h.id, h.vtepIp);
+    for (const s of snap.bgpSpeakers) this.speakers.set(s.id, s);
+    for (const n of snap.bgpNeighbors) this.neighbors.set(n.id, n);
+    await this.reconfigure();
+    this.follow = this.store.follow(snap.revision).subscribe({
+      next: (c) => void this.onChange(c),
+      error: (e: Error) => this.opts.log.error('federation: change log follow failed', { error: e.message }),
+    });
+    this.statusTimer = setInterval(() => void this.writeStatus(), this.opts.statusIntervalMs ?? 1000);
+  }
+
+  async stop(options: { graceful?: boolean } = {}): Promise<void> {
+    this.stopped = true;
+    this.follow?.unsubscribe();
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.stopSpeaker(options);
+    await this.flushDb();
+    await this.dbChain;
+    await this.pool.end();
+    if (!this.opts.store) await this.store.close();
+  }
+
+  // ------------------------------------------------------------------ model
+
+  private async onChange(c: Change): Promise<void> {
+    this.revision = c.revision;
+    const objects = this.objects.get(c.kind)!;
+    if (c.state) objects.set(c.id, c.state);
+    else objects.delete(c.id);
+    if (c.kind === 'host') {
+      if (c.state) this.localVteps.set(c.id, c.state.vtepIp);
+      else this.localVteps.delete(c.id);
+    }
+    if (c.kind === 'bgpSpeaker') {
+      if (c.state) this.speakers.set(c.id, c.state);
+      else this.speakers.delete(c.id);
+      await this.reconfigure();
+      return;
+    }
+    if (c.kind === 'bgpNeighbor') {
+      if (c.state) this.neighbors.set(c.id, c.state);
+      else this.neighbors.delete(c.id);
+      this.syncNeighbors();
+      return;
+    }
+    const r = this.running;
+    if (!r) return;
+    r.exporter.apply(c);
+    this.pushExports();
+    if (r.exporter.model.version !== this.lastModelVersion) this.reclassifyAll();
+  }
+
+  /** Starts, restarts or stops the speaker to match its resource. */
+  private async reconfigure(): Promise<void> {
+    const conf = [...this.speakers.values()].find((s) => s.name === this.opts.speakerName && s.enabled) ?? null;
+    const r = this.running;
+    if (r && conf && sameSpeaker(r.conf, conf)) {
+      r.conf = conf;
+      return;
+    }
+    if (r) await this.stopSpeaker({});
+    if (!conf || this.stopped) {
+      if (!conf) this.opts.log.info('federation: no enabled BGP speaker named ' + this.opts.speakerName);
+      return;
+    }
+    const speaker = new Speaker({
+      asn: conf.asn,
+      routerId: conf.routerId,
+      listen: { address: conf.listenAddress, port: conf.listenPort },
+      gracefulRestart: { enabled: true, restartTime: 120 },
+      logger: (e: LogEntry) => this.opts.log.debug('bgp', e as unknown as Record<string, unknown>),
+    });
+    await speaker.start();
+    const exporter = new EvpnExporter(
+      { asn: conf.asn, routerId: conf.routerId, rdAdmin: conf.rdAdmin ?? undefined },
+      (domainId, mac) => this.remoteSequence(domainId, mac),
+    );
+    exporter.load(this.snapshot());
+    const importer = new EvpnImporter(exporter.model, conf.asn, (ip) => this.isLocalVtep(ip));
+    const sub = speaker.bestPathChanges$.subscribe((ch) => this.onBestPath(ch));
+    speaker.peerStateChanges$.subscribe((p) => this.opts.log.info('bgp neighbour state', { address: p.address, from: p.previous, to: p.state, reason: p.reason }));
+    this.running = { conf, speaker, exporter, importer, sub };
+    this.lastModelVersion = exporter.model.version;
+    this.opts.log.info('federation: speaker started', { name: conf.name, asn: conf.asn, routerId: conf.routerId, port: speaker.listenPort });
+    this.syncNeighbors();
+    this.pushExports();
+  }
+
+  private async stopSpeaker(options: { graceful?: boolean }): Promise<void> {
+    const r = this.running;
+    if (!r) return;
+    this.running = null;
+    r.sub.unsubscribe();
+    this.configured.clear();
+    await r.speaker.stop(options);
+    for (const key of [...this.received.keys()]) this.forget(key);
+  }
+
+  /** Adds, replaces and removes neighbours to match the resources of the running speaker. */
+  private syncNeighbors(): void {
+    const r = this.running;
+    if (!r) return;
+    const wanted = new Map<string, BgpNeighbor>();
+    for (const n of this.neighbors.values()) if (n.speakerId === r.conf.id) wanted.set(n.address, n);
+    for (const [address, c] of this.configured) {
+      const n = wanted.get(address);
+      if (!n || neighborKey(n) !== c.key) {
+        r.speaker.removeNeighbor(address);
+        this.configured.delete(address);
+      }
+    }
+    for (const [address, n] of wanted) {
+      if (this.configured.has(address)) continue;
+      const local = r.conf.listenAddress;
+      const config: NeighborConfig = {
+        address,
+        port: n.port,
+        asn: n.asn,
+        passive: n.passive,
+        holdTime: n.holdTime,
+        families: n.families,
+        routeReflectorClient: n.routeReflectorClient,
+        connectRetryTime: this.opts.connectRetryTime ?? 10,
+        ...(local !== '0.0.0.0' && local !== '::' && local.includes(':') === address.includes(':') ? { localAddress: local } : {}),
+      };
+      r.speaker.addNeighbor(config);
+      this.configured.set(address, { id: n.id, key: neighborKey(n) });
+    }
+  }
+
+  private snapshot(): ModelSnapshot {
+    const snap = { revision: this.revision } as ModelSnapshot;
+    for (const [kind, coll] of Object.entries(COLLECTIONS) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
+      (snap as unknown as Record<string, unknown[]>)[coll] = [...this.objects.get(kind)!.values()];
+    }
+    return snap;
+  }
+
+  private isLocalVtep(ip: string): boolean {
+    for (const v of this.localVteps.values()) if (v === ip) return true;
+    return false;
+  }
+
+  // ------------------------------------------------------------------ export
+
+  private pushExports(): void {
+    const r = this.running;
+    if (!r) return;
+    const u = r.exporter.takeUpdates();
+    for (const a of u.withdraw) {
+      r.speaker.withdrawRoute({ family: 'l2vpn-evpn', route: a.route });
+      this.stats.withdrawn++;
+    }
+    for (const a of u.advertise) {
+      r.speaker.addRoute({ family: 'l2vpn-evpn', route: a.route, nextHop: a.nextHop, attributes: attributesOf(a) });
+      this.stats.advertised++;
+    }
+  }
+
+  /** The highest MAC mobility sequence learned from elsewhere for a MAC of a domain. */
+  private remoteSequence(domainId: string, mac: string): number | undefined {
+    let best: number | undefined;
+    for (const i of this.remote.values()) {
+      if (i.kind === 'endpoint' && i.endpoint.domainId === domainId && i.endpoint.mac === mac) {
+        best = Math.max(best ?? 0, i.endpoint.mobilitySequence);
+      }
+    }
+    return best;
+  }
+
+  // ------------------------------------------------------------------ import
+
+  private onBestPath(ch: BestPathChange): void {
+    if (ch.family !== 'l2vpn-evpn') return;
+    const route = ch.route;
+    if (!route || route.source === 'local' || !route.evpn) {
+      this.forget(ch.key);
+      return;
+    }
+    const received = receivedOf(route);
+    this.received.set(ch.key, received);
+    this.classify(ch.key, received);
+  }
+
+  private classify(key: string, received: ReceivedRoute): void {
+    const r = this.running;
+    if (!r) return;
+    const got = r.importer.classify(received);
+    const before = this.remote.get(key);
+    if (got.kind === 'ignored') {
+      this.stats.ignored++;
+      this.opts.log.debug('federation: route not imported', { key, reason: got.reason, peer: received.peer });
+      if (before) {
+        this.remote.delete(key);
+        this.toDb(key, null, before);
+        this.opts.onRemote?.([], [before]);
+      }
+      return;
+    }
+    this.stats.imported++;
+    this.remote.set(key, got);
+    this.toDb(key, got, before);
+    this.opts.onRemote?.([got], []);
+  }
+
+  private forget(key: string): void {
+    this.received.delete(key);
+    const before = this.remote.get(key);
+    if (!before) return;
+    this.remote.delete(key);
+    this.toDb(key, null, before);
+    this.opts.onRemote?.([], [before]);
+  }
+
+  /** Local domains, subnets or groups changed: what received routes mean may have changed too. */
+  private reclassifyAll(): void {
+    const r = this.running;
+    if (!r) return;
+    this.lastModelVersion = r.exporter.model.version;
+    for (const [key, received] of this.received) this.classify(key, received);
+  }
+
+  // ------------------------------------------------------------------ database
+
+  private toDb(key: string, now: Imported | null, before: Imported | undefined): void {
+    if (now?.kind !== 'endpoint' && before?.kind !== 'endpoint') return;
+    // the row is keyed by domain too: a route that now lands in another domain leaves the old row behind otherwise
+    if (before?.kind === 'endpoint' && (now?.kind !== 'endpoint' || now.endpoint.domainId !== before.endpoint.domainId)) {
+      this.pendingDb.set(`${before.endpoint.domainId}|${key}`, null);
+    }
+    if (now?.kind === 'endpoint') this.pendingDb.set(`${now.endpoint.domainId}|${key}`, now);
+    if (!this.dbTimer) this.dbTimer = setTimeout(() => void this.flushDb(), 50);
+  }
+
+  private flushDb(): Promise<void> {
+    if (this.dbTimer) clearTimeout(this.dbTimer);
+    this.dbTimer = null;
+    const batch = this.pendingDb;
+    this.pendingDb = new Map();
+    const speakerId = this.running?.conf.id ?? [...this.speakers.values()].find((s) => s.name === this.opts.speakerName)?.id;
+    if (batch.size === 0 || !speakerId) return this.dbChain;
+    this.dbChain = this.dbChain.then(async () => {
+      const deletes: Array<[string, string]> = [];
+      const rows: unknown[] = [];
+      for (const [k, v] of batch) {
+        const [domainId, key] = [k.slice(0, 36), k.slice(37)];
+        if (v === null || v.kind !== 'endpoint') {
+          deletes.push([domainId, key]);
+          continue;
+        }
+        const e = v.endpoint;
+        rows.push({
+          k: key, ent: e.enterpriseId, dom: e.domainId, sub: e.subnetId, mac: e.mac, ip: e.ip, vtep: e.vtepIp, l2: e.l2Vni, l3: e.l3Vni,
+          groups: e.policyGroupIds, seq: e.mobilitySequence, rd: e.rd, peer: e.peer, dc: this.datacenterOf(e.peer),
+        });
+      }
+      try {
+        if (deletes.length) {
+          await this.pool.query(
+            'DELETE FROM remote_endpoints r USING unnest($2::uuid[], $3::text[]) AS d(dom, k) WHERE r.speaker_id = $1 AND r.domain_id = d.dom AND r.route_key = d.k',
+            [speakerId, deletes.map((d) => d[0]), deletes.map((d) => d[1])],
+          );
+        }
+        if (rows.length) {
+          await this.pool.query(
+            `INSERT INTO remote_endpoints (speaker_id, route_key, enterprise_id, domain_id, subnet_id, mac, ip, vtep_ip, l2_vni, l3_vni,
+               policy_group_ids, mobility_sequence, route_distinguisher, peer, datacenter, learned_at)
+             SELECT $1, t.k, t.ent, t.dom, t.sub, t.mac, t.ip::inet, t.vtep::inet, t.l2, t.l3, t.groups, t.seq, t.rd, t.peer::inet, t.dc, now()
+               FROM json_to_recordset($2::json) AS t(k text, ent uuid, dom uuid, sub uuid, mac text, ip text, vtep text, l2 int, l3 int,
+                    groups uuid[], seq bigint, rd text, peer text, dc text)
+             ON CONFLICT (speaker_id, domain_id, route_key) DO UPDATE SET subnet_id = EXCLUDED.subnet_id, mac = EXCLUDED.mac, ip = EXCLUDED.ip,
+               vtep_ip = EXCLUDED.vtep_ip, l2_vni = EXCLUDED.l2_vni, l3_vni = EXCLUDED.l3_vni, policy_group_ids = EXCLUDED.policy_group_ids,
+               mobility_sequence = EXCLUDED.mobility_sequence, route_distinguisher = EXCLUDED.route_distinguisher, peer = EXCLUDED.peer,
+               datacenter = EXCLUDED.datacenter, learned_at = EXCLUDED.learned_at`,
+            [speakerId, JSON.stringify(rows)],
+          );
+        }
+      } catch (e) {
+        // the in-memory state is the truth; the table is its mirror and is rewritten on the next change
+        this.opts.log.warn('federation: could not write remote endpoints', { error: (e as Error).message });
+      }
+    });
+    return this.dbChain;
+  }
+
+  private datacenterOf(peer: string): string | null {
+    for (const n of this.neighbors.values()) if (n.address === peer && n.speakerId === this.running?.conf.id) return n.datacenter;
+    return null;
+  }
+
+  private async writeStatus(): Promise<void> {
+    const r = this.running;
+    if (!r) return;
+    const rows = r.speaker.neighbors().map((n) => ({
+      a: n.address,
+      s: n.state,
+      rx: n.counters.routesReceived,
+      tx: n.counters.routesAdvertised,
+      e: n.lastError ? `${n.lastError.direction} ${n.lastError.code}/${n.lastError.subcode}: ${n.lastError.reason}` : null,
+    }));
+    if (rows.length === 0) return;
+    try {
+      await this.pool.query(
+        `UPDATE bgp_neighbors b SET state = t.s, received_routes = t.rx, advertised_routes = t.tx, last_error = t.e, status_updated_at = now()
+           FROM json_to_recordset($2::json) AS t(a text, s text, rx int, tx int, e text)
+          WHERE b.speaker_id = $1 AND host(b.address) = t.a`,
+        [r.conf.id, JSON.stringify(rows)],
+      );
+    } catch (e) {
+      this.opts.log.warn('federation: could not write neighbour status', { error: (e as Error).message });
+    }
+  }
+}
+
+function attributesOf(a: EvpnAdvert) {
+  return {
+    origin: 0 as const,
+    extendedCommunities: a.extendedCommunities,
+    ...(a.communities.length ? { communities: a.communities } : {}),
+    ...(a.largeCommunities.length ? { largeCommunities: a.largeCommunities } : {}),
+    ...(a.pmsiTunnel ? { pmsiTunnel: a.pmsiTunnel } : {}),
+  };
+}
+
+function receivedOf(r: RibRoute): ReceivedRoute {
+  return {
+    route: r.evpn!,
+    nextHop: r.nextHop,
+    extendedCommunities: r.attributes.extendedCommunities ?? [],
+    communities: r.attributes.communities ?? [],
+    largeCommunities: r.attributes.largeCommunities ?? [],
+    pmsiTunnel: r.attributes.pmsiTunnel,
+    peer: r.source,
+  };
+}
+
+const COLLECTIONS: Record<Change['kind'], keyof Omit<ModelSnapshot, 'revision'>> = {
+  enterprise: 'enterprises',
+  domain: 'domains',
+  zone: 'zones',
+  subnet: 'subnets',
+  host: 'hosts',
+  endpoint: 'endpoints',
+  policyGroup: 'policyGroups',
+  networkMacro: 'networkMacros',
+  networkMacroGroup: 'networkMacroGroups',
+  aclRule: 'aclRules',
+  bgpSpeaker: 'bgpSpeakers',
+  bgpNeighbor: 'bgpNeighbors',
+};
