@@ -221,6 +221,22 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.ok(!ping(b1.ns, ids.p1.ip, 1), "nor A's partner subnet");
   });
 
+  it('carries IPv6 too: same subnet over VXLAN and routed, with neighbour discovery through the firewall', async () => {
+    const zoneId = ids.a1.zoneId;
+    const v6a = await api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 'a-v6-front', cidr: 'fd00:a::/64' });
+    const v6b = await api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 'a-v6-back', cidr: 'fd00:b::/64' });
+    await api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, { priority: 220, direction: 'ingress', action: 'allow', etherType: 'ipv6', protocol: 'icmpv6' });
+    const x1 = await endpoint('x1', v6a, 'h1');
+    const x2 = await endpoint('x2', v6a, 'h2');
+    const x3 = await endpoint('x3', v6b, 'h1');
+    await sync();
+    plug('x1', x1, v6a, 'h1');
+    plug('x2', x2, v6a, 'h2');
+    plug('x3', x3, v6b, 'h1');
+    assert.ok(ping(eps.get('x1')!.ns, x2.ip), `x1 (h1) pings x2 (h2) at ${x2.ip}`);
+    assert.ok(ping(eps.get('x2')!.ns, x3.ip), `x2 (h2) pings x3 (h1, another subnet: over the l3Vni) at ${x3.ip}`);
+  });
+
   it('moves an endpoint: FDB, neighbours and sets follow it to its new host', async () => {
     const app2 = eps.get('app2')!;
     const r = await api.patch(`/api/v1/endpoints/${app2.id}`, { hostId: hostIds.get('h2') });

@@ -92,10 +92,11 @@ export class NetnsWorld {
     const peer = `ec${ep.ifName.slice(2)}`;
     sh(['ip', '-n', host.ns, 'link', 'set', peer, 'netns', ns]);
     sh(['ip', '-n', ns, 'link', 'set', peer, 'name', 'eth0']);
-    sh(['ip', '-n', ns, 'addr', 'add', `${ep.ip}/${ep.prefixLength}`, 'dev', 'eth0']);
+    const v6 = ep.ip.includes(':');
+    sh(['ip', '-n', ns, 'addr', 'add', `${ep.ip}/${ep.prefixLength}`, 'dev', 'eth0', ...(v6 ? ['nodad'] : [])]);
     sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
     sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', ep.gateway]);
+    sh(['ip', '-n', ns, ...(v6 ? ['-6'] : []), 'route', 'add', 'default', 'via', ep.gateway]);
     return ns;
   }
 

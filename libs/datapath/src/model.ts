@@ -105,7 +105,7 @@ export const GUARD_SETS = ['src4', 'src6', 'srcmac'] as const;
 /** comments of the guard chain's rules, in order: what says the guard is ours and current */
 export const GUARD_COMMENTS = ['guard other ports', 'guard mac', 'guard ipv4', 'guard ipv6', 'guard arp'];
 /** comments of the forward chain's rules, in order */
-export const BASE_COMMENTS = ['base established', 'base invalid', 'base egress4', 'base egress6', 'base ingress4', 'base ingress6'];
+export const BASE_COMMENTS = ['base established', 'base invalid', 'base nd', 'base egress4', 'base egress6', 'base ingress4', 'base ingress6'];
 export const guardElement = (ifName: string, addr: string) => `"${ifName}" . ${addr}`;
 
 export interface DomainModel {
@@ -328,6 +328,13 @@ export interface StateLookup {
   domain(id: string): import('#sdn/compiler').DomainEntry | undefined;
 }
 
+/**
+ * Next hop of a route over the l3Vni: the VTEP; for an IPv6 prefix and an
+ * IPv4 VTEP its IPv4-mapped address (Linux takes an IPv6 next hop for an IPv4
+ * route, RFC 5549, but not the other way round).
+ */
+export const nextHop = (prefix: string, vtep: string) => (prefix.includes(':') && !vtep.includes(':') ? `::ffff:${vtep}` : vtep);
+
 export const stateLookup = (s: HostState): StateLookup => ({ subnet: (id) => s.subnets.get(id), domain: (id) => s.domains.get(id) });
 
 const fdbPiece = (v: FdbSpec): Piece => ({ kind: 'fdb', key: fdbKey(v), v });
@@ -369,7 +376,7 @@ export function entryPieces(t: PieceTable, e: any, look: StateLookup): { domainI
     case 'routes': {
       const d = look.domain(e.domainId);
       if (!d) return null;
-      return { domainId: d.domainId, pieces: [{ kind: 'route', key: e.prefix, v: { prefix: e.prefix, via: e.vtep, dev: d.bridgeName } }] };
+      return { domainId: d.domainId, pieces: [{ kind: 'route', key: e.prefix, v: { prefix: e.prefix, via: nextHop(e.prefix, e.vtep), dev: d.bridgeName } }] };
     }
     case 'peerVteps': {
       if (e.kind === 'l2') {
@@ -385,6 +392,8 @@ export function entryPieces(t: PieceTable, e: any, look: StateLookup): { domainI
           fdbPiece({ dev: d.vxlanName, mac: e.routerMac, dst: e.vtep }),
           fdbPiece({ dev: d.vxlanName, mac: e.routerMac }),
           neighPiece({ dev: d.bridgeName, ip: e.vtep, mac: e.routerMac }),
+          // IPv6 routes over an IPv4 underlay go via the VTEP's IPv4-mapped address (as FRR does)
+          ...(e.vtep.includes(':') ? [] : [neighPiece({ dev: d.bridgeName, ip: `::ffff:${e.vtep}`, mac: e.routerMac })]),
         ],
       };
     }

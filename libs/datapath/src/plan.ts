@@ -185,7 +185,7 @@ export function planDomain(from: DomainModel | null, to: DomainModel | null, cfg
 const T = `inet ${NFT_TABLE}`;
 
 function baseScript(): string[] {
-  const [est, inv, e4, e6, i4, i6] = BASE_COMMENTS;
+  const [est, inv, nd, e4, e6, i4, i6] = BASE_COMMENTS;
   return [
     `add table ${T}`,
     `add set ${T} ${LOCAL_SET[4]} { type ipv4_addr; flags interval; }`,
@@ -197,6 +197,8 @@ function baseScript(): string[] {
     // a connection admitted by a stateful decision: its later packets and its return traffic pass
     `add rule ${T} forward ct state established,related ct mark != ${STATELESS_MARK} accept comment "${est}"`,
     `add rule ${T} forward ct state invalid drop comment "${inv}"`,
+    // neighbour discovery between endpoints (bridged through br_netfilter) is infrastructure, like ARP
+    `add rule ${T} forward icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept comment "${nd}"`,
     // leaving a local endpoint: egress policy (an allow returns here), then, toward a local endpoint: ingress policy
     `add rule ${T} forward ip saddr @${LOCAL_SET[4]} jump egress comment "${e4}"`,
     `add rule ${T} forward ip6 saddr @${LOCAL_SET[6]} jump egress comment "${e6}"`,
