@@ -15,6 +15,8 @@ export interface GobgpNeighbor {
   passive?: boolean;
   gracefulRestart?: boolean;
   families?: string[];
+  /** gobgpd reflects routes to and from this iBGP neighbour (RFC 4456). */
+  routeReflectorClient?: boolean;
 }
 
 export interface GobgpOptions {
@@ -41,6 +43,7 @@ export class Gobgpd {
       s += `\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = "${n.address}"\n    peer-as = ${n.asn}\n`;
       s += `  [neighbors.transport.config]\n    local-address = "${o.address}"\n    passive-mode = ${n.passive ?? true}\n`;
       s += `  [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 30\n    keepalive-interval = 10\n`;
+      if (n.routeReflectorClient) s += `  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = "${o.routerId}"\n`;
       if (n.gracefulRestart) s += `  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 60\n`;
       for (const f of n.families ?? ['ipv4-unicast', 'ipv6-unicast', 'l2vpn-evpn']) {
         s += `  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = "${f}"\n`;
