@@ -55,6 +55,17 @@ describe('BgpSpeaker against itself', () => {
     assert.ok(st.counters.updatesSent >= 3 && st.counters.routesAdvertised === 2 && st.counters.routesReceived === 1);
   });
 
+  it('resends its Adj-RIB-Out when the neighbour asks with ROUTE-REFRESH (RFC 2918, RFC 7313)', async () => {
+    const [a, b] = speakers;
+    const before = a.neighbor('127.0.1.2')!.counters.updatesReceived;
+    const advertised = b.adjRibOut('127.0.1.1', 'ipv4-unicast').length;
+    assert.ok(advertised > 0);
+    a.refresh('127.0.1.2', 'ipv4-unicast');
+    await waitFor('routes sent again', () => a.neighbor('127.0.1.2')!.counters.updatesReceived > before);
+    assert.equal(b.adjRibOut('127.0.1.1', 'ipv4-unicast').length, advertised);
+    assert.ok(a.route('ipv4-unicast', '10.20.0.0/16'));
+  });
+
   it('answers a garbage-sending peer with NOTIFICATION 1/1 and keeps the other session', async () => {
     const [a, b] = speakers;
     a.addNeighbor({ address: '127.0.1.9', asn: 65009, passive: true });
