@@ -118,5 +118,9 @@ describe('agent process with the real controller', () => {
     plug('e3', 'h2');
     assert.ok(ping(containerNs.e1, eps.e3.ip), 'e1 (h1) pings e3, created while the controller was away');
     await until('e3 active', async () => (await t.api.get(`/api/v1/endpoints/${eps.e3.id}`)).body.status === 'active');
+    for (const [name, a] of agents) {
+      const metrics = await (await fetch(`${a.url}/metrics`)).text();
+      assert.doesNotMatch(metrics, /sdn_agent_versions_rejected_total\{/, `${name} resumed with the new controller without rejecting a version`);
+    }
   });
 });

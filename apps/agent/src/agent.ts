@@ -118,8 +118,9 @@ export class Agent {
   }
 
   private async onDelta(m: DeltaEvent): Promise<void> {
-    if (m.fromVersion !== this.version || m.epoch !== this.epoch) {
-      return this.reject(m, 'delta', `delta from ${m.epoch}/${m.fromVersion} does not apply to ${this.epoch}/${this.version}`);
+    // a restarted controller (new epoch) resumes with a delta from our version: the digest decides
+    if (m.fromVersion !== this.version) {
+      return this.reject(m, 'delta', `delta from version ${m.fromVersion} does not apply to version ${this.version}`);
     }
     const digest = digestAfter(this.digest, this.datapath, m.delta);
     if (digest.value() !== m.digest) return this.reject(m, 'delta', `state digest ${digest.value()} after version ${m.version} != announced ${m.digest}`);
