@@ -62,16 +62,27 @@ describe('interop with gobgpd', { timeout: 120000 }, () => {
     await g.stop();
   });
 
-  it('advertises EVPN type 2 (MAC/IP and MAC only), 3 and 5 that gobgpd shows field for field', async () => {
+  it('advertises EVPN types 1-5 (type 2 MAC/IP, MAC only and IPv6; type 5 IPv4 and IPv6) that gobgpd shows field for field', async () => {
     s.addRoute({ family: 'l2vpn-evpn', route: ourMacIp, nextHop: '10.255.0.1', attributes: evpnAttrs('65001:100', { extendedCommunities: [{ kind: 'router-mac', mac: '02:00:00:00:00:01' }] }) });
     s.addRoute({ family: 'l2vpn-evpn', route: ourMacOnly, nextHop: '10.255.0.1', attributes: evpnAttrs('65001:100', { extendedCommunities: [{ kind: 'mac-mobility', sticky: false, sequence: 3 }] }) });
     s.addRoute({ family: 'l2vpn-evpn', route: ourImet, nextHop: '10.255.0.1', attributes: evpnAttrs('65001:100', { pmsiTunnel: { flags: 0, tunnelType: 6, label: 10100, tunnelId: '10.255.0.1' } }) });
     s.addRoute({ family: 'l2vpn-evpn', route: ourPrefix, nextHop: '10.255.0.1', attributes: evpnAttrs('65001:5', { extendedCommunities: [{ kind: 'router-mac', mac: '02:00:00:00:00:01' }] }) });
 
+    const vx = evpnAttrs('65001:100');
+    s.addRoute({ family: 'l2vpn-evpn', route: { routeType: 1, rd: '10.0.0.1:1', esi: '00:11:22:33:44:55:66:77:88:99', ethernetTag: 0, label: 10100 }, nextHop: '10.255.0.1', attributes: vx });
+    s.addRoute({ family: 'l2vpn-evpn', route: { routeType: 4, rd: '10.0.0.1:1', esi: '00:11:22:33:44:55:66:77:88:99', originatorIp: '10.255.0.1' }, nextHop: '10.255.0.1', attributes: vx });
+    s.addRoute({ family: 'l2vpn-evpn', route: { ...ourMacIp, mac: 'aa:bb:cc:00:01:03', ip: '2001:db8::13' }, nextHop: '10.255.0.1', attributes: vx });
+    s.addRoute({ family: 'l2vpn-evpn', route: { ...ourPrefix, prefix: '2001:db8:70::/64', gateway: '::' }, nextHop: '10.255.0.1', attributes: vx });
     const rib = await waitFor('our EVPN routes in gobgpd', async () => {
       const r = await g.json<GobgpRib>(['global', 'rib', '-a', 'evpn']);
-      return Object.keys(r ?? {}).length >= 4 ? r : undefined;
+      return Object.keys(r ?? {}).length >= 8 ? r : undefined;
     });
+    const ad = findEvpn(rib, (_v, t) => t === 1)!;
+    assert.deepEqual(ad.nlri.value, { rd: { type: 1, admin: '10.0.0.1', assigned: 1 }, esi: 'ESI_ARBITRARY | 11:22:33:44:55:66:77:88:99', etag: 0, label: 10100 });
+    const es = findEvpn(rib, (_v, t) => t === 4)!;
+    assert.equal(es.nlri.value!.ip, '10.255.0.1');
+    assert.equal(findEvpn(rib, (v, t) => t === 2 && v.mac === 'aa:bb:cc:00:01:03')!.nlri.value!.ip, '2001:db8::13');
+    assert.equal(findEvpn(rib, (v, t) => t === 5 && v.prefix === '2001:db8:70::/64')!.nlri.value!.gateway, '::');
     const macIp = findEvpn(rib, (v, t) => t === 2 && v.mac === 'aa:bb:cc:00:01:01')!;
     assert.deepEqual(macIp.nlri.value, { rd: { type: 1, admin: '10.0.0.1', assigned: 100 }, esi: 'single-homed', etag: 0, mac: 'aa:bb:cc:00:01:01', ip: '192.168.1.11', labels: [10100, 50000] });
     assert.equal(attr(macIp, 14)!.nexthop, '10.255.0.1');
@@ -99,8 +110,11 @@ describe('interop with gobgpd', { timeout: 120000 }, () => {
     assert.deepEqual(pfx.nlri.value, { rd: { type: 0, admin: 65001, assigned: 5 }, esi: 'single-homed', etag: 0, prefix: '10.70.0.0/24', gateway: '0.0.0.0', label: 50000 });
   });
 
-  it('receives EVPN type 2, 3 and 5 injected with the gobgp CLI with every field right', async () => {
-    await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'macadv', 'aa:bb:cc:00:02:01', '192.168.1.21', 'etag', '0', 'label', '10100,50000', 'rd', '10.0.0.2:100', 'rt', '65002:100', '65002:200', 'encap', 'vxlan', 'router-mac', '02:00:00:00:00:02', 'nexthop', '10.255.0.2']);
+  it('receives EVPN types 1-5 injected with the gobgp CLI, with communities and large communities, every field right', async () => {
+    await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'macadv', 'aa:bb:cc:00:02:01', '192.168.1.21', 'etag', '0', 'label', '10100,50000', 'rd', '10.0.0.2:100', 'rt', '65002:100', '65002:200', 'encap', 'vxlan', 'router-mac', '02:00:00:00:00:02', 'nexthop', '10.255.0.2', 'community', '65002:10', 'large-community', '65002:1:2']);
+    await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'macadv', 'aa:bb:cc:00:02:02', '2001:db8::21', 'etag', '0', 'label', '10100', 'rd', '10.0.0.2:100', 'rt', '65002:100', 'encap', 'vxlan', 'nexthop', '10.255.0.2']);
+    await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'a-d', 'esi', 'ARBITRARY', '11:22:33:44:55:66:77:88:99', 'etag', '0', 'label', '10100', 'rd', '10.0.0.2:1', 'rt', '65002:100', 'encap', 'vxlan', 'nexthop', '10.255.0.2']);
+    await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'esi', '10.255.0.2', 'esi', 'ARBITRARY', '11:22:33:44:55:66:77:88:99', 'rd', '10.0.0.2:1', 'nexthop', '10.255.0.2']);
     await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'multicast', '10.255.0.2', 'etag', '0', 'rd', '10.0.0.2:100', 'rt', '65002:100', 'encap', 'vxlan', 'pmsi', 'ingress-repl', '10100', '10.255.0.2', 'nexthop', '10.255.0.2']);
     await g.cli(['global', 'rib', '-a', 'evpn', 'add', 'prefix', '10.80.0.0/24', 'gw', '0.0.0.0', 'etag', '0', 'label', '50000', 'rd', '10.0.0.2:5', 'rt', '65002:5', 'encap', 'vxlan', 'router-mac', '02:00:00:00:00:02', 'nexthop', '10.255.0.2']);
     const mac: EvpnRoute = { routeType: 2, rd: '10.0.0.2:100', esi: ZERO_ESI, ethernetTag: 0, mac: 'aa:bb:cc:00:02:01', ip: '192.168.1.21', labels: [10100, 50000] };
@@ -118,6 +132,16 @@ describe('interop with gobgpd', { timeout: 120000 }, () => {
       { kind: 'encapsulation', tunnelType: 8 },
       { kind: 'router-mac', mac: '02:00:00:00:00:02' },
     ]);
+    assert.deepEqual(m.attributes.communities, [65002 * 65536 + 10]);
+    assert.deepEqual(m.attributes.largeCommunities, [{ global: 65002, local1: 1, local2: 2 }]);
+    const mac6: EvpnRoute = { routeType: 2, rd: '10.0.0.2:100', esi: ZERO_ESI, ethernetTag: 0, mac: 'aa:bb:cc:00:02:02', ip: '2001:db8::21', labels: [10100] };
+    assert.deepEqual((await waitFor('IPv6 MAC/IP route', () => s.route('l2vpn-evpn', mac6))).evpn, mac6);
+    const esi = '11:22:33:44:55:66:77:88:99';
+    const ad = await waitFor('type-1 route', () => s.routes('l2vpn-evpn').find((r) => r.evpn?.routeType === 1 && r.source === THEIRS));
+    assert.equal(ad.evpn?.routeType === 1 && ad.evpn.esi, `00:${esi}`);
+    assert.equal(ad.evpn?.routeType === 1 && ad.evpn.label, 10100);
+    const es = await waitFor('type-4 route', () => s.routes('l2vpn-evpn').find((r) => r.evpn?.routeType === 4 && r.source === THEIRS));
+    assert.deepEqual(es.evpn, { routeType: 4, rd: '10.0.0.2:1', esi: `00:${esi}`, originatorIp: '10.255.0.2' });
     const i = s.route('l2vpn-evpn', imet)!;
     assert.deepEqual(i.attributes.pmsiTunnel, { flags: 0, tunnelType: 6, label: 10100, tunnelId: '10.255.0.2' });
     const p = s.route('l2vpn-evpn', pfx)!;
