@@ -123,4 +123,30 @@ describe('agent process with the real controller', () => {
       assert.doesNotMatch(metrics, /sdn_agent_versions_rejected_total\{/, `${name} resumed with the new controller without rejecting a version`);
     }
   });
+
+  it('rejects a version the kernel refuses (the controller sees the reason), keeps forwarding, and recovers on the next change', async () => {
+    const zoneId = subnet.zoneId;
+    const s2 = await t.api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 's2', cidr: '10.9.1.0/24' });
+    const h1 = world.host('h1');
+    const domNs = sh(['ip', 'netns', 'list']).split('\n').map((l) => l.split(' ')[0]).find((n) => n.startsWith(h1.domainPrefix))!;
+    // something in the way of the bridge the new subnet needs on h1
+    sh(['ip', '-n', domNs, 'link', 'add', `br${s2.l2Vni}`, 'type', 'veth', 'peer', 'name', 'blocker']);
+    eps.e4 = await t.api.make(`/api/v1/subnets/${s2.id}/endpoints`, { name: 'e4', kind: 'container', hostId: hosts.get('h1')!.id });
+    const report = await until('the controller to see the nack', async () => {
+      const agentsSeen = ((await (await fetch(`${controller!.url}/agents`)).json()) as any).items as any[];
+      const r = agentsSeen.find((a) => a.hostId === hosts.get('h1')!.id);
+      return r?.lastNack ? r : null;
+    });
+    assert.match(report.lastNack.reason, /File exists/, 'the kernel message reaches the controller');
+    assert.match((await agentHealth(agents.get('h1')!)).lastError, /File exists/);
+    assert.ok(ping(containerNs.e1, eps.e2.ip), 'the last good state keeps forwarding');
+    assert.notEqual((await t.api.get(`/api/v1/endpoints/${eps.e4.id}`)).body.status, 'active');
+
+    sh(['ip', '-n', domNs, 'link', 'del', 'blocker']);
+    // the next change of h1's state brings a fresh version, which now applies
+    await t.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'e5', kind: 'container', hostId: hosts.get('h2')!.id });
+    await until('e4 active', async () => (await t.api.get(`/api/v1/endpoints/${eps.e4.id}`)).body.status === 'active');
+    assert.ok(vethReady('h1', eps.e4.id));
+    assert.equal((await agentHealth(agents.get('h1')!)).lastError, null);
+  });
 });
