@@ -10,10 +10,14 @@ import {
   decode,
   encodeDelta,
   encodeSnapshot,
+  Reader,
   StateMirror,
+  StringTable,
   stateLists,
   WireError,
+  Writer,
 } from '#sdn/wire';
+import fc from 'fast-check';
 import { World } from '../../libs/compiler/test/support/world';
 
 function smallWorld() {
@@ -67,6 +71,36 @@ describe('wire codec', () => {
     assert.deepEqual(describeDifference(mirror.state, after.get(h)!), []);
     // one new remote endpoint + set element + one removal: well under the size of the same as JSON
     assert.ok(frame.length < JSON.stringify(delta).length / 2, `${frame.length} bytes`);
+  });
+
+  it('round-trips any string exactly, using the binary forms only where the text comes back the same', () => {
+    const roundTrip = (xs: string[]) => {
+      const st = new StringTable();
+      for (const x of xs) st.ref(x);
+      const w = new Writer(16);
+      st.write(w);
+      return StringTable.read(new Reader(w.finish()));
+    };
+    const special = [
+      '0a1b2c3d-0000-4000-8000-00000000abcd', '0A1B2C3D-0000-4000-8000-00000000ABCD', '0a1b2c3d-0000-4000-8000-00000000abcg',
+      '02:00:0a:ff:00:01', '02:00:0A:FF:00:01', '10.0.0.1', '010.0.0.1', '10.0.0.1/32', '10.0.0.0/08', '10.0.0.0/33', '256.1.1.1',
+      '0.0.0.0/0', '255.255.255.255', '1.2.3', '1.2.3.4.5', '1.2.3.4/', '.1.2.3', 'fd00::1/128', '', 'ép', '10|192.0.2.1',
+    ];
+    assert.deepEqual(roundTrip(special), special);
+    const mac = fc
+      .tuple(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, maxLength: 6 }), fc.boolean())
+      .map(([b, upper]) => ((m) => (upper ? m.toUpperCase() : m))(b.map((x) => x.toString(16).padStart(2, '0')).join(':')));
+    fc.assert(fc.property(fc.array(fc.oneof(fc.string(), fc.uuid(), fc.ipV4(), mac, fc.tuple(fc.ipV4(), fc.nat(40)).map(([ip, n]) => `${ip}/${n}`))), (xs) => {
+      const uniq = [...new Set(xs)];
+      assert.deepEqual(roundTrip(uniq), uniq);
+    }));
+    // the binary forms are what makes entries small
+    const w = new Writer(16);
+    const st = new StringTable();
+    st.ref('0a1b2c3d-0000-4000-8000-00000000abcd');
+    st.ref('10.0.0.1/32');
+    st.write(w);
+    assert.equal(w.finish().length, 1 + 17 + 6);
   });
 
   it('rejects truncated and unknown frames with a WireError', () => {

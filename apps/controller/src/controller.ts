@@ -130,7 +130,11 @@ export class Controller {
     this.loaded = true;
     this.log.info('model loaded', { revision: snap.revision, hosts: snap.hosts.length, endpoints: snap.endpoints.length, epoch: this.epoch });
     this.follow();
-    this.statusTimer = setInterval(() => void this.flushStatus(), this.config.statusFlushMs);
+    this.statusTimer = setInterval(() => {
+      void this.flushStatus();
+      const now = Date.now();
+      for (const [r, x] of this.history) if (now - x.at > 30_000) this.history.delete(r);
+    }, this.config.statusFlushMs);
   }
 
   private follow(): void {
@@ -203,7 +207,10 @@ export class Controller {
       }
     }
     for (const h of deletedHosts) this.dropHost(h);
-    for (const [id, at] of endpoints) if (this.engine.isPlaced(id)) this.track(id, at);
+    for (const [id, at] of endpoints) {
+      if (this.engine.isPlaced(id)) this.track(id, at);
+      else this.cancel(id); // not on any host: nothing to confirm
+    }
     for (const s of this.streams.values()) if (s.pending.size > 0 || !s.pendingValid) this.pump(s);
   }
 

@@ -21,12 +21,13 @@ export class WireError extends Error {
 }
 
 export class Writer {
-  private buf: Buffer;
-  private pos = 0;
+  /** @internal */ buf: Buffer;
+  /** @internal */ pos = 0;
   constructor(initial = 1024) {
     this.buf = Buffer.allocUnsafe(initial);
   }
-  private room(n: number): void {
+  /** @internal makes room for n more bytes */
+  room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
@@ -108,43 +109,75 @@ const KIND_IPV4 = 2;
 const KIND_MAC = 3;
 const KIND_IPV4_CIDR = 4;
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const V4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/;
+/** hex digit value of a lower-case hex character code, or -1 (upper case would not round-trip) */
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
 
-function ipv4Bytes(m: RegExpExecArray): number[] | null {
-  const out: number[] = [];
-  for (let i = 1; i <= 4; i++) {
-    const n = Number(m[i]);
-    if (n > 255 || String(n) !== m[i]) return null; // no leading zeros: must round-trip
-    out.push(n);
+/** Writes `count` hex pairs of s starting at `from`, skipping separator positions; false when a character is not lower-case hex. */
+function writeHex(w: Writer, s: string, kind: number, count: number, positions: readonly number[]): boolean {
+  w.room(1 + count);
+  const buf = w.buf;
+  let at = w.pos + 1;
+  for (let k = 0; k < count; k++) {
+    const p = positions[k];
+    const c1 = s.charCodeAt(p);
+    const c2 = s.charCodeAt(p + 1);
+    const hi = c1 < 128 ? HEX[c1] : -1;
+    const lo = c2 < 128 ? HEX[c2] : -1;
+    if (hi < 0 || lo < 0) return false;
+    buf[at++] = (hi << 4) | lo;
   }
-  return out;
+  buf[w.pos] = kind;
+  w.pos = at;
+  return true;
+}
+
+const UUID_PAIRS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+const MAC_PAIRS = [0, 3, 6, 9, 12, 15];
+
+/** Parses canonical dotted IPv4 (no leading zeros) with an optional /len; null when s is not exactly that. */
+function parseV4(s: string): number[] | null {
+  const out: number[] = [];
+  let n = 0;
+  let digits = 0;
+  let lead0 = false;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : -1;
+    if (c >= 48 && c <= 57) {
+      if (digits === 0) lead0 = c === 48;
+      else if (lead0) return null;
+      n = n * 10 + (c - 48);
+      if (++digits > 3) return null;
+      continue;
+    }
+    if (digits === 0) return null;
+    out.push(n);
+    n = 0;
+    digits = 0;
+    if (c === 46 /* . */) {
+      if (out.length >= 4) return null;
+    } else if (c === 47 /* / */) {
+      if (out.length !== 4) return null;
+    } else if (c === -1) break;
+    else return null;
+  }
+  if (out.length === 4) return out.every((x) => x <= 255) ? out : null;
+  if (out.length === 5) return out.slice(0, 4).every((x) => x <= 255) && out[4] <= 32 ? out : null;
+  return null;
 }
 
 function writeTableString(w: Writer, s: string): void {
-  if (s.length === 36 && UUID_RE.test(s)) {
-    w.u8(KIND_UUID);
-    w.bytes(Buffer.from(s.replace(/-/g, ''), 'hex'));
-    return;
-  }
-  if (s.length === 17 && MAC_RE.test(s)) {
-    w.u8(KIND_MAC);
-    w.bytes(Buffer.from(s.replace(/:/g, ''), 'hex'));
-    return;
-  }
-  const m = s.length <= 18 ? V4_RE.exec(s) : null;
-  if (m) {
-    const b = ipv4Bytes(m);
-    const len = m[5] === undefined ? null : Number(m[5]);
-    if (b && (len === null || (len <= 32 && String(len) === m[5]))) {
-      if (len === null) {
-        w.u8(KIND_IPV4);
-        w.bytes(Uint8Array.from(b));
-      } else {
-        w.u8(KIND_IPV4_CIDR);
-        w.bytes(Uint8Array.from([...b, len]));
-      }
+  const len = s.length;
+  if (len === 36 && s.charCodeAt(8) === 45 && s.charCodeAt(13) === 45 && s.charCodeAt(18) === 45 && s.charCodeAt(23) === 45) {
+    if (writeHex(w, s, KIND_UUID, 16, UUID_PAIRS)) return;
+  } else if (len === 17 && s.charCodeAt(2) === 58 && s.charCodeAt(5) === 58 && s.charCodeAt(8) === 58 && s.charCodeAt(11) === 58 && s.charCodeAt(14) === 58) {
+    if (writeHex(w, s, KIND_MAC, 6, MAC_PAIRS)) return;
+  } else if (len >= 7 && len <= 18) {
+    const v4 = parseV4(s);
+    if (v4) {
+      w.u8(v4.length === 4 ? KIND_IPV4 : KIND_IPV4_CIDR);
+      w.bytes(Uint8Array.from(v4));
       return;
     }
   }
