@@ -4,7 +4,7 @@ import { loadConfig } from '../../apps/directory/src/config';
 
 startDirectory({ ...loadConfig(), host: '127.0.0.1' })
   .then((dir) => {
-    process.send?.({ url: dir.url });
+    process.send?.({ url: dir.url, databaseUrl: dir.databaseUrl });
     const stop = () => void dir.close().then(() => process.exit(0));
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
