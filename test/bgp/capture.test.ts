@@ -113,10 +113,26 @@ describe('packet capture and a garbage-sending peer', { timeout: 120000 }, () =>
     const { stdout: fields } = await run('tshark', [...decodeArgs, '-Y', 'bgp', '-T', 'fields', '-e', 'bgp.type'], { maxBuffer: 1 << 24 });
     const types = new Set(fields.split(/[\n,]/).filter(Boolean));
     for (const t of ['1', '2', '3', '4']) assert.ok(types.has(t), `capture has BGP message type ${t}`);
-    const { stdout: malformed } = await run('tshark', [...decodeArgs, '-Y', '_ws.malformed || _ws.expert.severity >= "warning"'], { maxBuffer: 1 << 24 });
-    assert.equal(malformed.trim(), '', 'no malformed packets or expert warnings');
+    // TCP's own sequence analysis may warn on loopback under load (e.g. a D-SACK after a
+    // spurious retransmission): that is the kernel's business, not BGP's, so it is excluded.
+    const bad = '_ws.malformed || (_ws.expert.severity >= "warning" && !tcp.analysis.flags && !tcp.options.sack.dsack)';
+    const { stdout: malformed } = await run('tshark', [...decodeArgs, '-Y', bad], { maxBuffer: 1 << 24 });
+    if (malformed.trim() !== '') {
+      const { stdout: detail } = await run('tshark', [...decodeArgs, '-Y', bad, '-V'], { maxBuffer: 1 << 24 });
+      assert.fail(`malformed packets or expert warnings:\n${malformed}\n${detail.slice(0, 6000)}`);
+    }
     const { stdout: expert } = await run('tshark', [...decodeArgs, '-q', '-z', 'expert'], { maxBuffer: 1 << 24 });
     if (process.env.BGP_TEST_VERBOSE) console.log(expert, fields.slice(0, 200));
-    assert.doesNotMatch(expert, /Malformed|Errors \(|Warnings \(/, expert);
+    assert.doesNotMatch(expert, /Malformed/, expert);
+    // Every Error/Warning line of the expert summary must be TCP's.
+    let section = '';
+    const offending: string[] = [];
+    for (const line of expert.split('\n')) {
+      const head = /^(Errors|Warnings|Notes|Chats)\s*\(/.exec(line);
+      if (head) section = head[1];
+      const row = /^\s*\d+\s+\S+\s+(\S+)\s+(.*)$/.exec(line);
+      if (row && (section === 'Errors' || section === 'Warnings') && row[1] !== 'TCP') offending.push(line);
+    }
+    assert.deepEqual(offending, [], expert);
   });
 });
