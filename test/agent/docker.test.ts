@@ -94,7 +94,7 @@ describe('Docker remote network and IPAM driver', () => {
     assert.ok(eps.some((e: any) => e.ip === ip2 && e.hostId === hostIds.get('h1') && e.policyGroupIds[0] === ids.web.id));
     const mac2 = (await exec('c2', ['cat', '/sys/class/net/eth0/address'])).out.trim();
     assert.equal(mac2, eps.find((e: any) => e.ip === ip2).mac, "the container has the directory's MAC");
-    const p = await exec('c1', ['ping', '-c', '2', '-W', '1', ip2]);
+    const p = await exec('c1', ['ping', '-c', '3', '-W', '2', ip2]);
     assert.equal(p.code, 0, `c1 pings c2: ${p.out}`);
 
     // a peer in the same network on h2 (plugged as the CNI plugin would)
@@ -109,7 +109,7 @@ describe('Docker remote network and IPAM driver', () => {
       }
     });
     world.attachContainer('peer', h2, { ifName: endpointIfName(peer.id), ip: peer.ip, prefixLength: 24, gateway: ids.subnet.gateway });
-    const q = await exec('c1', ['ping', '-c', '2', '-W', '1', peer.ip]);
+    const q = await exec('c1', ['ping', '-c', '3', '-W', '2', peer.ip]);
     assert.equal(q.code, 0, `c1 (docker on h1) pings the peer on h2 over VXLAN: ${q.out}`);
   });
 

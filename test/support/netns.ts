@@ -141,8 +141,9 @@ export class NetnsWorld {
   }
 }
 
-export function ping(ns: string, ip: string, count = 2): boolean {
-  return tryIn(ns, ['ping', '-c', String(count), '-W', '1', '-i', '0.2', ip]).code === 0;
+/** true when at least one echo comes back (count 3, 2 s per reply: a loaded machine is not a lost packet) */
+export function ping(ns: string, ip: string, count = 3): boolean {
+  return tryIn(ns, ['ping', '-c', String(count), '-W', '2', '-i', '0.2', ip]).code === 0;
 }
 
 /** a TCP connection attempt from one namespace to ip:port (busybox nc server must listen); true when it gets the server's greeting */
@@ -171,9 +172,9 @@ export function waitForLine(p: ChildProcess, text: string, ms = 10000): Promise<
   });
 }
 
-/** connects from a namespace and returns the server's greeting, or null when no connection was made within 2 s */
+/** connects from a namespace and returns the server's greeting, or null when no connection was made within 3 s (SYN retransmits after 1 s) */
 export function greeting(fromNs: string, ip: string, port: number): string | null {
-  const js = `const s=require('net').connect(${port},'${ip}');s.setTimeout(2000,()=>process.exit(2));s.on('data',(d)=>{process.stdout.write(d);process.exit(0)});s.on('error',()=>process.exit(1))`;
+  const js = `const s=require('net').connect(${port},'${ip}');s.setTimeout(3000,()=>process.exit(2));s.on('data',(d)=>{process.stdout.write(d);process.exit(0)});s.on('error',()=>process.exit(1))`;
   const r = tryIn(fromNs, [process.execPath, '-e', js], 15000);
   return r.code === 0 ? r.out.trim() : null;
 }
