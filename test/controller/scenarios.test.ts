@@ -110,6 +110,38 @@ describe('controller scenarios', () => {
     }
   });
 
+  it('never lets a stalled agent slow the others, and sends it one coalesced delta when it catches up', async () => {
+    const { subnet } = await makeTree(t.api, 'slow', '10.11.0.0/16');
+    const hosts = [await makeHost(), await makeHost()];
+    for (const h of hosts) await endpoint(subnet.id, h.id);
+    const c = await startTestController(t.db.url);
+    const fast = new SimulatedAgent(c.agentUrl, hosts[0]);
+    const slow = new SimulatedAgent(c.agentUrl, hosts[1]);
+    try {
+      await settle(c, [fast, slow]);
+      slow.stall();
+      const created: Array<{ id: string }> = [];
+      for (let i = 0; i < 30; i++) created.push(await endpoint(subnet.id, hosts[0].id));
+      const snap = await store.loadSnapshot();
+      await waitUntil(() => settled(c, snap.revision, [fast]), 'the fast agent is current');
+      for (const e of created) assert.ok(fast.state.localEndpoints.has(e.id));
+      assert.equal(slow.held, 1, 'one message in flight to the stalled agent, the rest coalesced');
+      const row = ((await (await fetch(`${c.url}/agents`)).json()) as { items: any[] }).items.find((r) => r.hostId === hosts[1].id);
+      assert.ok(row.pendingEntries >= created.length - 1, `pending entries ${row.pendingEntries}`); // all but the first, which is in flight
+      assert.match(await (await fetch(`${c.url}/metrics`)).text(), new RegExp(`sdn_agent_lag_versions\\{host="${hosts[1].id}"\\} 1`));
+      const deltasBefore = slow.deltas;
+      slow.unstall();
+      assertSame([fast, slow], await settle(c, [fast, slow]), c);
+      assert.equal(slow.deltas - deltasBefore, 2, 'the held delta, then one coalesced delta');
+      assert.equal(slow.snapshots, 1);
+      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${created[29].id}`)).body.status === 'active', 'active after the slow host acked');
+    } finally {
+      await fast.stop();
+      await slow.stop();
+      await c.close();
+    }
+  });
+
   it('reports an agent that rejects a version, resends it a snapshot, and leaves the others alone', async () => {
     const a = await makeTree(t.api, 'nackA', '10.10.0.0/24');
     const b = await makeTree(t.api, 'nackB', '10.10.0.0/24');

@@ -37,6 +37,8 @@ export class SimulatedAgent {
   nacks = 0;
   connects = 0;
   rejectedWith: string | null = null;
+  /** while stalled, received messages wait unapplied and unacknowledged (a slow agent) */
+  private stalled: Array<() => void> | null = null;
 
   constructor(
     url: string,
@@ -66,7 +68,23 @@ export class SimulatedAgent {
     return this.client.lastAcked.version;
   }
 
+  stall(): void {
+    this.stalled ??= [];
+  }
+
+  /** Applies what arrived while stalled, in order, and acks it. */
+  unstall(): void {
+    const held = this.stalled ?? [];
+    this.stalled = null;
+    for (const f of held) f();
+  }
+
+  get held(): number {
+    return this.stalled?.length ?? 0;
+  }
+
   private onSnapshot(m: SnapshotEvent): void {
+    if (this.stalled) return void this.stalled.push(() => this.onSnapshot(m));
     this.snapshots++;
     const why = this.opts.reject?.({ type: 'snapshot', version: m.version }) ?? null;
     if (why !== null) return this.refuse(m, why);
@@ -76,6 +94,7 @@ export class SimulatedAgent {
   }
 
   private onDelta(m: DeltaEvent): void {
+    if (this.stalled) return void this.stalled.push(() => this.onDelta(m));
     this.deltas++;
     const why = this.opts.reject?.({ type: 'delta', version: m.version }) ?? null;
     if (why !== null) return this.refuse(m, why);
