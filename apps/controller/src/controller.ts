@@ -19,6 +19,7 @@ import type { Change } from '#sdn/model';
 import { createModelStore, ModelStore } from '#sdn/store';
 import { AgentServer, AgentSession, CLOSE_REPLACED, CLOSE_SHUTDOWN, EntryLists, Hello } from '#sdn/wire';
 import type { ControllerConfig } from './config';
+import type { RemoteBridge } from './remote-bridge';
 import { createLogger, Logger } from './log';
 import { createMetrics, ControllerMetrics } from './metrics';
 
@@ -93,6 +94,8 @@ export class Controller {
   private statusWriting = false;
   private stopped = false;
   private loaded = false;
+  /** endpoints of other datacenters, as external hosts and endpoints (federation); null without federation */
+  private bridge: RemoteBridge | null = null;
   readonly stats: ControllerStats = { revision: 0, bytesSent: 0, snapshotsSent: 0, deltasSent: 0, activations: 0, pendingActivations: 0, nacks: 0 };
 
   constructor(
@@ -113,6 +116,28 @@ export class Controller {
       onSession: (s) => this.onSession(s),
       onError: (e, ctx) => this.log.warn('agent connection error', { ...ctx, error: e.message }),
     });
+  }
+
+  /**
+   * Federation: model changes made from imported routes (see remote-bridge.ts).
+   * They go through the same batch as directory changes; external hosts get
+   * no stream and are never waited for.
+   */
+  attachBridge(bridge: RemoteBridge): void {
+    this.bridge = bridge;
+  }
+
+  injectExternal(changes: Change[]): void {
+    if (changes.length === 0 || this.stopped) return;
+    this.buffer.push(...changes);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private isExternalHost(hostId: string): boolean {
+    return this.bridge?.externalHostIds.has(hostId) ?? false;
   }
 
   get ready(): boolean {
@@ -161,8 +186,14 @@ export class Controller {
       this.flush();
       const next = new Engine({ gatewayMac: this.config.gatewayMac });
       next.load(await this.store.loadSnapshot());
+      // objects bridged from imported routes are not in the database: put them back
+      if (this.bridge) {
+        for (const ch of this.bridge.all()) next.apply(ch);
+        next.takeDeltas();
+      }
       const hosts = new Set([...this.engine.hostIds(), ...next.hostIds()]);
       for (const h of hosts) {
+        if (this.isExternalHost(h)) continue;
         const d = diffStates(this.engine.stateOf(h), next.stateOf(h));
         const s = this.streamOf(h);
         s.changeSeq++;
@@ -188,6 +219,7 @@ export class Controller {
     for (const ch of batch) {
       this.engine.apply(ch);
       if (ch.kind === 'endpoint') {
+        if (this.bridge?.externalEndpointIds.has(ch.id)) continue; // nothing here acknowledges it
         if (ch.state) endpoints.set(ch.id, Date.parse(ch.committedAt));
         else {
           endpoints.delete(ch.id);
@@ -198,6 +230,7 @@ export class Controller {
     this.metrics.changes.inc(batch.length);
     this.stats.revision = this.engine.revision;
     for (const [hostId, delta] of this.engine.takeDeltas()) {
+      if (this.isExternalHost(hostId)) continue;
       const s = this.streamOf(hostId);
       s.changeSeq++;
       s.blocked = false;
@@ -248,6 +281,7 @@ export class Controller {
     this.cancel(endpointId);
     const act: Activation = { endpointId, committedAt, remaining: 0, done: false };
     for (const h of this.engine.hostsThatKnow(endpointId)) {
+      if (this.isExternalHost(h)) continue;
       const s = this.streamOf(h);
       if (s.ackedSeq >= s.changeSeq) continue;
       act.remaining++;

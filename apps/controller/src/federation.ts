@@ -23,12 +23,24 @@ import { BgpSpeaker as Speaker, BestPathChange, LogEntry, NeighborConfig, RibRou
 import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
 import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
 import { createModelStore, ModelStore } from '#sdn/store';
+import type { Controller } from './controller';
 import type { Logger } from './log';
+import { RemoteBridge } from './remote-bridge';
 
 /** The speaker this controller runs, from SDN_BGP_SPEAKER (read once at start); null: no federation. */
 export function federationSpeakerName(env: NodeJS.ProcessEnv = process.env): string | null {
   const v = env.SDN_BGP_SPEAKER?.trim();
   return v ? v : null;
+}
+
+/**
+ * Runs federation inside a controller: imported routes reach the compiler
+ * through a RemoteBridge (remote-bridge.ts), and so the hosts.
+ */
+export function federate(controller: Controller, opts: Omit<FederationOptions, 'onRemote'>): Federation {
+  const bridge = new RemoteBridge((id) => controller.engine.subnets.get(id));
+  controller.attachBridge(bridge);
+  return new Federation({ ...opts, onRemote: (changed, removed) => controller.injectExternal(bridge.update(changed, removed)) });
 }
 
 export interface FederationOptions {

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from './config';
 import { startController } from './controller';
-import { Federation, federationSpeakerName } from './federation';
+import { federate, federationSpeakerName } from './federation';
 import { createLogger } from './log';
 
 async function main(): Promise<void> {
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const running = await startController(config);
   const speakerName = federationSpeakerName();
   const federation = speakerName
-    ? new Federation({ databaseUrl: config.databaseUrl, speakerName, log: createLogger(config.logLevel, 'federation') })
+    ? federate(running.controller, { databaseUrl: config.databaseUrl, speakerName, log: createLogger(config.logLevel, 'federation') })
     : null;
   await federation?.start();
   let stopping = false;

@@ -1,0 +1,126 @@
+/**
+ * Federation down to the hosts: two datacenters (directory, controller with
+ * its federation service, one agent each speaking the real protocol) through
+ * a gobgpd route reflector. An endpoint of datacenter 2 reaches the state of
+ * datacenter 1's host: FDB/ARP entry towards its VTEP, the VTEP in the VNI's
+ * flood list, and its address in the local policy group's address set, so
+ * that local ACLs match it. Deleting it removes all of that.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { federate, Federation } from '../../apps/controller/src/federation';
+import type { RunningController } from '../../apps/controller/src/controller';
+import { createLogger } from '../../apps/controller/src/log';
+import { Gobgpd } from '../bgp/support/gobgp.js';
+import { waitFor } from '../bgp/support/wait.js';
+import { SimulatedAgent, startTestController } from '../support/controller';
+import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+
+const RR = '127.0.6.2';
+const RR_PORT = 21881;
+const ASN = 65000;
+
+interface Dc {
+  name: string;
+  dir: TestDirectory;
+  ctl: RunningController;
+  fed: Federation;
+  agent: SimulatedAgent;
+  domain: any;
+  subnet: any;
+  groups: Record<string, any>;
+  host: any;
+}
+
+async function datacenter(name: string, address: string, vtep: string): Promise<Dc> {
+  const dir = await startTestDirectory();
+  const api = dir.api;
+  const tree = await makeTree(api, `${name}-t`, '10.30.0.0/16');
+  const domain = (await api.patch(`/api/v1/domains/${tree.domain.id}`, { importRouteTargets: ['65000:9300'], exportRouteTargets: ['65000:9300'] })).body;
+  await api.del(`/api/v1/subnets/${tree.subnet.id}`);
+  // one stretched subnet, its addresses split between the datacenters (each IPAM reserves the other's half)
+  const reservedRanges = [name === 'dc1' ? { start: '10.40.0.128', end: '10.40.0.254' } : { start: '10.40.0.2', end: '10.40.0.127' }];
+  const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.40.0.0/24', l2Vni: 40100, reservedRanges });
+  const groups: Record<string, any> = {};
+  for (const [g, tag] of [['app', '65000:20'], ['db', '65000:30']]) groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
+  await api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
+    priority: 10, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: groups.db.id }, peer: { type: 'policyGroup', id: groups.app.id },
+    protocol: 'tcp', destinationPorts: ['5432'],
+  });
+  const host = await api.make('/api/v1/hosts', { name: `${name}-h1`, vtepIp: vtep });
+  const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: vtep.replace(/\.\d+$/, '.100'), listenAddress: address, listenPort: 21882 });
+  await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: RR_PORT, asn: ASN, datacenter: 'fabric' });
+  const ctl = await startTestController(dir.dir.databaseUrl);
+  const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+  await fed.start();
+  const agent = new SimulatedAgent(ctl.agentUrl, { id: host.id, credential: host.credential, vtepIp: vtep });
+  return { name, dir, ctl, fed, agent, domain, subnet, groups, host };
+}
+
+describe('federation down to the hosts', { timeout: 240_000 }, () => {
+  const rr = new Gobgpd({
+    asn: ASN,
+    routerId: '10.0.0.253',
+    address: RR,
+    apiPort: 50097,
+    port: RR_PORT,
+    neighbors: [
+      { address: '127.0.6.1', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
+      { address: '127.0.6.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
+    ],
+  });
+  let dc1: Dc;
+  let dc2: Dc;
+
+  before(async () => {
+    await rr.start();
+    dc1 = await datacenter('dc1', '127.0.6.1', '10.255.11.1');
+    dc2 = await datacenter('dc2', '127.0.6.3', '10.255.12.1');
+    for (const dc of [dc1, dc2]) await waitFor(`${dc.name} session`, () => dc.fed.speaker?.neighbors()[0]?.state === 'established');
+  });
+  after(async () => {
+    for (const dc of [dc1, dc2]) {
+      await dc?.agent.stop();
+      await dc?.fed.stop();
+      await dc?.ctl.close();
+      await dc?.dir.stop();
+    }
+    await rr.stop();
+  });
+
+  it("gives a host the FDB, ARP, flood and address-set entries of the other datacenter's endpoint, and takes them back on delete", async () => {
+    // a local app endpoint puts dc1's host in the domain
+    const app = await dc1.dir.api.make(`/api/v1/subnets/${dc1.subnet.id}/endpoints`, { name: 'app-1', hostId: dc1.host.id, policyGroupIds: [dc1.groups.app.id] });
+    const db = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-1', hostId: dc2.host.id, policyGroupIds: [dc2.groups.db.id] });
+    const t0 = Date.now();
+    const st = dc1.agent;
+    const remote = await waitFor('remote endpoint entry on dc1 host', () => [...st.state.remoteEndpoints.values()].find((r) => r.mac === db.mac));
+    console.log(`# create in dc2 -> entry on dc1's host: ${Date.now() - t0} ms`);
+    assert.deepEqual({ ip: remote.ip, vtep: remote.vtep, subnetId: remote.subnetId }, { ip: db.ip, vtep: '10.255.12.1', subnetId: dc1.subnet.id });
+    const flood = [...st.state.peerVteps.values()].find((p) => p.kind === 'l2' && p.vni === 40100 && p.vtep === '10.255.12.1');
+    assert.ok(flood, 'the remote VTEP is in the flood list of the stretched VNI');
+    const dbSet = [...st.state.addressSets.values()].find((s) => s.sourceType === 'policyGroup' && s.sourceId === dc1.groups.db.id && s.family === 4);
+    assert.ok(dbSet, "dc1's db group has an address set on the host (its rule applies to it)");
+    assert.ok(st.state.setElements.has(`${dbSet.name}|${db.ip}/32`), "the remote db endpoint is a member of dc1's db group set");
+    // the local endpoint still activates: nothing waits for the external VTEP
+    await waitFor('app-1 active in dc1', async () => (await dc1.dir.api.get(`/api/v1/endpoints/${app.id}`)).body.status === 'active');
+    const t1 = Date.now();
+    assert.equal((await dc2.dir.api.del(`/api/v1/endpoints/${db.id}`)).status, 204);
+    await waitFor('remote entries gone from dc1 host', () =>
+      ![...st.state.remoteEndpoints.values()].some((r) => r.mac === db.mac) &&
+      ![...st.state.setElements.keys()].some((k) => k.endsWith(`|${db.ip}/32`)) &&
+      ![...st.state.peerVteps.values()].some((p) => p.vtep === '10.255.12.1'),
+    );
+    console.log(`# delete in dc2 -> entries gone from dc1's host: ${Date.now() - t1} ms`);
+  });
+
+  it('keeps the imported entries across a rebuild of the controller model from the database', async () => {
+    const db2 = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-2', hostId: dc2.host.id, policyGroupIds: [dc2.groups.db.id] });
+    await waitFor('db-2 on dc1 host', () => [...dc1.agent.state.remoteEndpoints.values()].some((r) => r.mac === db2.mac));
+    await (dc1.ctl.controller as any).resync();
+    // a later local change flows, and the imported entry is still there
+    const app2 = await dc1.dir.api.make(`/api/v1/subnets/${dc1.subnet.id}/endpoints`, { name: 'app-2', hostId: dc1.host.id });
+    await waitFor('app-2 on dc1 host', () => dc1.agent.state.localEndpoints.has(app2.id));
+    assert.ok([...dc1.agent.state.remoteEndpoints.values()].some((r) => r.mac === db2.mac));
+  });
+});
