@@ -44,6 +44,34 @@ describe('route reflection (RFC 4456)', () => {
   });
 });
 
+describe('eBGP transit', () => {
+  it('passes routes on with its AS prepended, next-hop-self for unicast, the EVPN next hop unchanged, MED and LOCAL_PREF stripped', async () => {
+    const a = ours(65070, '10.0.7.1', '127.0.13.1', false);
+    const b = ours(65071, '10.0.7.2', '127.0.13.2', 21910);
+    const c = ours(65072, '10.0.7.3', '127.0.13.3', false);
+    await b.start();
+    b.addNeighbor({ address: '127.0.13.1', asn: 65070, passive: true });
+    b.addNeighbor({ address: '127.0.13.3', asn: 65072, passive: true });
+    a.addNeighbor({ address: '127.0.13.2', port: 21910, asn: 65071, localAddress: '127.0.13.1', connectRetryTime: 1 });
+    c.addNeighbor({ address: '127.0.13.2', port: 21910, asn: 65071, localAddress: '127.0.13.3', connectRetryTime: 1 });
+    await a.start();
+    await c.start();
+    a.addRoute({ family: 'ipv4-unicast', prefix: '10.170.0.0/16', nextHop: '10.255.7.1', attributes: { med: 50, localPref: 300 } });
+    const evpn = { routeType: 3 as const, rd: '10.0.7.1:1', ethernetTag: 0, originatorIp: '10.255.7.1' };
+    a.addRoute({ family: 'l2vpn-evpn', route: evpn, nextHop: '10.255.7.1', attributes: { extendedCommunities: [{ kind: 'route-target', value: '65070:1' }] } });
+    const r = await waitFor('route at c', () => c.route('ipv4-unicast', '10.170.0.0/16'));
+    assert.deepEqual(r.attributes.asPath, [{ type: 'sequence', asns: [65071, 65070] }]);
+    assert.equal(r.nextHop, '127.0.13.2');
+    assert.equal(r.attributes.med, undefined);
+    assert.equal(r.attributes.localPref, undefined);
+    const e = await waitFor('EVPN route at c', () => c.route('l2vpn-evpn', evpn));
+    assert.equal(e.nextHop, '10.255.7.1');
+    assert.deepEqual(e.attributes.extendedCommunities, [{ kind: 'route-target', value: '65070:1' }]);
+    a.withdrawRoute({ family: 'ipv4-unicast', prefix: '10.170.0.0/16' });
+    await waitFor('withdrawal reaches c', () => c.route('ipv4-unicast', '10.170.0.0/16') === undefined);
+  });
+});
+
 describe('policy hooks', () => {
   it('applies import and export policies: reject by prefix, match route targets, set communities, local preference and next hop', async () => {
     const a = ours(65020, '10.0.2.1', '127.0.8.1', 21860);
