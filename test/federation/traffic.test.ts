@@ -1,0 +1,184 @@
+/**
+ * Federation with real packets: two datacenters (each its own database,
+ * directory, controller with federation, and a real agent programming a host
+ * namespace), both iBGP clients of a gobgpd route reflector with graceful
+ * restart. Containers of one stretched subnet talk across the datacenters
+ * over VXLAN; an ACL written in datacenter 1 against the db group applies to
+ * the db container of datacenter 2; a delete removes the kernel entries; the
+ * reflector dying keeps traffic flowing (stale routes) until it is back.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { endpointIfName } from '#sdn/compiler';
+import type { RunningController } from '../../apps/controller/src/controller';
+import { federate, Federation } from '../../apps/controller/src/federation';
+import { createLogger } from '../../apps/controller/src/log';
+import { Gobgpd } from '../bgp/support/gobgp.js';
+import { waitFor } from '../bgp/support/wait.js';
+import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
+import { startTestController } from '../support/controller';
+import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { greeting, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';
+
+const RR = '127.0.7.2';
+const RR_PORT = 21891;
+const ASN = 65000;
+
+interface Dc {
+  name: string;
+  dir: TestDirectory;
+  ctl: RunningController;
+  fed: Federation;
+  agent: AgentProcess;
+  host: any;
+  th: TestHost;
+  domain: any;
+  subnet: any;
+  groups: Record<string, any>;
+}
+
+describe('federation with real traffic', { timeout: 300_000 }, () => {
+  const world = new NetnsWorld(runPrefix('fx'));
+  const rr = new Gobgpd({
+    asn: ASN,
+    routerId: '10.0.0.252',
+    address: RR,
+    apiPort: 50099,
+    port: RR_PORT,
+    neighbors: [
+      { address: '127.0.7.1', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true, gracefulRestart: true },
+      { address: '127.0.7.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true, gracefulRestart: true },
+    ],
+  });
+  const dcs: Dc[] = [];
+  const containers: Record<string, string> = {};
+  const eps: Record<string, any> = {};
+
+  async function datacenter(name: string, address: string, th: TestHost, acl: boolean): Promise<Dc> {
+    const dir = await startTestDirectory();
+    const api = dir.api;
+    const tree = await makeTree(api, `${name}-t`, '10.60.0.0/16');
+    const domain = (
+      await api.patch(`/api/v1/domains/${tree.domain.id}`, {
+        importRouteTargets: ['65000:9400'],
+        exportRouteTargets: ['65000:9400'],
+        // datacenter 1 denies what leaves its endpoints unless a rule allows it
+        defaultEgressAction: acl ? 'deny' : 'allow',
+        defaultIngressAction: 'allow',
+      })
+    ).body;
+    await api.del(`/api/v1/subnets/${tree.subnet.id}`);
+    const reservedRanges = [name === 'dc1' ? { start: '10.50.0.128', end: '10.50.0.254' } : { start: '10.50.0.2', end: '10.50.0.127' }];
+    const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.50.0.0/24', l2Vni: 50100, reservedRanges });
+    const groups: Record<string, any> = {};
+    for (const [g, tag] of [['web', '65000:10'], ['app', '65000:20'], ['db', '65000:30']]) {
+      groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
+    }
+    if (acl) {
+      await api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
+        priority: 10, direction: 'egress', action: 'allow', appliesTo: { type: 'policyGroup', id: groups.app.id }, peer: { type: 'policyGroup', id: groups.db.id },
+        protocol: 'tcp', destinationPorts: ['5432'],
+      });
+      await api.make(`/api/v1/domains/${domain.id}/acl-rules`, { priority: 20, direction: 'egress', action: 'allow', protocol: 'icmp' });
+    }
+    const host = await api.make('/api/v1/hosts', { name: `${name}-${th.name}`, vtepIp: th.vtep });
+    const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: `10.255.${name === 'dc1' ? 21 : 22}.100`, listenAddress: address, listenPort: 21892 });
+    await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: RR_PORT, asn: ASN, restartTime: 120 });
+    const ctl = await startTestController(dir.dir.databaseUrl);
+    const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+    await fed.start();
+    const agent = await startAgentProcess(th, { controllerUrl: ctl.agentUrl, hostId: host.id, credential: host.credential });
+    return { name, dir, ctl, fed, agent, host, th, domain, subnet, groups };
+  }
+
+  const plug = async (dc: Dc, name: string, group: string) => {
+    const e = await dc.dir.api.make(`/api/v1/subnets/${dc.subnet.id}/endpoints`, { name, kind: 'container', hostId: dc.host.id, policyGroupIds: [dc.groups[group].id] });
+    eps[name] = e;
+    await until(`veth of ${name}`, () => {
+      try {
+        sh(['ip', '-n', dc.th.ns, 'link', 'show', `ec${endpointIfName(e.id).slice(2)}`]);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    containers[name] = world.attachContainer(name, dc.th, { ifName: endpointIfName(e.id), ip: e.ip, prefixLength: 24, gateway: dc.subnet.gateway });
+  };
+
+  const fdbHas = (th: TestHost, mac: string) => sh(['bridge', '-n', th.ns, 'fdb', 'show']).includes(mac) || listDomainFdb(th).includes(mac);
+  const listDomainFdb = (th: TestHost) =>
+    sh(['ip', '-j', 'netns', 'list'])
+      .trim()
+      .split('"name":"')
+      .slice(1)
+      .map((x) => x.split('"')[0])
+      .filter((n) => n.startsWith(th.domainPrefix))
+      .map((n) => sh(['bridge', '-n', n, 'fdb', 'show']))
+      .join('\n');
+
+  before(async () => {
+    world.setup(2);
+    await rr.start();
+    dcs.push(await datacenter('dc1', '127.0.7.1', world.host('h1'), true));
+    dcs.push(await datacenter('dc2', '127.0.7.3', world.host('h2'), false));
+    for (const dc of dcs) await waitFor(`${dc.name} BGP session`, () => dc.fed.speaker?.neighbors()[0]?.state === 'established', 30_000);
+    const [dc1, dc2] = dcs;
+    await plug(dc1, 'app', 'app');
+    await plug(dc1, 'web', 'web');
+    await plug(dc2, 'db', 'db');
+    await waitForLine(startGreeter(world, containers.db, 5432, 'db'), 'up');
+  });
+
+  after(async () => {
+    for (const dc of dcs) await stopAgentProcess(dc.agent, 'SIGKILL');
+    world.cleanup();
+    for (const dc of dcs) {
+      await dc.fed.stop();
+      await dc.ctl.close();
+      await dc.dir.stop();
+    }
+    await rr.stop();
+  });
+
+  it('carries traffic between the datacenters over VXLAN, in one stretched subnet', async () => {
+    await until('web (dc1) pings db (dc2)', () => ping(containers.web, eps.db.ip, 1), 30_000);
+    assert.ok(ping(containers.app, eps.db.ip), 'app (dc1) pings db (dc2)');
+    assert.ok(ping(containers.db, eps.app.ip), 'and back');
+  });
+
+  it('applies a rule of datacenter 1 against the db group to the db container of datacenter 2', async () => {
+    assert.equal(greeting(containers.app, eps.db.ip, 5432), 'hello from db', 'app -> db tcp/5432 allowed by the rule');
+    assert.equal(greeting(containers.web, eps.db.ip, 5432), null, 'web -> db tcp/5432 denied by default');
+  });
+
+  it('keeps traffic flowing while the route reflector is gone (graceful restart), and converges when it returns', async () => {
+    await rr.kill('SIGKILL');
+    await waitFor('sessions down', () => dcs.every((dc) => dc.fed.speaker?.neighbors()[0]?.state !== 'established'), 30_000);
+    // long enough for a withdrawal to have reached the kernel, had the routes been dropped
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok([...dcs[0].fed.remote.values()].some((i) => i.kind === 'endpoint' && i.endpoint.mac === eps.db.mac), 'dc1 keeps the stale route');
+    assert.ok(fdbHas(dcs[0].th, eps.db.mac), 'and its FDB entry');
+    assert.ok(ping(containers.app, eps.db.ip), 'stale routes keep the entries: traffic flows');
+    assert.equal(greeting(containers.app, eps.db.ip, 5432), 'hello from db');
+    await rr.start();
+    await waitFor('sessions back', () => dcs.every((dc) => dc.fed.speaker?.neighbors()[0]?.state === 'established'), 60_000);
+    const after = await plugLate();
+    await until('a container made after the return is reachable', () => ping(containers.app, after.ip, 1), 30_000);
+  });
+
+  const plugLate = async () => {
+    await plug(dcs[1], 'db2', 'db');
+    return eps.db2;
+  };
+
+  it("removes a deleted remote endpoint from the other datacenter's host", async () => {
+    const [dc1, dc2] = dcs;
+    const mac = eps.db.mac;
+    assert.ok(fdbHas(dc1.th, mac), 'the FDB of the dc1 host has the db MAC');
+    const t0 = Date.now();
+    assert.equal((await dc2.dir.api.del(`/api/v1/endpoints/${eps.db.id}`)).status, 204);
+    await until('db MAC gone from the dc1 host', () => !fdbHas(dc1.th, mac), 10_000);
+    console.log(`# delete in dc2 -> FDB entry gone on dc1's host: ${Date.now() - t0} ms`);
+    assert.ok(!ping(containers.app, eps.db.ip, 1), 'nothing answers for it any more');
+  });
+});
