@@ -144,6 +144,47 @@ describe('revised error handling (RFC 7606) and session errors', () => {
     p.close();
   });
 
+  it('sweeps what a neighbour did not re-advertise between BoRR and EoRR (RFC 7313)', async () => {
+    const s = ours(65035, '10.0.3.5', '127.0.9.5', 21875);
+    await s.start();
+    s.addNeighbor({ address: '127.0.9.6', asn: 65036, passive: true });
+    const p = await RawPeer.establish({ host: '127.0.9.5', port: 21875, localAddress: '127.0.9.6', asn: 65036, routerId: '10.0.3.6' });
+    const route = (prefix: string) => encode({ type: 'update', withdrawn: [], nlri: [prefix], attributes: { origin: 0, asPath: [{ type: 'sequence', asns: [65036] }], nextHop: '10.255.3.6' } });
+    p.send(Buffer.concat([route('10.143.0.0/16'), route('10.144.0.0/16')]));
+    await waitFor('both routes', () => s.route('ipv4-unicast', '10.143.0.0/16') && s.route('ipv4-unicast', '10.144.0.0/16'));
+    p.send(encode({ type: 'route-refresh', afi: 1, safi: 1, subtype: 1 }));
+    p.send(route('10.143.0.0/16'));
+    await waitFor('re-advertised route is fresh', () => s.route('ipv4-unicast', '10.143.0.0/16')?.stale === false && s.route('ipv4-unicast', '10.144.0.0/16')?.stale);
+    p.send(encode({ type: 'route-refresh', afi: 1, safi: 1, subtype: 2 }));
+    await waitFor('stale route swept at EoRR', () => s.route('ipv4-unicast', '10.144.0.0/16') === undefined);
+    assert.ok(s.route('ipv4-unicast', '10.143.0.0/16'));
+    p.close();
+  });
+
+  it('talks to a 2-octet-AS neighbour with AS_TRANS and AS4_PATH both ways (RFC 6793)', async () => {
+    const s = ours(4200000001, '10.0.3.7', '127.0.9.7', 21876);
+    await s.start();
+    s.addNeighbor({ address: '127.0.9.8', asn: 65037, passive: true });
+    const p = await RawPeer.establish({ host: '127.0.9.7', port: 21876, localAddress: '127.0.9.8', asn: 65037, routerId: '10.0.3.8', as4: false });
+    const open = p.received.find((m) => m.type === 'open');
+    assert.equal(open?.type === 'open' && open.myAs, 23456);
+    p.send(
+      encode(
+        { type: 'update', withdrawn: [], nlri: ['10.145.0.0/16'], attributes: { origin: 0, asPath: [{ type: 'sequence', asns: [65037, 4200000000] }], nextHop: '10.255.3.8', as4Path: [{ type: 'sequence', asns: [4200000000] }] } },
+        { as4: false },
+      ),
+    );
+    const r = await waitFor('route from the 2-octet neighbour', () => s.route('ipv4-unicast', '10.145.0.0/16'));
+    assert.deepEqual(r.attributes.asPath, [{ type: 'sequence', asns: [65037, 4200000000] }]);
+    assert.equal(r.attributes.as4Path, undefined);
+    s.addRoute({ family: 'ipv4-unicast', prefix: '10.146.0.0/16', nextHop: '10.255.3.7' });
+    const u = await waitFor('our route at the 2-octet neighbour', () => p.received.find((m) => m.type === 'update' && m.nlri.includes('10.146.0.0/16')));
+    assert.ok(u.type === 'update');
+    assert.deepEqual(u.attributes.asPath, [{ type: 'sequence', asns: [23456] }]);
+    assert.deepEqual(u.attributes.as4Path, [{ type: 'sequence', asns: [4200000001] }]);
+    p.close();
+  });
+
   it('refuses an OPEN with the wrong AS with NOTIFICATION 2/2', async () => {
     const s = ours(65040, '10.0.4.1', '127.0.10.1', 21880);
     await s.start();

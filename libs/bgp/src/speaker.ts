@@ -19,7 +19,9 @@ import {
   prefixSize,
   updateSize,
   AttrFlag,
+  AS_TRANS,
   CeaseSubcode,
+  type AsPathSegment,
   type AttributeIssue,
   type EvpnRoute,
   type Family,
@@ -562,6 +564,13 @@ export class BgpSpeaker {
     delete base.mpUnreach;
     delete base.nextHop;
     if (!sd.source.ibgp) delete base.localPref; // RFC 4271 §5.1.5
+    if (peer.negotiated?.as4) {
+      // RFC 6793 §6: a 4-octet speaker does not send AS4_PATH/AS4_AGGREGATOR; discard them.
+      delete base.as4Path;
+      delete base.as4Aggregator;
+    } else {
+      mergeAs4(base);
+    }
     const baseKey = attributesKey(base);
     const policy = peer.config.importPolicy;
     // All routes of one UPDATE share attributes: intern once per next hop and route data.
@@ -640,10 +649,26 @@ export class BgpSpeaker {
 
   private onRouteRefresh(peer: Peer, rr: RouteRefresh): void {
     const sd = this.byPeer.get(peer.address)!;
-    if (rr.subtype !== 0) return; // BoRR/EoRR from the neighbour: we do not track its refresh.
     const f = FAMILY_BY_INDEX.find((x) => afiSafiOf(x).afi === rr.afi && afiSafiOf(x).safi === rr.safi);
     if (f === undefined || !peer.negotiated?.families.includes(f)) return;
     const fi = FAMILY_INDEX[f];
+    if (rr.subtype === 1) {
+      // RFC 7313 §4: BoRR. Everything we hold from the neighbour is stale until its EoRR.
+      const stale = sd.staleIn[fi] ?? new Map<string, Path>();
+      for (const [key, p] of sd.adjIn[fi]) {
+        const prev = stale.get(key);
+        if (prev) this.paths.release(prev);
+        stale.set(key, p);
+      }
+      sd.adjIn[fi] = new Map();
+      sd.staleIn[fi] = stale;
+      return;
+    }
+    if (rr.subtype === 2) {
+      this.flushStale(sd, fi); // EoRR: what was not re-advertised is gone
+      return;
+    }
+    if (rr.subtype !== 0) return;
     const { afi, safi } = afiSafiOf(f);
     if (peer.negotiated.enhancedRouteRefresh) {
       peer.send(encode({ type: 'route-refresh', afi, safi, subtype: 1 }), false); // BoRR (RFC 7313 §4)
@@ -931,6 +956,7 @@ export class BgpSpeaker {
       }
       if (fi === 0 && peer.config.nextHopSelf && isIpv4(negotiated.localAddress)) nextHop = negotiated.localAddress;
     }
+    if (!negotiated.as4) addAs4(a);
     if (a.unknown) {
       // RFC 4271 §5: pass unrecognised transitive attributes on with Partial set.
       const kept = a.unknown.filter((u) => (u.flags & AttrFlag.Transitive) !== 0).map((u) => ({ ...u, flags: u.flags | AttrFlag.Partial }));
@@ -963,6 +989,58 @@ export class BgpSpeaker {
   private log(level: LogEntry['level'], event: string, fields: Record<string, unknown>): void {
     this.config.logger?.({ level, event, ...fields });
   }
+}
+
+function pathCount(segs: AsPathSegment[]): number {
+  let n = 0;
+  for (const x of segs) n += x.type === 'sequence' ? x.asns.length : x.type === 'set' ? 1 : 0;
+  return n;
+}
+
+/**
+ * RFC 6793 §4.2.3: from a 2-octet neighbour, rebuild the real path from
+ * AS_PATH (with AS_TRANS) and AS4_PATH.
+ */
+function mergeAs4(a: PathAttributes): void {
+  const as4 = a.as4Path;
+  delete a.as4Path;
+  if (a.as4Aggregator && a.aggregator?.asn === AS_TRANS) a.aggregator = a.as4Aggregator;
+  else if (a.as4Aggregator && a.aggregator) return void delete a.as4Aggregator; // §4.2.3: ignore AS4_PATH too
+  delete a.as4Aggregator;
+  if (!as4 || !a.asPath) return;
+  const keep = pathCount(a.asPath) - pathCount(as4);
+  if (keep < 0) return; // AS4_PATH longer than AS_PATH: ignore it
+  const merged: AsPathSegment[] = [];
+  let left = keep;
+  for (const seg of a.asPath) {
+    if (left <= 0) break;
+    if (seg.type === 'sequence') {
+      const take = seg.asns.slice(0, left);
+      merged.push({ type: 'sequence', asns: take });
+      left -= take.length;
+    } else {
+      merged.push(seg);
+      if (seg.type === 'set') left -= 1;
+    }
+  }
+  // Join adjacent AS_SEQUENCE segments so the result reads like the original path.
+  const out: AsPathSegment[] = [];
+  for (const seg of [...merged, ...as4]) {
+    const last = out[out.length - 1];
+    if (last && last.type === 'sequence' && seg.type === 'sequence' && last.asns.length + seg.asns.length <= 255) {
+      out[out.length - 1] = { type: 'sequence', asns: [...last.asns, ...seg.asns] };
+    } else out.push(seg);
+  }
+  a.asPath = out;
+}
+
+/** RFC 6793 §4.2.2: towards a 2-octet neighbour, carry 4-octet ASNs in AS4_PATH/AS4_AGGREGATOR. */
+function addAs4(a: PathAttributes): void {
+  const big = (n: number) => n > 0xffff;
+  if (a.asPath?.some((x) => x.asns.some(big))) a.as4Path = a.asPath.filter((x) => x.type === 'sequence' || x.type === 'set');
+  else delete a.as4Path;
+  if (a.aggregator && big(a.aggregator.asn)) a.as4Aggregator = a.aggregator;
+  else delete a.as4Aggregator;
 }
 
 function numberToIp(n: number): string {

@@ -7,13 +7,16 @@ export class RawPeer {
   readonly received: Message[] = [];
   private buf = Buffer.alloc(0);
   closed = false;
-  private constructor(readonly socket: net.Socket) {
+  private constructor(
+    readonly socket: net.Socket,
+    readonly as4: boolean,
+  ) {
     socket.on('data', (c: Buffer) => {
       this.buf = Buffer.concat([this.buf, c]);
       for (;;) {
-        const len = frameLength(this.buf, 0, this.buf.length, { as4: true });
+        const len = frameLength(this.buf, 0, this.buf.length, { as4: this.as4 });
         if (len === 0) break;
-        this.received.push(decode(this.buf.subarray(0, len)));
+        this.received.push(decode(this.buf.subarray(0, len), { as4: this.as4 }));
         this.buf = this.buf.subarray(len);
       }
     });
@@ -21,11 +24,12 @@ export class RawPeer {
     socket.on('error', () => (this.closed = true));
   }
 
-  /** Connects and completes OPEN/KEEPALIVE as `asn` with 4-octet AS and the three families. */
-  static async establish(o: { host: string; port: number; localAddress: string; asn: number; routerId: string }): Promise<RawPeer> {
+  /** Connects and completes OPEN/KEEPALIVE as `asn` with (unless as4 is false) 4-octet AS, and IPv4 + EVPN. */
+  static async establish(o: { host: string; port: number; localAddress: string; asn: number; routerId: string; as4?: boolean }): Promise<RawPeer> {
     const s = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
     await new Promise((r, j) => (s.once('connect', r), s.once('error', j)));
-    const p = new RawPeer(s);
+    const as4 = o.as4 ?? true;
+    const p = new RawPeer(s, as4);
     p.send(
       encode({
         type: 'open',
@@ -36,7 +40,7 @@ export class RawPeer {
         capabilities: [
           { kind: 'multiprotocol', afi: 1, safi: 1 },
           { kind: 'multiprotocol', afi: 25, safi: 70 },
-          { kind: 'four-octet-as', asn: o.asn },
+          ...(as4 ? [{ kind: 'four-octet-as' as const, asn: o.asn }] : []),
         ],
       }),
     );
