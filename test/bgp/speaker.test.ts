@@ -66,6 +66,17 @@ describe('BgpSpeaker against itself', () => {
     assert.ok(a.route('ipv4-unicast', '10.20.0.0/16'));
   });
 
+  it('refuses invalid routes at addRoute, with the offending value in the message', () => {
+    const [a] = speakers;
+    assert.throws(() => a.addRoute({ family: 'ipv4-unicast', prefix: '10.0.0.0/33', nextHop: '10.255.0.1' }), /10.0.0.0\/33/);
+    assert.throws(() => a.addRoute({ family: 'ipv4-unicast', prefix: '10.0.0.0/8', nextHop: 'router-1' }), /router-1/);
+    assert.throws(
+      () => a.addRoute({ family: 'l2vpn-evpn', nextHop: '10.255.0.1', route: { routeType: 2, rd: 'x:1', esi: '00:00:00:00:00:00:00:00:00:00', ethernetTag: 0, mac: 'aa:bb:cc:00:00:09', labels: [1] } }),
+      /x:1/,
+    );
+    assert.throws(() => a.addRoute({ family: 'ipv4-unicast', prefix: '10.0.0.0/8', nextHop: '10.255.0.1', attributes: { extendedCommunities: [{ kind: 'route-target', value: '70000:99999' }] } }), /70000:99999/);
+  });
+
   it('answers a garbage-sending peer with NOTIFICATION 1/1 and keeps the other session', async () => {
     const [a, b] = speakers;
     a.addNeighbor({ address: '127.0.1.9', asn: 65009, passive: true });

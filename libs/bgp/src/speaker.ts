@@ -15,6 +15,7 @@ import {
   encode,
   evpnKey,
   isIpv4,
+  isIpv6,
   MAX_MESSAGE,
   prefixSize,
   updateSize,
@@ -172,6 +173,7 @@ export class BgpSpeaker {
 
   constructor(private readonly config: SpeakerConfig) {
     if (!isIpv4(config.routerId)) throw new Error(`router id must be an IPv4 address: ${config.routerId}`);
+    if (!Number.isInteger(config.asn) || config.asn < 1 || config.asn > 0xffffffff) throw new Error(`AS number out of range: ${config.asn}`);
     this.localAsn = config.asn;
     this.routerId = config.routerId;
     this.holdTime = config.holdTime ?? 90;
@@ -323,7 +325,19 @@ export class BgpSpeaker {
     delete attrs.mpUnreach;
     delete attrs.nextHop;
     const { key, evpn } = this.localKey(r);
+    if (!isIpv4(r.nextHop) && !isIpv6(r.nextHop)) throw new Error(`next hop is not an IP address: ${r.nextHop}`);
     const nextHop = r.nextHop.includes(':') ? canonicalIpv6(r.nextHop) : r.nextHop;
+    // Validate every field now, by encoding the route once: a bad value must fail
+    // here, at the caller, not later inside an UPDATE to some neighbour.
+    try {
+      const mpReach =
+        r.family === 'l2vpn-evpn'
+          ? { family: r.family, nextHops: [nextHop], nlri: [evpn!] }
+          : { family: r.family, nextHops: [nextHop], nlri: [key] };
+      encode({ type: 'update', withdrawn: [], nlri: [], attributes: { ...attrs, mpReach } as PathAttributes });
+    } catch (e) {
+      throw new Error(`invalid route ${key}: ${(e as Error).message}`);
+    }
     const path = this.paths.intern(this.local.source, attrs, attributesKey(attrs), nextHop, evpn ? evpnDataOf(evpn) : undefined);
     this.setIn(this.local, fi, key, path);
   }
@@ -761,7 +775,13 @@ export class BgpSpeaker {
     sd.flushScheduled = true;
     setImmediate(() => {
       sd.flushScheduled = false;
-      void this.flush(sd);
+      this.flush(sd).catch((e: unknown) => {
+        // Never let one neighbour's export take the process down; reset that session.
+        this.log('warn', 'bgp.export.failed', { peer: sd.source.address, error: String((e as Error)?.stack ?? e) });
+        sd.flushing = false;
+        sd.peer?.stop(true, CeaseSubcode.OutOfResources);
+        sd.peer?.start();
+      });
     });
   }
 
