@@ -287,6 +287,20 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     world.kill(conn);
   });
 
+  it('repairs drift: what was removed behind its back comes back at the next reconcile, nothing else changes', async () => {
+    const h1 = world.host('h1');
+    const dp = paths.get('h1')!;
+    const ns = domainNs({ nsPrefix: h1.domainPrefix } as any, ids.domA.l3Vni);
+    const app1 = eps.get('app1')!;
+    sh(['bridge', '-n', ns, 'fdb', 'del', app1.mac, 'dev', `vx${ids.a1.l2Vni}`, 'master']);
+    sh(['ip', '-n', ns, 'neigh', 'del', app1.ip, 'dev', `br${ids.a1.l2Vni}`]);
+    const r = await dp.reconcile(dp.state);
+    assert.equal(r.changes, 2, 'two objects were missing');
+    assert.match(sh(['bridge', '-n', ns, 'fdb', 'show', 'dev', `vx${ids.a1.l2Vni}`]), new RegExp(`${app1.mac} master br${ids.a1.l2Vni} static`));
+    assert.equal((await dp.reconcile(dp.state)).changes, 0);
+    assert.ok(ping(eps.get('web1')!.ns, app1.ip));
+  });
+
   it('rejects a version the kernel refuses with its message, and keeps the last good state', async () => {
     const h1 = world.host('h1');
     const dp = paths.get('h1')!;

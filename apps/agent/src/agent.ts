@@ -34,6 +34,11 @@ export function agentMetrics() {
       help: 'differences between the kernel and the desired state found by the last start-up reconciliation',
       registers: [registry],
     }),
+    driftRepaired: new Counter({
+      name: 'sdn_agent_drift_repaired_total',
+      help: 'kernel objects found different from the applied state by the periodic check, and repaired',
+      registers: [registry],
+    }),
     connected: new Gauge({ name: 'sdn_agent_controller_connected', help: '1 while connected to the controller', registers: [registry] }),
   };
 }
@@ -45,6 +50,7 @@ export class Agent {
   private http: Server | null = null;
   private digest = new StateDigest();
   private queue: Promise<void> = Promise.resolve();
+  private resyncTimer: NodeJS.Timeout | null = null;
   version = 0;
   epoch = '';
   reconciled = false;
@@ -81,11 +87,16 @@ export class Agent {
     c.on('snapshot', (m) => this.enqueue(() => this.onSnapshot(m)));
     c.on('delta', (m) => this.enqueue(() => this.onDelta(m)));
     c.start();
+    if (this.cfg.resyncSeconds > 0) {
+      this.resyncTimer = setInterval(() => this.enqueue(() => this.resync()), this.cfg.resyncSeconds * 1000);
+      this.resyncTimer.unref();
+    }
     this.log.info('agent started', { hostId: this.cfg.hostId, netns: this.cfg.netns, nsPrefix: this.cfg.nsPrefix, http: `${this.cfg.httpHost}:${this.httpPort}` });
   }
 
   /** Stops talking; the kernel keeps its state (an agent restart must not disturb traffic). */
   async stop(): Promise<void> {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.client?.close();
     await this.queue;
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
@@ -94,6 +105,20 @@ export class Agent {
 
   private enqueue(fn: () => Promise<void>): void {
     this.queue = this.queue.then(fn).catch((e) => this.log.error('unexpected', { error: String(e) }));
+  }
+
+  /** Periodic drift check: what someone changed in the kernel behind our back is put back (nothing else is touched). */
+  private async resync(): Promise<void> {
+    if (!this.reconciled) return;
+    try {
+      const r = await this.datapath.reconcile(this.datapath.state);
+      if (r.changes > 0) {
+        this.metrics.driftRepaired.inc(r.changes);
+        this.log.warn('repaired kernel drift', { differences: r.changes, version: this.version });
+      }
+    } catch (e) {
+      this.log.error('drift repair failed', { error: (e as Error).message });
+    }
   }
 
   private async onSnapshot(m: SnapshotEvent): Promise<void> {

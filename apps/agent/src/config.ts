@@ -14,6 +14,8 @@ export interface AgentConfig {
   /** health and metrics: host:port, port 0 = any */
   httpHost: string;
   httpPort: number;
+  /** seconds between drift checks (read the kernel, repair differences); 0 = never */
+  resyncSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -49,6 +51,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     mtu: int('AGENT_MTU', 1450, 576, 9000),
     httpHost: env.AGENT_HTTP_HOST ?? '127.0.0.1',
     httpPort: int('AGENT_HTTP_PORT', 9651, 0, 65535),
+    resyncSeconds: int('AGENT_RESYNC_SECONDS', 60, 0, 86400),
     logLevel: level as AgentConfig['logLevel'],
   };
 }

@@ -43,8 +43,8 @@ interface NetworkRecord {
 
 interface PluginState {
   networks: Record<string, NetworkRecord>;
-  /** poolId -> cidr */
-  pools: Record<string, string>;
+  /** poolId -> its CIDR and, once CreateNetwork has come, the network it serves */
+  pools: Record<string, { cidr: string; networkId: string | null }>;
   /** endpoints made at RequestAddress, not yet claimed: `${poolId}|${ip}` -> endpoint id */
   pending: Record<string, string>;
   /** docker endpoint id -> directory endpoint id */
@@ -124,7 +124,7 @@ export class DockerPlugin {
         if (!b.Pool) throw new PluginError('this IPAM driver needs --subnet: the address plan belongs to the directory');
         if (b.V6) throw new PluginError('IPv6 pools are not supported by this driver yet');
         const poolId = `${b.Pool}#${++this.state.seq}`;
-        this.state.pools[poolId] = b.Pool;
+        this.state.pools[poolId] = { cidr: b.Pool, networkId: null };
         this.save();
         return { PoolID: poolId, Pool: b.Pool, Data: {} };
       }
@@ -195,6 +195,13 @@ export class DockerPlugin {
     if (gw && gw !== subnet.gateway) throw new PluginError(`the subnet's gateway is ${subnet.gateway}, not ${gw}`);
     const groups = opts.policyGroup ? String(opts.policyGroup).split(',').filter(Boolean) : [];
     this.state.networks[b.NetworkID] = { subnetId: subnet.id, cidr, gateway: subnet.gateway, policyGroupIds: groups, createdSubnet };
+    // Docker asks for the pool right before it creates the network, and CreateNetwork does not name the
+    // pool: bind the newest unbound pool of this CIDR (two tenants' networks may share a CIDR)
+    const pool = Object.keys(this.state.pools)
+      .filter((id) => this.state.pools[id].cidr === cidr && this.state.pools[id].networkId === null)
+      .pop();
+    if (!pool) throw new PluginError(`no pool of ${cidr} waits for network ${b.NetworkID}`);
+    this.state.pools[pool].networkId = b.NetworkID;
     this.save();
     return {};
   }
@@ -207,15 +214,13 @@ export class DockerPlugin {
     return {};
   }
 
-  /** the network a pool serves: the newest network with the pool's CIDR (Docker creates pool and network together) */
   private networkOfPool(poolId: string): NetworkRecord | null {
-    const cidr = this.state.pools[poolId];
-    const nets = Object.values(this.state.networks).filter((n) => n.cidr === cidr);
-    return nets[nets.length - 1] ?? null;
+    const id = this.state.pools[poolId]?.networkId;
+    return id ? this.state.networks[id] ?? null : null;
   }
 
   private async requestAddress(b: any): Promise<unknown> {
-    const cidr = this.state.pools[b.PoolID];
+    const cidr = this.state.pools[b.PoolID]?.cidr;
     if (!cidr) throw new PluginError(`unknown pool ${b.PoolID}`);
     const len = cidr.split('/')[1];
     if (b.Options?.RequestAddressType === 'com.docker.network.gateway') {
@@ -255,7 +260,7 @@ export class DockerPlugin {
     const n = this.state.networks[b.NetworkID];
     if (!n) throw new PluginError(`unknown network ${b.NetworkID}`);
     const ip = String(b.Interface?.Address ?? '').split('/')[0];
-    const key = Object.keys(this.state.pending).find((k) => k.endsWith(`|${ip}`) && this.state.pools[k.split('|')[0]] === n.cidr);
+    const key = Object.keys(this.state.pending).find((k) => k.endsWith(`|${ip}`) && this.state.pools[k.split('|')[0]]?.networkId === b.NetworkID);
     if (!key) throw new PluginError(`no address ${ip} was handed out for network ${b.NetworkID}`);
     const id = this.state.pending[key];
     delete this.state.pending[key];
