@@ -66,6 +66,28 @@ describe('BgpSpeaker against itself', () => {
     assert.ok(a.route('ipv4-unicast', '10.20.0.0/16'));
   });
 
+  it('packs and withdraws tens of thousands of routes within 4096-byte UPDATEs', async () => {
+    const [a, b] = speakers;
+    const v4: string[] = [];
+    for (let i = 0; i < 20000; i++) v4.push(`10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+    const ext = [{ kind: 'route-target' as const, value: '65001:200' }, { kind: 'encapsulation' as const, tunnelType: 8 }];
+    for (const prefix of v4) a.addRoute({ family: 'ipv4-unicast', prefix, nextHop: '10.255.0.1' });
+    for (let i = 0; i < 5000; i++) {
+      const mac = `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+      a.addRoute({ family: 'l2vpn-evpn', nextHop: '10.255.0.1', attributes: { extendedCommunities: ext }, route: { routeType: 2, rd: '10.0.0.1:200', esi: '00:00:00:00:00:00:00:00:00:00', ethernetTag: 0, mac, ip: `172.20.${i >> 8}.${i & 255}`, labels: [10200] } });
+    }
+    const updatesBefore = b.neighbor('127.0.1.1')!.counters.updatesReceived;
+    const v4Before = b.routeCount('ipv4-unicast');
+    const evpnBefore = b.routeCount('l2vpn-evpn');
+    await waitFor('all routes at b', () => b.routeCount('ipv4-unicast') === v4Before + 20000 && b.routeCount('l2vpn-evpn') === evpnBefore + 5000, 30000);
+    const updates = b.neighbor('127.0.1.1')!.counters.updatesReceived - updatesBefore;
+    assert.ok(updates < 200, `routes sharing attributes are packed (${updates} UPDATEs)`);
+    for (const prefix of v4) a.withdrawRoute({ family: 'ipv4-unicast', prefix });
+    for (const r of a.routes('l2vpn-evpn')) if (r.evpn) a.withdrawRoute({ family: 'l2vpn-evpn', route: r.evpn });
+    await waitFor('all withdrawn at b', () => b.routeCount('ipv4-unicast') === v4Before && b.routeCount('l2vpn-evpn') === evpnBefore, 30000);
+    assert.equal(a.neighbor('127.0.1.2')!.state, 'established');
+  });
+
   it('refuses invalid routes at addRoute, with the offending value in the message', () => {
     const [a] = speakers;
     assert.throws(() => a.addRoute({ family: 'ipv4-unicast', prefix: '10.0.0.0/33', nextHop: '10.255.0.1' }), /10.0.0.0\/33/);
