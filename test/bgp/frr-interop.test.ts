@@ -42,6 +42,7 @@ router bgp 65003
 
 interface FrrPath {
   vni?: string;
+  esi?: string;
   aspath?: { segments: { type: string; list: number[] }[] };
   community?: { list: string[] };
   largeCommunity?: { list: string[] };
@@ -73,7 +74,8 @@ describe('interop with FRR bgpd', { timeout: 120000 }, () => {
     await frr.stop();
   });
 
-  const macIp: EvpnRoute = { routeType: 2, rd: '10.0.0.1:100', esi: ZERO_ESI, ethernetTag: 0, mac: 'aa:bb:cc:00:03:01', ip: '192.168.3.11', labels: [10100, 50000] };
+  const macIp: EvpnRoute = { routeType: 2, rd: '10.0.0.1:100', esi: '00:11:22:33:44:55:66:77:88:99', ethernetTag: 5, mac: 'aa:bb:cc:00:03:01', ip: '192.168.3.11', labels: [10100, 50000] };
+  const macIpKey = '[2]:[5]:[48]:[aa:bb:cc:00:03:01]:[32]:[192.168.3.11]';
   const imet: EvpnRoute = { routeType: 3, rd: '10.0.0.1:100', ethernetTag: 0, originatorIp: '10.255.0.1' };
   const prefix: EvpnRoute = { routeType: 5, rd: '65001:5', esi: ZERO_ESI, ethernetTag: 0, prefix: '10.71.0.0/24', gateway: '0.0.0.0', label: 50000 };
 
@@ -94,8 +96,11 @@ describe('interop with FRR bgpd', { timeout: 120000 }, () => {
       const d = await frr.json<FrrEvpnDetail>('show bgp l2vpn evpn route detail json');
       return d.numPrefix === 3 ? d : undefined;
     });
-    const m = evpnEntry(j, '10.0.0.1:100', '[2]:[0]:[48]:[aa:bb:cc:00:03:01]:[32]:[192.168.3.11]')!;
-    assert.ok(m, 'type-2 present under its RD');
+    const m = evpnEntry(j, '10.0.0.1:100', macIpKey)!;
+    assert.ok(m, 'type-2 present under its RD, with its Ethernet tag, MAC and IP');
+    const entry = (j['10.0.0.1:100'] as Record<string, { ethTag?: number; mac?: string; ip?: string }>)[macIpKey];
+    assert.deepEqual([entry.ethTag, entry.mac, entry.ip], [5, 'aa:bb:cc:00:03:01', '192.168.3.11']);
+    assert.equal(m.esi, '00:11:22:33:44:55:66:77:88:99');
     assert.equal(m.vni, '10100/50000');
     assert.deepEqual(m.community?.list, ['65001:7']);
     assert.deepEqual(m.largeCommunity?.list, ['65001:1:2']);
@@ -116,7 +121,7 @@ describe('interop with FRR bgpd', { timeout: 120000 }, () => {
       const d = await frr.json<FrrEvpnDetail>('show bgp l2vpn evpn route detail json');
       return d.numPrefix === 2 ? d : undefined;
     });
-    assert.equal(evpnEntry(j, '10.0.0.1:100', '[2]:[0]:[48]:[aa:bb:cc:00:03:01]:[32]:[192.168.3.11]'), undefined);
+    assert.equal(evpnEntry(j, '10.0.0.1:100', macIpKey), undefined);
     assert.ok(evpnEntry(j, '10.0.0.1:100', '[3]:[0]:[32]:[10.255.0.1]'));
   });
 
