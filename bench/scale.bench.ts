@@ -15,7 +15,8 @@
  * controller's.
  *
  * Scale with env vars: SCALE_NETWORKS (500), SCALE_HOSTS (200),
- * SCALE_ENDPOINTS (100000), SCALE_CLIENTS (64), SCALE_HOSTS_PER_NETWORK (8):
+ * SCALE_ENDPOINTS (100000), SCALE_CLIENTS (64), SCALE_AGENT_PROCESSES (2),
+ * SCALE_HOSTS_PER_NETWORK (8):
  * each network's endpoints are spread round-robin over that many hosts, and
  * the networks round-robin over all hosts.
  */
@@ -38,6 +39,7 @@ const HOSTS = env('SCALE_HOSTS', 200);
 const ENDPOINTS = env('SCALE_ENDPOINTS', 100_000);
 const CLIENTS = env('SCALE_CLIENTS', 64);
 const PER_NETWORK = Math.min(HOSTS, env('SCALE_HOSTS_PER_NETWORK', 8));
+const AGENT_PROCESSES = Math.min(HOSTS, env('SCALE_AGENT_PROCESSES', 2));
 const KEY = 'bench-operator-key-0123456789abcdef';
 
 const TARGET_SECONDS = 30;
@@ -85,9 +87,11 @@ async function main() {
     env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const agentsProc = fork(join(__dirname, 'support', 'controller-agents.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const agentProcs = Array.from({ length: AGENT_PROCESSES }, () =>
+    fork(join(__dirname, 'support', 'controller-agents.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
   let controller: Awaited<ReturnType<typeof startController>> | null = null;
-  const children = [agentsProc];
+  const children = [...agentProcs];
   try {
     const url: string = await new Promise((resolve, reject) => {
       directory.once('message', (m: any) => resolve(m.url));
@@ -107,6 +111,8 @@ async function main() {
         load.once('exit', (code) => reject(new Error(`load generator exited with ${code}`)));
         load.send(msg);
       });
+
+    const agentCpuNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).other, 0);
 
     // ---------------------------------------------------------------- topology
     const t0 = performance.now();
@@ -128,14 +134,19 @@ async function main() {
       },
     );
     const ctl = controller.controller;
-    agentsProc.send({ type: 'start', url: controller.agentUrl, hosts });
-    await new Promise<void>((resolve) => agentsProc.on('message', (m: any) => m.type === 'ready' && resolve()));
+    // the simulated hosts, split over AGENT_PROCESSES processes (as if on separate machines)
+    await Promise.all(
+      agentProcs.map((proc, k) => {
+        proc.send({ type: 'start', url: controller!.agentUrl, hosts: hosts.filter((_, i) => i % AGENT_PROCESSES === k) });
+        return new Promise<void>((resolve) => proc.on('message', (m: any) => m.type === 'ready' && resolve()));
+      }),
+    );
     const bytesBefore = ctl.stats.bytesSent;
 
     // ------------------------------------------------------------ the run
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
-    const cpu0 = { self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: treeCpu(agentsProc.pid!), load: treeCpu(load.pid!) };
+    const cpu0 = { self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     const start = performance.now();
     const { apiSeconds } = await ask<{ apiSeconds: number }>({ type: 'run' }, 'run');
     const allAcked = () =>
@@ -144,13 +155,24 @@ async function main() {
     const totalSeconds = (performance.now() - start) / 1000;
     clearInterval(sampler);
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
-    const cpu1 = { self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: treeCpu(agentsProc.pid!), load: treeCpu(load.pid!) };
+    const cpu1 = { self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
 
     // ------------------------------------------------------- correctness check
-    const report: any = await new Promise((resolve) => {
-      agentsProc.on('message', (m: any) => m.type === 'report' && resolve(m));
-      agentsProc.send({ type: 'report' });
-    });
+    const reports: any[] = await Promise.all(
+      agentProcs.map(
+        (proc) =>
+          new Promise((resolve) => {
+            proc.on('message', (m: any) => m.type === 'report' && resolve(m));
+            proc.send({ type: 'report' });
+          }),
+      ),
+    );
+    const report = {
+      digests: Object.assign({}, ...reports.map((r) => r.digests)),
+      entries: reports.reduce((n, r) => n + r.entries, 0),
+      nacks: reports.reduce((n, r) => n + r.nacks, 0),
+      rss: Math.max(...reports.map((r) => r.rss)),
+    };
     let mismatched = 0;
     for (const h of hosts) if (report.digests[h.id]?.digest !== ctl.engine.digestOf(h.id)) mismatched++;
 
@@ -170,7 +192,7 @@ async function main() {
     const ctlCpu = (cpu1.self.user + cpu1.self.system) / 1e6;
     const dirCpu = cpu1.dir.other - cpu0.dir.other;
     const pgCpu = cpu1.dir.postgres - cpu0.dir.postgres;
-    const agentCpu = cpu1.agents.other - cpu0.agents.other;
+    const agentCpu = cpu1.agents - cpu0.agents;
     const loadCpu = cpu1.load.other - cpu0.load.other;
     const line = (k: string, v: string) => console.log(`${k.padEnd(44)} ${v}`);
     console.log(`\nscale benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${CLIENTS} clients, ${PER_NETWORK} hosts per network`);
@@ -185,14 +207,14 @@ async function main() {
     line('bytes sent to agents', `${(bytes / 1024 ** 2).toFixed(1)} MiB in ${ctl.stats.deltasSent} deltas, ${ctl.stats.snapshotsSent} snapshots`);
     line(`bytes per activation, first ${tenK}`, `${perActFirst.toFixed(0)} B`);
     line(`bytes per activation, last ${tenK} (at ${ENDPOINTS})`, `${perActLast.toFixed(0)} B   ratio ${(perActLast / perActFirst).toFixed(2)}`);
-    line('entries held by the agents', `${report.entries} (agent process ${mib(report.rss)})`);
+    line('entries held by the agents', `${report.entries} (${AGENT_PROCESSES} agent processes, largest ${mib(report.rss)})`);
     line('agents whose digest != controller', `${mismatched}; nacks ${report.nacks}`);
     line('CPU s: controller / directory / postgres / agents / clients', `${ctlCpu.toFixed(1)} / ${dirCpu.toFixed(1)} / ${pgCpu.toFixed(1)} / ${agentCpu.toFixed(1)} / ${loadCpu.toFixed(1)}`);
     line('vs OVN ovn-nbctl on this machine (1,288 s)', `${(OVN_SECONDS_100K / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
     line('vs vendor demonstration (< 600 s)', `${(VENDOR_SECONDS / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
     if (mismatched > 0 || activated < ENDPOINTS) process.exitCode = 1;
   } finally {
-    agentsProc.send({ type: 'stop' });
+    for (const proc of agentProcs) proc.send({ type: 'stop' });
     await controller?.close();
     directory.kill('SIGTERM');
     await new Promise((r) => directory.once('exit', r));

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { applyDelta, compileAll, describeDifference, digestOf, emptyHostState, Engine, HostState, StateDigest } from '#sdn/compiler';
+import { AnyEntry, applyDelta, compileAll, describeDifference, digestOf, emptyHostState, Engine, entryHash, fingerprint, hash64, HostState, sameEntry, StateDigest, TABLES } from '#sdn/compiler';
 import type { Endpoint, Host, PolicyGroup, Subnet } from '#sdn/model';
 import { World } from '../../libs/compiler/test/support/world';
 
@@ -176,6 +176,26 @@ function seedWorld(): World {
   for (let i = 0; i < 4; i++) w.host();
   return w;
 }
+
+describe('entry hashing and equality', () => {
+  it('hashes an entry as its fingerprint would hash, and compares entries as their fingerprints would', () => {
+    const w = seedWorld();
+    for (let i = 0; i < 40; i++) step(w, { op: ['endpoint', 'rule', 'macro', 'macroGroup', 'subnet6'][i % 5], a: i * 7, b: i * 13, c: i * 31 });
+    const entries: Array<[(typeof TABLES)[number], AnyEntry]> = [];
+    for (const state of compileAll(w.snapshot()).values()) for (const t of TABLES) for (const e of (state[t] as Map<string, AnyEntry>).values()) entries.push([t, e]);
+    assert.ok(entries.length > 100);
+    for (const [t, e] of entries) {
+      const copy = JSON.parse(JSON.stringify(e)) as AnyEntry; // a fresh object: no cache
+      assert.deepEqual(entryHash(t, copy), hash64(fingerprint(t, e as never)));
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const [t, a] = entries[i];
+      const [u, b] = entries[(i * 7919) % entries.length];
+      if (t === u) assert.equal(sameEntry(t, a as never, b as never), fingerprint(t, a as never) === fingerprint(t, b as never));
+      assert.ok(sameEntry(t, a as never, JSON.parse(JSON.stringify(a))));
+    }
+  });
+});
 
 describe('incremental engine (in memory)', () => {
   it('equals the full compile after any operation sequence, and streamed deltas rebuild the same states', () => {

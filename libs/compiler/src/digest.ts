@@ -48,20 +48,66 @@ export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T
   return fp;
 }
 
+/** Field-by-field equality in schema terms (what the fingerprints would say, without building them). */
 export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | undefined, b: EntryByTable[T] | undefined): boolean {
   if (a === b) return true;
   if (a === undefined || b === undefined) return false;
-  return fingerprint(table, a) === fingerprint(table, b);
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
+    const u = x[name];
+    const v = y[name];
+    if (type.t === 'ports') {
+      const p = u as { from: number; to: number }[];
+      const q = v as { from: number; to: number }[];
+      if (p.length !== q.length) return false;
+      for (let i = 0; i < p.length; i++) if (p[i].from !== q[i].from || p[i].to !== q[i].to) return false;
+    } else if (u !== v && (u === null || v === null || String(u) !== String(v))) return false;
+  }
+  return true;
 }
 
 const entryHashes = new WeakMap<object, [number, number]>();
 
-function entryHash(table: TableName, entry: AnyEntry): [number, number] {
+/**
+ * hash64(fingerprint(table, entry)), computed by feeding the fingerprint's
+ * characters to the hash without building the string (agents hash every entry
+ * they receive; the string would be garbage at once).
+ */
+export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
   let h = entryHashes.get(entry);
-  if (h === undefined) {
-    h = hash64(fingerprint(table, entry as never));
-    entryHashes.set(entry, h);
+  if (h !== undefined) return h;
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  const feed = (text: string) => {
+    for (let i = 0; i < text.length; i++) {
+      const ch = text.charCodeAt(i);
+      h1 = Math.imul(h1 ^ ch, 2654435761);
+      h2 = Math.imul(h2 ^ ch, 1597334677);
+    }
+  };
+  const sep = () => {
+    h1 = Math.imul(h1 ^ 0x1f, 2654435761);
+    h2 = Math.imul(h2 ^ 0x1f, 1597334677);
+  };
+  feed(table);
+  const e = entry as unknown as Record<string, unknown>;
+  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
+    sep();
+    const v = e[name];
+    if (type.t === 'ports') {
+      const ps = v as { from: number; to: number }[];
+      for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
+    } else if (v === null) feed('\u0000');
+    else if (typeof v === 'string') feed(v);
+    else feed(String(v));
   }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  h = [h1 >>> 0, h2 >>> 0];
+  entryHashes.set(entry, h);
   return h;
 }
 
