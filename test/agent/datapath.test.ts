@@ -178,6 +178,20 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.equal(greeting(eps.get('app1')!.ns, db, 5432), 'hello from db1', 'app1 is still allowed');
   });
 
+  it('lets return traffic of a stateful allow pass a deny, and checks a stateless allow again', async () => {
+    const db1 = eps.get('db1')!;
+    await waitForLine(startGreeter(world, db1.ns, 6000, 'db1'), 'up');
+    await waitForLine(startGreeter(world, db1.ns, 6001, 'db1'), 'up');
+    const rule = (body: any) => api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, { action: 'allow', appliesTo: { type: 'policyGroup', id: ids.db.id }, peer: { type: 'policyGroup', id: ids.app.id }, protocol: 'tcp', ...body });
+    await rule({ priority: 130, direction: 'ingress', destinationPorts: ['6000'], stateful: true });
+    await rule({ priority: 131, direction: 'ingress', destinationPorts: ['6001'], stateful: false });
+    // db may not send anything to app by itself
+    await rule({ priority: 132, direction: 'egress', action: 'deny' });
+    await sync();
+    assert.equal(greeting(eps.get('app1')!.ns, db1.ip, 6000), 'hello from db1', 'stateful: the reply is established traffic');
+    assert.equal(greeting(eps.get('app1')!.ns, db1.ip, 6001), null, 'stateless: the reply meets the egress deny');
+  });
+
   it('guards sources: an endpoint cannot borrow the address of another to get its policy', async () => {
     await api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, {
       priority: 120,
