@@ -125,6 +125,7 @@ export class Controller {
    */
   attachBridge(bridge: RemoteBridge): void {
     this.bridge = bridge;
+    this.engine.passiveHosts = bridge.externalHostIds;
   }
 
   injectExternal(changes: Change[]): void {
@@ -185,6 +186,7 @@ export class Controller {
     try {
       this.flush();
       const next = new Engine({ gatewayMac: this.config.gatewayMac });
+      if (this.bridge) next.passiveHosts = this.bridge.externalHostIds;
       next.load(await this.store.loadSnapshot());
       // objects bridged from imported routes are not in the database: put them back
       if (this.bridge) {

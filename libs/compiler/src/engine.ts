@@ -143,6 +143,12 @@ export class Engine {
   readonly networkMacros = new Map<string, NetworkMacro>();
   readonly networkMacroGroups = new Map<string, NetworkMacroGroup>();
   readonly aclRules = new Map<string, AclRule>();
+  /**
+   * Hosts without an agent (a VTEP of another datacenter, see the controller's
+   * remote-bridge): they count as VTEPs of their VNIs and domains for everyone
+   * else, but no state is kept for them.
+   */
+  passiveHosts: ReadonlySet<string> = new Set();
 
   // indexes over all endpoints (placed or not)
   private readonly endpointsBySubnet = new Map<string, Set<string>>();
@@ -479,7 +485,7 @@ export class Engine {
 
     if (newInDomain) {
       // the host joins the domain: it gets the whole section
-      this.replaceSection(book, D.id, this.compileSection(H, D));
+      if (!this.passiveHosts.has(H)) this.replaceSection(book, D.id, this.compileSection(H, D));
       for (const V of domainHosts.keys()) {
         if (V === H) continue;
         const vb = this.books.get(V)!;
@@ -614,7 +620,7 @@ export class Engine {
     if (!hosts) return;
     if (onlyIfSet && ![...(this.domainSets.get(domainId)?.values() ?? [])].some(onlyIfSet)) return;
     const D = this.domains.get(domainId)!;
-    for (const H of hosts.keys()) this.replaceSection(this.books.get(H)!, domainId, this.compileSection(H, D));
+    for (const H of hosts.keys()) if (!this.passiveHosts.has(H)) this.replaceSection(this.books.get(H)!, domainId, this.compileSection(H, D));
   }
 
   /** The domain section of host H from the indexes (the engine's "run"). H must be present in D. */
@@ -711,6 +717,7 @@ export class Engine {
   }
 
   private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T]): void {
+    if (this.passiveHosts.has(book.hostId)) return;
     const key = keyOf[table](entry);
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;
