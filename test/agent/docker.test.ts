@@ -129,6 +129,26 @@ describe('Docker remote network and IPAM driver', () => {
     await until('the rule reaches h1', async () => (await exec('c1', ['nc', '-w', '2', ip2, '8080'])).out.includes('hello'));
   });
 
+  it('keeps two tenants apart on one Docker host, with the same CIDR and the same addresses', async () => {
+    const entB = await t.api.make('/api/v1/enterprises', { name: 'dk-b' });
+    const domB = await t.api.make(`/api/v1/enterprises/${entB.id}/domains`, { name: 'dk-b', defaultIngressAction: 'allow', defaultEgressAction: 'allow' });
+    const zoneB = await t.api.make(`/api/v1/domains/${domB.id}/zones`, { name: 'zb' });
+    const net = await docker(dockerd.sock, ['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', '10.8.0.0/24', '-o', `zone=${zoneB.id}`, 'net2']);
+    assert.equal(net.code, 0, net.out);
+    for (const c of ['c3', 'c4']) {
+      const r = await docker(dockerd.sock, ['run', '-d', '--network', 'net2', '--name', c, '--hostname', c, `local/${driver}`, 'sh', '-c', 'nc -ll -p 8080 -e hostname & exec sleep 600']);
+      assert.equal(r.code, 0, r.out);
+    }
+    const ipOf2 = async (c: string) => (await docker(dockerd.sock, ['inspect', '-f', '{{(index .NetworkSettings.Networks "net2").IPAddress}}', c])).out.trim();
+    const [ip1, ip2, ip3, ip4] = [await ipOf('c1'), await ipOf('c2'), await ipOf2('c3'), await ipOf2('c4')];
+    assert.deepEqual([ip3, ip4].sort(), [ip1, ip2].sort(), 'tenant B got the same addresses as tenant A');
+    const other = ip3 === ip1 ? ip2 : ip1; // the address c3 does not have itself
+    const answer = (await exec('c3', ['nc', '-w', '2', other, '8080'])).out.trim();
+    assert.equal(answer, other === ip4 ? 'c4' : 'c3', "c3 reaches its own tenant's container at that address");
+    await docker(dockerd.sock, ['rm', '-f', 'c3', 'c4']);
+    assert.equal((await docker(dockerd.sock, ['network', 'rm', 'net2'])).code, 0);
+  });
+
   it('removes the endpoints and the subnet when containers and the network go', async () => {
     assert.equal((await docker(dockerd.sock, ['rm', '-f', 'c1', 'c2'])).code, 0);
     const eps = (await t.api.get(`/api/v1/subnets/${ids.subnet.id}/endpoints`)).body.items;

@@ -58,7 +58,7 @@ export class TestDockerd {
     mkdirSync(join(dir, 'bin'), { recursive: true });
     if (!existsSync(join(dir, 'bin', 'busybox'))) {
       copyFileSync('/bin/busybox', join(dir, 'bin', 'busybox'));
-      for (const l of ['sh', 'ip', 'ping', 'nc', 'sleep', 'echo', 'cat', 'wget', 'ifconfig']) symlinkSync('busybox', join(dir, 'bin', l));
+      for (const l of ['sh', 'ip', 'ping', 'nc', 'sleep', 'echo', 'cat', 'wget', 'ifconfig', 'hostname']) symlinkSync('busybox', join(dir, 'bin', l));
     }
     const tar = await new Promise<Buffer>((resolve, reject) =>
       execFile('tar', ['-C', dir, '-c', '.'], { encoding: 'buffer', maxBuffer: 64 << 20 }, (e, out) => (e ? reject(e) : resolve(out))),
