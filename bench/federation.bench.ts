@@ -102,6 +102,16 @@ async function main() {
     const t0 = performance.now();
     let importedAt = 0;
     let hostsAt = 0;
+    const progress = process.env.BENCH_PROGRESS
+      ? setInterval(() => {
+          const n1 = dc1.fed.speaker!.neighbors()[0].counters;
+          const n2 = dc2.fed.speaker!.neighbors()[0].counters;
+          console.log(
+            `  t=${((performance.now() - t0) / 1000).toFixed(1)}s created~${Math.min(next, COUNT)} dc1 revision=${dc1.ctl.controller.engine.revision} advertised=${dc1.fed.stats.advertised} ` +
+              `dc1 adj-out=${n1.routesAdvertised} dc2 adj-in=${n2.routesReceived} dc2 imported=${dc2.fed.remote.size} hosts min=${Math.min(...agents.map((a) => a.state.remoteEndpoints.size))}`,
+          );
+        }, 1000)
+      : null;
     const watch = setInterval(() => {
       const now = performance.now();
       if (!importedAt && dc2.fed.remote.size >= COUNT) importedAt = now;
@@ -129,6 +139,7 @@ async function main() {
     const created = performance.now();
     await waitFor(`every dc2 host holding the ${COUNT} endpoints`, () => hostsAt > 0, 180_000, 50);
     clearInterval(watch);
+    if (progress) clearInterval(progress);
     const seconds = (hostsAt - t0) / 1000;
     const [c1, c2] = [dc1, dc2].map((dc) => dc.fed.speaker!.neighbors()[0].counters);
     const sent = c1.bytesSent - bytes0[0].bytesSent;

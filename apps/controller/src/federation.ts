@@ -50,6 +50,8 @@ export interface FederationOptions {
   log: Logger;
   /** seconds between connection attempts to a neighbour (default 10; tests use 1) */
   connectRetryTime?: number;
+  /** ms a route waits before it goes to the speaker, to share UPDATEs with its neighbours in time (default 20) */
+  exportDelayMs?: number;
   /** ms between writes of neighbour status (default 1000) */
   statusIntervalMs?: number;
   /** told about every change of the imported state */
@@ -90,6 +92,7 @@ export class Federation {
   private dbTimer: NodeJS.Timeout | null = null;
   private dbChain: Promise<void> = Promise.resolve();
   private lastModelVersion = -1;
+  private exportTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   readonly stats: FederationStats = { advertised: 0, withdrawn: 0, imported: 0, ignored: 0 };
 
@@ -128,6 +131,7 @@ export class Federation {
     this.stopped = true;
     this.follow?.unsubscribe();
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.exportTimer) clearTimeout(this.exportTimer);
     await this.stopSpeaker(options);
     await this.flushDb();
     await this.dbChain;
@@ -161,7 +165,7 @@ export class Federation {
     const r = this.running;
     if (!r) return;
     r.exporter.apply(c);
-    this.pushExports();
+    this.scheduleExports();
     if (r.exporter.model.version !== this.lastModelVersion) this.reclassifyAll();
   }
 
@@ -257,6 +261,20 @@ export class Federation {
   }
 
   // ------------------------------------------------------------------ export
+
+  /**
+   * Routes go to the speaker a few milliseconds after the change that made
+   * them: the speaker packs the routes it has at hand into shared UPDATEs, so
+   * a burst of endpoint creations leaves as a few large messages (a route
+   * reflector's work is per UPDATE as much as per route).
+   */
+  private scheduleExports(): void {
+    if (this.exportTimer) return;
+    this.exportTimer = setTimeout(() => {
+      this.exportTimer = null;
+      this.pushExports();
+    }, this.opts.exportDelayMs ?? 20);
+  }
 
   private pushExports(): void {
     const r = this.running;
