@@ -251,6 +251,24 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.ok(ping(eps.get('x2')!.ns, x3.ip), `x2 (h2) pings x3 (h1, another subnet: over the l3Vni) at ${x3.ip}`);
   });
 
+  it('folds nested prefixes of a macro group into one interval set, and unfolds them when the outer one goes', async () => {
+    const wide = await api.make(`/api/v1/enterprises/${ids.entA.id}/network-macros`, { name: 'wide', cidr: '172.16.0.0/12' });
+    const narrow = await api.make(`/api/v1/enterprises/${ids.entA.id}/network-macros`, { name: 'narrow', cidr: '172.17.0.0/16' });
+    const group = await api.make(`/api/v1/enterprises/${ids.entA.id}/network-macro-groups`, { name: 'nested', networkMacroIds: [wide.id, narrow.id] });
+    await api.make(`/api/v1/domains/${ids.domA.id}/acl-rules`, { priority: 300, direction: 'egress', action: 'allow', peer: { type: 'networkMacroGroup', id: group.id } });
+    await sync(); // nft refuses overlapping intervals: only the /12 goes in
+    const h1 = world.host('h1');
+    const nft = () => inNs(domainNs({ nsPrefix: h1.domainPrefix } as any, ids.domA.l3Vni), ['nft', 'list', 'table', 'inet', 'sdn']);
+    assert.match(nft(), /172\.16\.0\.0\/12/);
+    assert.doesNotMatch(nft(), /172\.17\.0\.0\/16/);
+    const g = (await api.get(`/api/v1/network-macro-groups/${group.id}`)).body;
+    const r = await api.patch(`/api/v1/network-macro-groups/${group.id}`, { networkMacroIds: [narrow.id] }, { 'if-match': `"${g.revision}"` });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await sync();
+    assert.match(nft(), /172\.17\.0\.0\/16/);
+    assert.doesNotMatch(nft(), /172\.16\.0\.0\/12/);
+  });
+
   it('moves an endpoint: FDB, neighbours and sets follow it to its new host', async () => {
     const app2 = eps.get('app2')!;
     const r = await api.patch(`/api/v1/endpoints/${app2.id}`, { hostId: hostIds.get('h2') });
