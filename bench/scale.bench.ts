@@ -123,10 +123,16 @@ async function main() {
     // --------------------------------------------------- controller and agents
     const latencies = new Float64Array(ENDPOINTS);
     let activated = 0;
+    const appliedLag = new Float64Array(ENDPOINTS);
+    let applied = 0;
     controller = await startController(
       { ...loadConfig(process.env), databaseUrl, host: '127.0.0.1', port: 0, logLevel: 'warn' },
       {
         logger: createLogger('warn'),
+        onApplied: (ms) => {
+          if (applied < ENDPOINTS) appliedLag[applied] = ms;
+          applied++;
+        },
         onActivation: (_id, ms) => {
           if (activated < ENDPOINTS) latencies[activated] = ms;
           activated++;
@@ -202,6 +208,8 @@ async function main() {
     line('  after the last API response', `${((totalSeconds - apiSeconds) * 1000).toFixed(0)} ms`);
     line('activations per second', `${(activated / totalSeconds).toFixed(0)}`);
     line('activation latency p50 / p99', `${p50.toFixed(0)} ms / ${p99.toFixed(0)} ms   p99 target ${TARGET_P99_MS} ms: ${(TARGET_P99_MS / p99).toFixed(2)}x`);
+    const lagSorted = appliedLag.slice(0, Math.min(applied, ENDPOINTS)).sort();
+    line('  of which commit -> applied by controller', `p50 ${pct(lagSorted, 50).toFixed(0)} ms / p99 ${pct(lagSorted, 99).toFixed(0)} ms`);
     line('activation latency max', `${sorted[sorted.length - 1].toFixed(0)} ms`);
     line('controller peak RSS', `${mib(rss)}   target ${mib(TARGET_RSS)}: ${(TARGET_RSS / rss).toFixed(2)}x`);
     line('bytes sent to agents', `${(bytes / 1024 ** 2).toFixed(1)} MiB in ${ctl.stats.deltasSent} deltas, ${ctl.stats.snapshotsSent} snapshots`);

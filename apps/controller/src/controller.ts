@@ -73,6 +73,8 @@ export interface ControllerStats {
 export interface ControllerOptions {
   /** called for every timed activation (benchmarks compute exact percentiles from it) */
   onActivation?(endpointId: string, latencyMs: number): void;
+  /** called for every directory endpoint change applied, with commit -> applied (ms) */
+  onApplied?(lagMs: number): void;
   store?: ModelStore;
   logger?: Logger;
 }
@@ -96,6 +98,8 @@ export class Controller {
   private loaded = false;
   /** endpoints of other datacenters, as external hosts and endpoints (federation); null without federation */
   private bridge: RemoteBridge | null = null;
+  /** federation's read side for /bgp/neighbors and /bgp/rib; null without federation */
+  federationView: { neighbors(): unknown; rib(family: string): unknown } | null = null;
   readonly stats: ControllerStats = { revision: 0, bytesSent: 0, snapshotsSent: 0, deltasSent: 0, activations: 0, pendingActivations: 0, nacks: 0 };
 
   constructor(
@@ -218,11 +222,15 @@ export class Controller {
     this.buffer = [];
     const endpoints = new Map<string, number>();
     const deletedHosts: string[] = [];
+    const now = Date.now();
     for (const ch of batch) {
       this.engine.apply(ch);
       if (ch.kind === 'endpoint') {
         if (this.bridge?.externalEndpointIds.has(ch.id)) continue; // nothing here acknowledges it
-        if (ch.state) endpoints.set(ch.id, Date.parse(ch.committedAt));
+        const at = Date.parse(ch.committedAt);
+        this.metrics.applyLag.observe((now - at) / 1000);
+        this.opts.onApplied?.(now - at);
+        if (ch.state) endpoints.set(ch.id, at);
         else {
           endpoints.delete(ch.id);
           this.cancel(ch.id);
@@ -633,6 +641,15 @@ async function route(c: Controller, req: IncomingMessage, res: ServerResponse): 
         return void res.end(await c.metrics.registry.metrics());
       case '/agents':
         return json(200, { items: c.agentReport() });
+      case '/bgp/neighbors':
+        if (!c.federationView) return json(404, { title: 'no BGP speaker runs here (SDN_BGP_SPEAKER)' });
+        return json(200, { items: c.federationView.neighbors() });
+      case '/bgp/rib': {
+        if (!c.federationView) return json(404, { title: 'no BGP speaker runs here (SDN_BGP_SPEAKER)' });
+        const family = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('family') ?? 'l2vpn-evpn';
+        if (!['ipv4-unicast', 'ipv6-unicast', 'l2vpn-evpn'].includes(family)) return json(400, { title: 'family must be ipv4-unicast, ipv6-unicast or l2vpn-evpn', family });
+        return json(200, { family, items: c.federationView.rib(family) });
+      }
       default:
         return json(404, { title: 'not found', path });
     }

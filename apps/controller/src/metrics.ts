@@ -17,6 +17,12 @@ export function createMetrics(agents: () => Iterable<AgentView>, revision: () =>
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [registry],
   });
+  const applyLag = new Histogram({
+    name: 'sdn_change_apply_lag_seconds',
+    help: 'Commit of a change in the directory -> applied by the controller (the part of activation latency before any agent is involved)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
   const nacks = new Counter({ name: 'sdn_agent_nacks_total', help: 'Versions rejected by agents', labelNames: ['host'], registers: [registry] });
   const bytes = new Counter({ name: 'sdn_agent_bytes_sent_total', help: 'Bytes sent to agents', labelNames: ['kind'], registers: [registry] });
   const messages = new Counter({ name: 'sdn_agent_messages_sent_total', help: 'Messages sent to agents', labelNames: ['kind'], registers: [registry] });
@@ -53,7 +59,7 @@ export function createMetrics(agents: () => Iterable<AgentView>, revision: () =>
   perAgent('sdn_agent_acked_version', 'Last version the agent acknowledged', (a) => a.acked);
   perAgent('sdn_agent_lag_versions', 'Versions sent and not yet acknowledged', (a) => a.version - a.acked);
   perAgent('sdn_agent_pending_entries', 'Coalesced entry changes waiting to be sent', (a) => a.pendingEntries);
-  return { registry, activation, nacks, bytes, messages, changes };
+  return { registry, activation, applyLag, nacks, bytes, messages, changes };
 }
 
 export type ControllerMetrics = ReturnType<typeof createMetrics>;
