@@ -102,6 +102,17 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
     const dbSet = [...st.state.addressSets.values()].find((s) => s.sourceType === 'policyGroup' && s.sourceId === dc1.groups.db.id && s.family === 4);
     assert.ok(dbSet, "dc1's db group has an address set on the host (its rule applies to it)");
     assert.ok(st.state.setElements.has(`${dbSet.name}|${db.ip}/32`), "the remote db endpoint is a member of dc1's db group set");
+    // the controller shows its BGP side: neighbours, the RIB, metrics
+    const nb = (await (await fetch(`${dc1.ctl.url}/bgp/neighbors`)).json()) as any;
+    assert.equal(nb.items[0].state, 'established');
+    const rib = (await (await fetch(`${dc1.ctl.url}/bgp/rib?family=l2vpn-evpn`)).json()) as any;
+    assert.ok(rib.items.some((r: any) => r.evpn?.mac === db.mac && r.source === '127.0.6.2'), 'the RIB holds the route learned from the reflector');
+    assert.ok(rib.items.some((r: any) => r.evpn?.mac === app.mac && r.source === 'local'), 'and our own');
+    assert.equal((await fetch(`${dc1.ctl.url}/bgp/rib?family=vpnv4`)).status, 400);
+    const metrics = await (await fetch(`${dc1.ctl.url}/metrics`)).text();
+    assert.match(metrics, /sdn_bgp_neighbor_up\{neighbor="127\.0\.6\.2",state="established"\} 1/);
+    assert.match(metrics, /sdn_federation_remote_endpoints 1/);
+    assert.match(metrics, /sdn_bgp_neighbor_routes_received\{neighbor="127\.0\.6\.2"\} [1-9]/);
     // the local endpoint still activates: nothing waits for the external VTEP
     await waitFor('app-1 active in dc1', async () => (await dc1.dir.api.get(`/api/v1/endpoints/${app.id}`)).body.status === 'active');
     const t1 = Date.now();

@@ -19,7 +19,8 @@
  */
 import { Pool } from 'pg';
 import type { Subscription } from 'rxjs';
-import { BgpSpeaker as Speaker, BestPathChange, LogEntry, NeighborConfig, RibRoute } from '#sdn/bgp';
+import { Gauge, Registry } from 'prom-client';
+import { BgpSpeaker as Speaker, BestPathChange, Family, LogEntry, NeighborConfig, RibRoute } from '#sdn/bgp';
 import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
 import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
 import { createModelStore, ModelStore } from '#sdn/store';
@@ -40,7 +41,13 @@ export function federationSpeakerName(env: NodeJS.ProcessEnv = process.env): str
 export function federate(controller: Controller, opts: Omit<FederationOptions, 'onRemote'>): Federation {
   const bridge = new RemoteBridge((id) => controller.engine.subnets.get(id));
   controller.attachBridge(bridge);
-  return new Federation({ ...opts, onRemote: (changed, removed) => controller.injectExternal(bridge.update(changed, removed)) });
+  const f = new Federation({ ...opts, onRemote: (changed, removed) => controller.injectExternal(bridge.update(changed, removed)) });
+  f.registerMetrics(controller.metrics.registry);
+  controller.federationView = {
+    neighbors: () => f.speaker?.neighbors() ?? [],
+    rib: (family) => f.speaker?.routes(family as Family) ?? [],
+  };
+  return f;
 }
 
 export interface FederationOptions {
@@ -137,6 +144,55 @@ export class Federation {
     await this.dbChain;
     await this.pool.end();
     if (!this.opts.store) await this.store.close();
+  }
+
+  /** Neighbour state, route counts and bytes, remote endpoints and exported routes, on the controller's /metrics. */
+  registerMetrics(registry: Registry): void {
+    const neighbors = () => this.running?.speaker.neighbors() ?? [];
+    new Gauge({
+      name: 'sdn_bgp_neighbor_up',
+      help: 'BGP session established (1) or not (0), by neighbour',
+      labelNames: ['neighbor', 'state'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const n of neighbors()) this.set({ neighbor: n.address, state: n.state }, n.state === 'established' ? 1 : 0);
+      },
+    });
+    const counter = (name: string, help: string, pick: (c: ReturnType<Speaker['neighbors']>[number]['counters']) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['neighbor'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const n of neighbors()) this.set({ neighbor: n.address }, pick(n.counters));
+        },
+      });
+    counter('sdn_bgp_neighbor_routes_received', 'Routes in the Adj-RIB-In of the neighbour', (c) => c.routesReceived);
+    counter('sdn_bgp_neighbor_routes_advertised', 'Routes in the Adj-RIB-Out of the neighbour', (c) => c.routesAdvertised);
+    counter('sdn_bgp_neighbor_bytes_received', 'BGP bytes received from the neighbour', (c) => c.bytesReceived);
+    counter('sdn_bgp_neighbor_bytes_sent', 'BGP bytes sent to the neighbour', (c) => c.bytesSent);
+    const self = this;
+    new Gauge({
+      name: 'sdn_federation_remote_endpoints',
+      help: 'Endpoints of other datacenters imported',
+      registers: [registry],
+      collect() {
+        let n = 0;
+        for (const i of self.remote.values()) if (i.kind === 'endpoint') n++;
+        this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'sdn_federation_routes_exported',
+      help: 'EVPN routes this datacenter advertises',
+      registers: [registry],
+      collect() {
+        this.set(self.running?.exporter.routeCount ?? 0);
+      },
+    });
   }
 
   // ------------------------------------------------------------------ model

@@ -111,6 +111,11 @@ export class EvpnExporter {
     this.recompute(t);
   }
 
+  /** How many routes are advertised. */
+  get routeCount(): number {
+    return this.adverts.size;
+  }
+
   /** Every route currently advertised. */
   routes(): EvpnAdvert[] {
     return [...this.adverts.values()].map((a) => a.advert);
