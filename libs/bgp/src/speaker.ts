@@ -519,6 +519,19 @@ export class BgpSpeaker {
     }
   }
 
+  /** Moves the neighbour's routes of a family to its stale set (kept as candidates); returns the stale count. */
+  private markStale(sd: SourceData, fi: number): number {
+    const stale = sd.staleIn[fi] ?? new Map<string, Path>();
+    for (const [key, p] of sd.adjIn[fi]) {
+      const prev = stale.get(key);
+      if (prev) this.paths.release(prev);
+      stale.set(key, p);
+    }
+    sd.adjIn[fi] = new Map();
+    sd.staleIn[fi] = stale.size > 0 ? stale : undefined;
+    return stale.size;
+  }
+
   private flushStale(sd: SourceData, fi: number): void {
     const stale = sd.staleIn[fi];
     if (stale === undefined) return;
@@ -668,14 +681,7 @@ export class BgpSpeaker {
     const fi = FAMILY_INDEX[f];
     if (rr.subtype === 1) {
       // RFC 7313 §4: BoRR. Everything we hold from the neighbour is stale until its EoRR.
-      const stale = sd.staleIn[fi] ?? new Map<string, Path>();
-      for (const [key, p] of sd.adjIn[fi]) {
-        const prev = stale.get(key);
-        if (prev) this.paths.release(prev);
-        stale.set(key, p);
-      }
-      sd.adjIn[fi] = new Map();
-      sd.staleIn[fi] = stale;
+      this.markStale(sd, fi);
       return;
     }
     if (rr.subtype === 2) {
@@ -742,17 +748,7 @@ export class BgpSpeaker {
     if (keepStale) {
       // RFC 4724 §4.2: keep the neighbour's routes, marked stale, for its restart time.
       let count = 0;
-      for (let fi = 0; fi < NF; fi++) {
-        const stale = sd.staleIn[fi] ?? new Map<string, Path>();
-        for (const [key, p] of sd.adjIn[fi]) {
-          const prev = stale.get(key);
-          if (prev) this.paths.release(prev);
-          stale.set(key, p);
-        }
-        sd.adjIn[fi] = new Map();
-        if (stale.size > 0) sd.staleIn[fi] = stale;
-        count += stale.size;
-      }
+      for (let fi = 0; fi < NF; fi++) count += this.markStale(sd, fi);
       const restartTime = peer.negotiated?.gracefulRestart?.restartTime ?? 0;
       this.log('info', 'bgp.gr.helper', { peer: peer.address, staleRoutes: count, restartTime, reason });
       clearTimeout(sd.restartTimer);

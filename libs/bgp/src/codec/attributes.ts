@@ -17,6 +17,7 @@ import {
   type AsPathSegmentType,
   type AttributeIssue,
   type CodecContext,
+  type EvpnRoute,
   type ExtendedCommunity,
   type MpReach,
   type MpUnreach,
@@ -451,14 +452,32 @@ function pmsiIdBytes(id: string): Uint8Array {
   return out;
 }
 
-function mpReachSize(m: MpReach): number {
-  if (m.family === 'other') return 3 + m.value.length;
-  let n = 5 + nextHopsSize(m.nextHops);
-  if (m.family === 'l2vpn-evpn') for (const r of m.nlri) n += evpnSize(r);
-  else for (const p of m.nlri) n += prefixSize(p);
-  return n;
+type Nlri = { family: 'ipv4-unicast' | 'ipv6-unicast'; list: string[] } | { family: 'l2vpn-evpn'; list: EvpnRoute[] };
+
+function nlriSize(n: Nlri): number {
+  let size = 0;
+  if (n.family === 'l2vpn-evpn') for (const r of n.list) size += evpnSize(r);
+  else for (const p of n.list) size += prefixSize(p);
+  return size;
 }
-function writeMpReach(b: Uint8Array, o: number, m: MpReach): number {
+function writeNlri(b: Uint8Array, o: number, n: Nlri): number {
+  if (n.family === 'l2vpn-evpn') for (const r of n.list) o = writeEvpn(b, o, r);
+  else for (const p of n.list) o = writePrefix(b, o, p, n.family === 'ipv6-unicast');
+  return o;
+}
+function nlriOf(m: MpReach | MpUnreach): Nlri | undefined {
+  if (m.family === 'other') return undefined;
+  if ('nlri' in m) return m.family === 'l2vpn-evpn' ? { family: m.family, list: m.nlri } : { family: m.family, list: m.nlri };
+  return m.family === 'l2vpn-evpn' ? { family: m.family, list: m.withdrawn } : { family: m.family, list: m.withdrawn };
+}
+
+/** MP_REACH_NLRI (RFC 4760 §3): AFI, SAFI, next hop length, next hops, reserved byte, NLRI. */
+function mpSize(m: MpReach | MpUnreach): number {
+  const n = nlriOf(m);
+  if (n === undefined) return 3 + (m as { value: Uint8Array }).value.length;
+  return 'nextHops' in m ? 5 + nextHopsSize(m.nextHops) + nlriSize(n) : 3 + nlriSize(n);
+}
+function writeMp(b: Uint8Array, o: number, m: MpReach | MpUnreach): number {
   const { afi, safi } = m.family === 'other' ? m : afiSafiOf(m.family);
   b[o] = afi >>> 8;
   b[o + 1] = afi & 255;
@@ -468,33 +487,12 @@ function writeMpReach(b: Uint8Array, o: number, m: MpReach): number {
     b.set(m.value, o);
     return o + m.value.length;
   }
-  b[o++] = nextHopsSize(m.nextHops);
-  o = writeNextHops(b, o, m.nextHops);
-  b[o++] = 0;
-  if (m.family === 'l2vpn-evpn') for (const r of m.nlri) o = writeEvpn(b, o, r);
-  else for (const p of m.nlri) o = writePrefix(b, o, p, m.family === 'ipv6-unicast');
-  return o;
-}
-function mpUnreachSize(m: MpUnreach): number {
-  if (m.family === 'other') return 3 + m.value.length;
-  let n = 3;
-  if (m.family === 'l2vpn-evpn') for (const r of m.withdrawn) n += evpnSize(r);
-  else for (const p of m.withdrawn) n += prefixSize(p);
-  return n;
-}
-function writeMpUnreach(b: Uint8Array, o: number, m: MpUnreach): number {
-  const { afi, safi } = m.family === 'other' ? m : afiSafiOf(m.family);
-  b[o] = afi >>> 8;
-  b[o + 1] = afi & 255;
-  b[o + 2] = safi;
-  o += 3;
-  if (m.family === 'other') {
-    b.set(m.value, o);
-    return o + m.value.length;
+  if ('nextHops' in m) {
+    b[o++] = nextHopsSize(m.nextHops);
+    o = writeNextHops(b, o, m.nextHops);
+    b[o++] = 0;
   }
-  if (m.family === 'l2vpn-evpn') for (const r of m.withdrawn) o = writeEvpn(b, o, r);
-  else for (const p of m.withdrawn) o = writePrefix(b, o, p, m.family === 'ipv6-unicast');
-  return o;
+  return writeNlri(b, o, nlriOf(m)!);
 }
 
 function listAttributes(a: PathAttributes, ctx: CodecContext): EncodedAttr[] {
@@ -540,8 +538,8 @@ function listAttributes(a: PathAttributes, ctx: CodecContext): EncodedAttr[] {
       return o;
     });
   }
-  if (a.mpReach !== undefined) add(O, AttrCode.MP_REACH_NLRI, mpReachSize(a.mpReach), (b, o) => writeMpReach(b, o, a.mpReach!));
-  if (a.mpUnreach !== undefined) add(O, AttrCode.MP_UNREACH_NLRI, mpUnreachSize(a.mpUnreach), (b, o) => writeMpUnreach(b, o, a.mpUnreach!));
+  if (a.mpReach !== undefined) add(O, AttrCode.MP_REACH_NLRI, mpSize(a.mpReach), (b, o) => writeMp(b, o, a.mpReach!));
+  if (a.mpUnreach !== undefined) add(O, AttrCode.MP_UNREACH_NLRI, mpSize(a.mpUnreach), (b, o) => writeMp(b, o, a.mpUnreach!));
   if (a.extendedCommunities !== undefined) {
     const c = a.extendedCommunities;
     add(O | T, AttrCode.EXTENDED_COMMUNITIES, 8 * c.length, (b, o) => {
