@@ -150,6 +150,22 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.equal(greeting(eps.get('web1')!.ns, ids.app1.ip, 8080), 'hello from app1', 'web1 -> app1 tcp/8080 is allowed by a rule');
   });
 
+  it('answers ARP for remote endpoints on the local bridge (neighbour suppression)', () => {
+    const web1 = eps.get('web1')!;
+    const app1 = eps.get('app1')!;
+    // app1 answers no ARP at all (and knows web1 statically): only h1's bridge can tell web1 app1's MAC
+    sh(['ip', '-n', app1.ns, 'neigh', 'replace', web1.ip, 'lladdr', web1.mac, 'dev', 'eth0', 'nud', 'permanent']);
+    inNs(app1.ns, ['nft', 'add table arp noarp; add chain arp noarp in { type filter hook input priority 0; policy drop; }']);
+    sh(['ip', '-n', web1.ns, 'neigh', 'flush', 'dev', 'eth0']);
+    try {
+      assert.ok(ping(web1.ns, app1.ip), 'web1 learns app1 from the suppression answer and pings it');
+      assert.match(sh(['ip', '-n', web1.ns, 'neigh', 'show', app1.ip]), new RegExp(app1.mac));
+    } finally {
+      inNs(app1.ns, ['nft', 'delete table arp noarp']);
+      sh(['ip', '-n', app1.ns, 'neigh', 'del', web1.ip, 'dev', 'eth0']);
+    }
+  });
+
   it('routes between subnets of a domain over the l3Vni', () => {
     assert.ok(ping(eps.get('web1')!.ns, ids.db1.ip), 'web1 (10.0.0.0/24, h1) pings db1 (10.0.1.0/24, h3)');
     assert.ok(ping(eps.get('p2')!.ns, ids.db1.ip), 'p2 (10.0.2.0/24, h2) pings db1');
