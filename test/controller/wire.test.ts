@@ -145,21 +145,23 @@ describe('wire loopback', () => {
 
     const mirror = new StateMirror();
     const client = AgentClient.connect(url, hosts[0].id, 'good', hosts[0].vtepIp, { minBackoffMs: 20 });
-    const snap = await new Promise<Parameters<typeof mirror.applySnapshot>[0] & { ack(): void }>((r) => client.once('snapshot', r));
+    const snap = await new Promise<Parameters<typeof mirror.applySnapshot>[0] & { ack(): boolean }>((r) => client.once('snapshot', r));
     assert.deepEqual(mirror.applySnapshot(snap), { ok: true });
     snap.ack();
     await until(() => acks.includes(1));
     assert.deepEqual(client.lastAcked, { epoch: 'E', version: 1, revision: 5, digest: digestOf(state) });
 
     // the controller side drops the connection: the client reconnects and says where it is
-    const delta = new Promise<{ fromVersion: number; ack(): void }>((r) => client.once('delta', r));
+    const delta = new Promise<{ fromVersion: number; ack(): boolean }>((r) => client.once('delta', r));
     sessions[0].close(1001, 'going away');
     const d = await delta;
     assert.equal(sessions.length, 2);
     assert.equal(sessions[1].hello.version, 1);
     assert.equal(sessions[1].hello.revision, 5);
     assert.equal(d.fromVersion, 1);
-    d.ack();
+    assert.equal(d.ack(), true);
+    assert.equal(client.ack(2), false, 'a version is answered once');
+    assert.equal(client.ack(99), false, 'an unknown version is refused without throwing');
     await until(() => acks.includes(2));
     await client.close();
     await agents.close();

@@ -33,8 +33,8 @@ export interface AgentClientOptions {
 }
 
 interface Replyable {
-  ack(): void;
-  nack(reason: string): void;
+  ack(): boolean;
+  nack(reason: string): boolean;
 }
 
 export interface SnapshotEvent extends Replyable {
@@ -73,7 +73,9 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
   private timer: NodeJS.Timeout | null = null;
   private resume: ResumePoint;
   /** digest and epoch of the versions received but not yet answered */
-  private readonly received = new Map<number, { epoch: string; revision: number; digest: string }>();
+  private readonly received = new Map<number, { epoch: string; revision: number; digest: string; connection: number }>();
+  /** counts connections, so that an answer to a message of an earlier connection is not sent on a later one */
+  private connection = 0;
   readonly minBackoffMs: number;
   readonly maxBackoffMs: number;
 
@@ -111,20 +113,28 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     return this.ws?.readyState === WebSocket.OPEN;
   }
 
-  /** Acknowledges a received version: the agent holds exactly that state now. */
-  ack(version: number): void {
+  /**
+   * Acknowledges a received version: the agent holds exactly that state now.
+   * Safe at any time: after a reconnect it only moves the resume point (the
+   * controller's newer deltas still apply on top: they are idempotent).
+   * Returns false for a version that was not received or was answered already.
+   */
+  ack(version: number): boolean {
     const r = this.received.get(version);
-    if (!r) throw new Error(`ack of version ${version}, which was not received (or was answered already)`);
-    this.received.delete(version);
-    for (const v of this.received.keys()) if (v < version) this.received.delete(v);
-    this.resume = { epoch: r.epoch, version, revision: r.revision, digest: r.digest };
-    this.sendFrame(encodeAck(version, r.digest));
+    if (!r) return false;
+    for (const v of [...this.received.keys()]) if (v <= version) this.received.delete(v);
+    if (version >= this.resume.version || r.epoch !== this.resume.epoch) this.resume = { epoch: r.epoch, version, revision: r.revision, digest: r.digest };
+    if (r.connection === this.connection) this.sendFrame(encodeAck(version, r.digest));
+    return true;
   }
 
   /** Rejects a received version; the agent keeps its last good state (the controller then sends a snapshot). */
-  nack(version: number, reason: string): void {
+  nack(version: number, reason: string): boolean {
+    const r = this.received.get(version);
+    if (!r) return false;
     this.received.delete(version);
-    this.sendFrame(encodeNack(version, reason));
+    if (r.connection === this.connection) this.sendFrame(encodeNack(version, reason));
+    return true;
   }
 
   async close(): Promise<void> {
@@ -149,8 +159,8 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     const ws = new WebSocket(this.url, { perMessageDeflate: false, ...this.opts.ws });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
+    const connection = ++this.connection;
     ws.on('open', () => {
-      this.received.clear();
       ws.send(
         encodeHello({
           protocol: PROTOCOL_VERSION,
@@ -175,11 +185,11 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
         return;
       }
       if (m.type === 'snapshot') {
-        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest });
+        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
         const v = m.version;
         this.emit('snapshot', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
       } else if (m.type === 'delta') {
-        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest });
+        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
         const v = m.version;
         this.emit('delta', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
       }
