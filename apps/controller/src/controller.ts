@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Subscription } from 'rxjs';
-import { AnyEntry, diffStates, Engine, PendingChanges, TableName } from '#sdn/compiler';
+import { AnyEntry, diffStates, Engine, ExternalRoute, PendingChanges, TableName } from '#sdn/compiler';
 import type { Change } from '#sdn/model';
 import { createModelStore, ModelStore } from '#sdn/store';
 import { AgentServer, AgentSession, CLOSE_REPLACED, CLOSE_SHUTDOWN, EntryLists, Hello } from '#sdn/wire';
@@ -98,6 +98,8 @@ export class Controller {
   private loaded = false;
   /** endpoints of other datacenters, as external hosts and endpoints (federation); null without federation */
   private bridge: RemoteBridge | null = null;
+  /** external routes changed since the last flush */
+  private externalDirty = false;
   /** federation's read side for /bgp/neighbors and /bgp/rib; null without federation */
   federationView: { neighbors(): unknown; rib(family: string): unknown } | null = null;
   readonly stats: ControllerStats = { revision: 0, bytesSent: 0, snapshotsSent: 0, deltasSent: 0, activations: 0, pendingActivations: 0, nacks: 0 };
@@ -135,6 +137,17 @@ export class Controller {
   injectExternal(changes: Change[]): void {
     if (changes.length === 0 || this.stopped) return;
     this.buffer.push(...changes);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Federation: the prefixes of a domain behind other networks' VTEPs (type-5 routes). */
+  setExternalRoutes(domainId: string, routes: ExternalRoute[]): void {
+    if (this.stopped) return;
+    this.engine.setExternalRoutes(domainId, routes);
+    this.externalDirty = true;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -195,6 +208,7 @@ export class Controller {
       // objects bridged from imported routes are not in the database: put them back
       if (this.bridge) {
         for (const ch of this.bridge.all()) next.apply(ch);
+        for (const d of this.bridge.prefixDomains()) next.setExternalRoutes(d, this.bridge.routesOf(d));
         next.takeDeltas();
       }
       const hosts = new Set([...this.engine.hostIds(), ...next.hostIds()]);
@@ -217,7 +231,8 @@ export class Controller {
   /** Applies the buffered changes as one batch and sends what they changed. */
   private flush(): void {
     this.flushScheduled = false;
-    if (this.buffer.length === 0 || this.stopped) return;
+    if ((this.buffer.length === 0 && !this.externalDirty) || this.stopped) return;
+    this.externalDirty = false;
     const batch = this.buffer;
     this.buffer = [];
     const endpoints = new Map<string, number>();
@@ -451,6 +466,8 @@ export class Controller {
     const now = Date.now();
     for (const [r, x] of this.history) if (now - x.at > 30_000) this.history.delete(r);
     let x = this.history.get(revision);
+    // each rebuild holds a whole model: at most two at a time, the others get snapshots
+    if (!x && this.history.size >= 2) return Promise.reject(new Error('two past models are being kept already'));
     if (!x) {
       const engine = (async () => {
         const e = new Engine({ gatewayMac: this.config.gatewayMac });
