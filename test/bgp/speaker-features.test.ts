@@ -185,6 +185,19 @@ describe('revised error handling (RFC 7606) and session errors', () => {
     p.close();
   });
 
+  it('sends NOTIFICATION 4/0 when a neighbour goes silent past the negotiated hold time', async () => {
+    const s = ours(65039, '10.0.3.9', '127.0.9.9', 21877);
+    await s.start();
+    s.addNeighbor({ address: '127.0.9.10', asn: 65040, passive: true });
+    const p = await RawPeer.establish({ host: '127.0.9.9', port: 21877, localAddress: '127.0.9.10', asn: 65040, routerId: '10.0.3.10', holdTime: 3 });
+    await waitFor('established', () => s.neighbor('127.0.9.10')?.state === 'established');
+    assert.equal(s.neighbor('127.0.9.10')!.negotiated!.holdTime, 3);
+    const n = await waitFor('hold timer NOTIFICATION', () => p.received.find((m) => m.type === 'notification'), 10000);
+    assert.deepEqual([n.type === 'notification' && n.code, n.type === 'notification' && n.subcode], [4, 0]);
+    assert.ok(p.received.filter((m) => m.type === 'keepalive').length >= 2, 'we sent KEEPALIVEs every hold/3 meanwhile');
+    p.close();
+  });
+
   it('refuses an OPEN with the wrong AS with NOTIFICATION 2/2', async () => {
     const s = ours(65040, '10.0.4.1', '127.0.10.1', 21880);
     await s.start();

@@ -25,7 +25,7 @@ export class RawPeer {
   }
 
   /** Connects and completes OPEN/KEEPALIVE as `asn` with (unless as4 is false) 4-octet AS, and IPv4 + EVPN. */
-  static async establish(o: { host: string; port: number; localAddress: string; asn: number; routerId: string; as4?: boolean }): Promise<RawPeer> {
+  static async establish(o: { host: string; port: number; localAddress: string; asn: number; routerId: string; as4?: boolean; holdTime?: number }): Promise<RawPeer> {
     const s = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
     await new Promise((r, j) => (s.once('connect', r), s.once('error', j)));
     const as4 = o.as4 ?? true;
@@ -35,7 +35,7 @@ export class RawPeer {
         type: 'open',
         version: 4,
         myAs: o.asn,
-        holdTime: 90,
+        holdTime: o.holdTime ?? 90,
         bgpId: o.routerId,
         capabilities: [
           { kind: 'multiprotocol', afi: 1, safi: 1 },
