@@ -133,6 +133,8 @@ function writeHex(w: Writer, s: string, kind: number, count: number, positions: 
   return true;
 }
 
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 const UUID_PAIRS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const MAC_PAIRS = [0, 3, 6, 9, 12, 15];
 
@@ -191,11 +193,18 @@ function readTableString(r: Reader): string {
     case KIND_UTF8:
       return r.utf8();
     case KIND_UUID: {
-      const h = r.bytes(16).toString('hex');
-      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+      const b = r.bytes(16);
+      let out = '';
+      for (let i = 0; i < 16; i++) {
+        if (i === 4 || i === 6 || i === 8 || i === 10) out += '-';
+        out += HEX2[b[i]];
+      }
+      return out;
     }
-    case KIND_MAC:
-      return r.bytes(6).toString('hex').match(/../g)!.join(':');
+    case KIND_MAC: {
+      const b = r.bytes(6);
+      return `${HEX2[b[0]]}:${HEX2[b[1]]}:${HEX2[b[2]]}:${HEX2[b[3]]}:${HEX2[b[4]]}:${HEX2[b[5]]}`;
+    }
     case KIND_IPV4:
       return [...r.bytes(4)].join('.');
     case KIND_IPV4_CIDR: {
