@@ -748,7 +748,16 @@ export class BgpSpeaker {
     if (keepStale) {
       // RFC 4724 §4.2: keep the neighbour's routes, marked stale, for its restart time.
       let count = 0;
-      for (let fi = 0; fi < NF; fi++) count += this.markStale(sd, fi);
+      const grFamilies = peer.negotiated?.gracefulRestart?.families ?? [];
+      for (let fi = 0; fi < NF; fi++) {
+        const { afi, safi } = afiSafiOf(FAMILY_BY_INDEX[fi]);
+        // Only the families the neighbour listed in its capability are retained (RFC 4724 §4.2).
+        if (grFamilies.some((f) => f.afi === afi && f.safi === safi)) count += this.markStale(sd, fi);
+        else {
+          this.flushStale(sd, fi);
+          this.dropAll(sd, fi);
+        }
+      }
       const restartTime = peer.negotiated?.gracefulRestart?.restartTime ?? 0;
       this.log('info', 'bgp.gr.helper', { peer: peer.address, staleRoutes: count, restartTime, reason });
       clearTimeout(sd.restartTimer);
