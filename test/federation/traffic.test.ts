@@ -171,6 +171,23 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     return eps.db2;
   };
 
+  it("installs a DC router's default route (EVPN type 5) in the domain of every host, and removes it on withdrawal", async () => {
+    const route = ['0.0.0.0/0', 'gw', '0.0.0.0', 'etag', '0', 'label', String(dcs[0].domain.l3Vni), 'rd', '10.0.0.9:5'];
+    await rr.cli(['global', 'rib', '-a', 'evpn', 'add', 'prefix', ...route, 'rt', '65000:9400', 'encap', 'vxlan', 'router-mac', '02:00:c0:00:02:09', 'nexthop', '192.0.2.9']);
+    const domainNs = (th: TestHost) =>
+      (JSON.parse(sh(['ip', '-j', 'netns', 'list']).trim() || '[]') as Array<{ name: string }>).map((n) => n.name).filter((n) => n.startsWith(th.domainPrefix));
+    const defaultVia = (th: TestHost) => domainNs(th).map((ns) => sh(['ip', '-n', ns, 'route', 'show', 'default'])).join('\n');
+    for (const dc of dcs) {
+      await until(`default route on ${dc.name}'s host`, () => /default via 192\.0\.2\.9 .*onlink/.test(defaultVia(dc.th)), 20_000);
+      const fdb = domainNs(dc.th).map((ns) => sh(['bridge', '-n', ns, 'fdb', 'show'])).join('\n');
+      assert.match(fdb, /02:00:c0:00:02:09 dev \S+ dst 192\.0\.2\.9/, 'the router MAC is reached over the l3Vni at the router VTEP');
+    }
+    // the stretched subnet's own type-5 from the other datacenter is not installed over the connected subnet
+    for (const dc of dcs) assert.doesNotMatch(domainNs(dc.th).map((ns) => sh(['ip', '-n', ns, 'route', 'show', '10.50.0.0/24'])).join(''), /via/);
+    await rr.cli(['global', 'rib', '-a', 'evpn', 'del', 'prefix', ...route]);
+    for (const dc of dcs) await until(`default route gone on ${dc.name}'s host`, () => !/default/.test(defaultVia(dc.th)), 20_000);
+  });
+
   it("removes a deleted remote endpoint from the other datacenter's host", async () => {
     const [dc1, dc2] = dcs;
     const mac = eps.db.mac;

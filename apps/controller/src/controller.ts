@@ -396,8 +396,8 @@ export class Controller {
       s.acked = h.version;
       s.ackedDigest = h.digest;
       this.acknowledged(s, s.changeSeq);
-    } else if (h.epoch === this.epoch && s.inflight && h.version === s.inflight.version && s.inflight.changes !== null) {
-      // the ack of the message in flight was lost
+    } else if (h.epoch === this.epoch && s.inflight && h.version === s.inflight.version) {
+      // the ack of the message in flight (delta or snapshot) was lost; pending holds what came after it
       how = 'delta (in-flight version acknowledged)';
       s.acked = h.version;
       this.acknowledged(s, s.inflight.seq);

@@ -39,9 +39,19 @@ export function federationSpeakerName(env: NodeJS.ProcessEnv = process.env): str
  * through a RemoteBridge (remote-bridge.ts), and so the hosts.
  */
 export function federate(controller: Controller, opts: Omit<FederationOptions, 'onRemote'>): Federation {
-  const bridge = new RemoteBridge((id) => controller.engine.subnets.get(id));
+  const bridge = new RemoteBridge(
+    (id) => controller.engine.subnets.get(id),
+    (domainId) => [...controller.engine.subnets.values()].filter((s) => s.domainId === domainId),
+  );
   controller.attachBridge(bridge);
-  const f = new Federation({ ...opts, onRemote: (changed, removed) => controller.injectExternal(bridge.update(changed, removed)) });
+  const f = new Federation({
+    ...opts,
+    onRemote: (changed, removed) => {
+      const u = bridge.update(changed, removed);
+      controller.injectExternal(u.changes);
+      for (const d of u.prefixDomains) controller.setExternalRoutes(d, bridge.routesOf(d));
+    },
+  });
   f.registerMetrics(controller.metrics.registry);
   controller.federationView = {
     neighbors: () => f.speaker?.neighbors() ?? [],

@@ -13,12 +13,21 @@
  * derived from the VTEP and the route (name-based UUIDs), so the same route
  * always maps to the same object.
  *
+ * Type-5 prefixes become external routes of their domain (Engine
+ * setExternalRoutes): every host of the domain routes the prefix over the
+ * l3Vni to the VTEP, with the router MAC the route carried. A prefix inside
+ * a local subnet of the domain is not installed: the local subnet (stretched
+ * or not) is reached by its own entries.
+ *
  * Not bridged yet: remote endpoints of subnets that exist only remotely
- * (routed hosts) and type-5 prefixes; they stay in the API (remote-endpoints).
+ * (routed hosts, reachable through their subnet's type-5 route); they stay in
+ * the API (remote-endpoints).
  */
 import { createHash } from 'node:crypto';
-import type { Imported, RemoteEndpoint } from '#sdn/federation';
+import type { ExternalRoute } from '#sdn/compiler';
+import type { Imported, RemoteEndpoint, RemotePrefix } from '#sdn/federation';
 import type { Change, Endpoint, Host, Subnet } from '#sdn/model';
+import { cidrsOverlap, parseCidr } from '#sdn/model';
 
 /** A name-based UUID (RFC 9562 §5.5 layout, SHA-1). */
 export function nameUuid(name: string): string {
@@ -38,14 +47,59 @@ export class RemoteBridge {
   private readonly endpoints = new Map<string, Endpoint>();
   readonly externalHostIds = new Set<string>();
   readonly externalEndpointIds = new Set<string>();
+  /** imported prefixes by domain, then by route key */
+  private readonly prefixes = new Map<string, Map<string, RemotePrefix>>();
 
-  constructor(private readonly subnetOf: (id: string) => Subnet | undefined) {}
+  constructor(
+    private readonly subnetOf: (id: string) => Subnet | undefined,
+    private readonly subnetsOfDomain: (domainId: string) => Iterable<Subnet> = () => [],
+  ) {}
 
-  /** The model changes that turn the previous imported state into the new one. */
-  update(changed: Imported[], removed: Imported[]): Change[] {
+  /** The external routes of a domain, from its imported prefixes. */
+  routesOf(domainId: string): ExternalRoute[] {
+    const out: ExternalRoute[] = [];
+    const locals = [...this.subnetsOfDomain(domainId)].map((s) => parseCidr(s.cidr)).flatMap((c) => (c.ok ? [c.cidr] : []));
+    for (const p of this.prefixes.get(domainId)?.values() ?? []) {
+      const c = parseCidr(p.prefix);
+      // inside a local subnet (the stretched subnet's own type-5 from the other side): its entries reach it;
+      // a covering prefix (a default route) is fine, the connected subnet is more specific
+      if (!c.ok || locals.some((l) => cidrsOverlap(l, c.cidr) && c.cidr.prefixLength >= l.prefixLength)) continue;
+      out.push({ key: nameUuid(`prefix/${domainId}/${p.key}`), prefix: p.prefix, vtep: p.vtepIp, routerMac: p.routerMac ?? routerMacFallback(p.vtepIp) });
+    }
+    return out;
+  }
+
+  /** Domains with imported prefixes. */
+  prefixDomains(): string[] {
+    return [...this.prefixes.keys()];
+  }
+
+  /** The model changes that turn the previous imported state into the new one, and the domains whose prefixes changed. */
+  update(changed: Imported[], removed: Imported[]): { changes: Change[]; prefixDomains: string[] } {
     const out: Change[] = [];
-    for (const r of removed) if (r.kind === 'endpoint') this.remove(r.endpoint.key, out);
+    const domains = new Set<string>();
+    const dropPrefix = (p: RemotePrefix) => {
+      const m = this.prefixes.get(p.domainId);
+      if (m?.delete(p.key)) domains.add(p.domainId);
+      if (m && m.size === 0) this.prefixes.delete(p.domainId);
+    };
+    for (const r of removed) {
+      if (r.kind === 'endpoint') this.remove(r.endpoint.key, out);
+      else if (r.kind === 'prefix') dropPrefix(r.prefix);
+    }
     for (const c of changed) {
+      if (c.kind === 'prefix') {
+        // the same route may have moved to another domain: drop it everywhere first
+        for (const m of this.prefixes.values()) {
+          const old = m.get(c.prefix.key);
+          if (old) dropPrefix(old);
+        }
+        let m = this.prefixes.get(c.prefix.domainId);
+        if (!m) this.prefixes.set(c.prefix.domainId, (m = new Map()));
+        m.set(c.prefix.key, c.prefix);
+        domains.add(c.prefix.domainId);
+        continue;
+      }
       if (c.kind !== 'endpoint') continue;
       const e = c.endpoint;
       this.remove(e.key, out);
@@ -53,7 +107,7 @@ export class RemoteBridge {
       if (!subnet || e.ip === null) continue; // see the header: routed remote hosts are not bridged yet
       this.add(e, subnet, out);
     }
-    return out;
+    return { changes: out, prefixDomains: [...domains] };
   }
 
   /** Every bridged object, as creations (after the controller rebuilt its model from the database). */
@@ -123,6 +177,12 @@ export class RemoteBridge {
       break;
     }
   }
+}
+
+/** A router MAC for a VTEP whose route carried none: the deployment's own derivation (compiler routerMacOf). */
+function routerMacFallback(vtep: string): string {
+  const p = vtep.split('.').map(Number);
+  return p.length === 4 ? ['02', '00', ...p.map((x) => x.toString(16).padStart(2, '0'))].join(':') : '02:00:00:00:00:01';
 }
 
 function change(kind: 'host' | 'endpoint', id: string, state: Host | Endpoint | null, enterpriseId: string | null = null): Change {

@@ -62,6 +62,15 @@ import {
   TABLES,
 } from './state';
 
+/** A prefix of a domain reached through a VTEP outside this deployment's hosts. */
+export interface ExternalRoute {
+  /** stable key of the route (the routes table key) */
+  key: string;
+  prefix: string;
+  vtep: string;
+  routerMac: string;
+}
+
 /** The pseudo-section that holds the `host` entry. */
 const HOST_SECTION = '';
 
@@ -149,6 +158,8 @@ export class Engine {
    * else, but no state is kept for them.
    */
   passiveHosts: ReadonlySet<string> = new Set();
+  /** prefixes of a domain behind a VTEP of another network (EVPN type-5 routes imported by federation), by domain */
+  private readonly externalRoutes = new Map<string, Map<string, ExternalRoute>>();
 
   // indexes over all endpoints (placed or not)
   private readonly endpointsBySubnet = new Map<string, Set<string>>();
@@ -333,6 +344,18 @@ export class Engine {
 
   isPlaced(endpointId: string): boolean {
     return this.placed.has(endpointId);
+  }
+
+  /**
+   * Replaces the external prefixes of a domain (type-5 routes from other
+   * datacenters or DC routers). Every host present in the domain gets a route
+   * per prefix towards the VTEP; rare, so the domain's sections are recomputed.
+   */
+  setExternalRoutes(domainId: string, routes: ExternalRoute[]): void {
+    const m = new Map(routes.map((r) => [r.key, r]));
+    if (m.size) this.externalRoutes.set(domainId, m);
+    else this.externalRoutes.delete(domainId);
+    if (this.domains.has(domainId)) this.recomputeDomain(domainId);
   }
 
   /** The whole model as a snapshot (for tests: compare with compileAll). */
@@ -647,6 +670,13 @@ export class Engine {
         else if (held) put('remoteEndpoints', x.remote!);
         else put('routes', x.route!);
         for (const el of x.elements.values()) put('setElements', el);
+      }
+    }
+    for (const r of this.externalRoutes.get(D.id)?.values() ?? []) {
+      put('routes', { endpointId: r.key, domainId: D.id, prefix: r.prefix, vtep: r.vtep });
+      // the VTEP of a router is reached over the l3Vni through the router MAC its route carried
+      if (!sec.peerVteps.has(peerKey(D.l3Vni, r.vtep))) {
+        put('peerVteps', { vni: D.l3Vni, kind: 'l3', domainId: D.id, subnetId: null, vtep: r.vtep, routerMac: r.routerMac });
       }
     }
     for (const r of this.domainRules.get(D.id) ?? []) put('rules', r);
