@@ -152,4 +152,28 @@ describe('interop with FRR bgpd', { timeout: 120000 }, () => {
     });
     assert.equal(s.neighbor(FRR)!.state, 'established');
   });
+
+  it('has FRR keep our IPv4 routes as stale while we restart (FRR as GR helper), then converge', async () => {
+    type FrrUnicast = { routes: Record<string, { stale?: boolean }[]> };
+    s.addRoute({ family: 'ipv4-unicast', prefix: '10.102.0.0/16', nextHop: '10.255.0.1' });
+    s.addRoute({ family: 'ipv4-unicast', prefix: '10.103.0.0/16', nextHop: '10.255.0.1' });
+    await waitFor('routes in FRR', async () => {
+      const r = await frr.json<FrrUnicast>('show bgp ipv4 unicast json');
+      return r.routes['10.102.0.0/16'] && r.routes['10.103.0.0/16'];
+    });
+    await s.stop({ graceful: true });
+    const during = await waitFor('FRR marks them stale', async () => {
+      const r = await frr.json<FrrUnicast>('show bgp ipv4 unicast json');
+      return r.routes['10.102.0.0/16']?.[0].stale ? r : undefined;
+    });
+    assert.equal(during.routes['10.103.0.0/16']?.[0].stale, true);
+    s = new BgpSpeaker({ asn: 65001, routerId: '10.0.0.1', listen: false, holdTime: 30, gracefulRestart: { restarting: true } });
+    s.addNeighbor({ address: FRR, port: FRR_PORT, asn: 65003, localAddress: OURS, connectRetryTime: 1 });
+    s.addRoute({ family: 'ipv4-unicast', prefix: '10.102.0.0/16', nextHop: '10.255.0.1' });
+    await s.start();
+    await waitFor('converged in FRR', async () => {
+      const r = await frr.json<FrrUnicast>('show bgp ipv4 unicast json');
+      return r.routes['10.102.0.0/16'] && !r.routes['10.102.0.0/16'][0].stale && !r.routes['10.103.0.0/16'];
+    });
+  });
 });
