@@ -1,5 +1,6 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { networkInterfaces } from 'node:os';
 import { BgpSpeaker, encode, policy, parseCommunity, type Notification } from '#sdn/bgp';
 import { RawPeer } from './support/raw-peer.js';
 import { waitFor } from './support/wait.js';
@@ -69,6 +70,26 @@ describe('eBGP transit', () => {
     assert.deepEqual(e.attributes.extendedCommunities, [{ kind: 'route-target', value: '65070:1' }]);
     a.withdrawRoute({ family: 'ipv4-unicast', prefix: '10.170.0.0/16' });
     await waitFor('withdrawal reaches c', () => c.route('ipv4-unicast', '10.170.0.0/16') === undefined);
+  });
+});
+
+// Containers without IPv6 on loopback skip this one.
+const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+
+describe('IPv6 transport', () => {
+  it('runs a session between IPv6 addresses and carries IPv4 and IPv6 routes over it', { skip: !hasIpv6Loopback && 'no ::1 on this host' }, async () => {
+    const a = ours(65090, '10.0.9.1', '::1', 21940);
+    const b = ours(65091, '10.0.9.2', '::1', false);
+    await a.start();
+    a.addNeighbor({ address: '::1', asn: 65091, passive: true });
+    b.addNeighbor({ address: '0:0:0:0:0:0:0:1', port: 21940, asn: 65090, connectRetryTime: 1 });
+    await b.start();
+    await waitFor('session over ::1', () => a.neighbor('::1')?.state === 'established' && b.neighbor('::1')?.state === 'established');
+    b.addRoute({ family: 'ipv6-unicast', prefix: '2001:DB8:195::/48', nextHop: '2001:db8::9:2' });
+    b.addRoute({ family: 'ipv4-unicast', prefix: '10.195.0.0/16', nextHop: '10.255.9.2' });
+    const v6 = await waitFor('IPv6 route', () => a.route('ipv6-unicast', '2001:db8:195::/48'));
+    assert.equal(v6.nextHop, '2001:db8::9:2');
+    await waitFor('IPv4 route', () => a.route('ipv4-unicast', '10.195.0.0/16'));
   });
 });
 
