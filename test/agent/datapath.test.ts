@@ -379,13 +379,13 @@ const LINE_CLIENT = (ip: string, port: number) =>
   `const s=require('net').connect(${port},'${ip}');s.on('data',(d)=>process.stdout.write(d));s.on('error',(e)=>{console.log('error '+e.message);process.exit(1)});` +
   `process.stdin.on('data',(d)=>s.write(d));`;
 
-/** FDB, neighbours, routes and nftables of a host's domain namespace, as text ('' when the domain is not there) */
+/** FDB, permanent neighbours, routes and nftables of a host's domain namespace, as text ('' when the domain is not there); learned neighbours age on their own */
 function kernelText(h: TestHost, l3Vni: number): string {
   const ns = domainNs({ nsPrefix: h.domainPrefix } as any, l3Vni);
   try {
     return [
       sh(['bridge', '-n', ns, 'fdb', 'show']),
-      sh(['ip', '-n', ns, 'neigh', 'show']),
+      sh(['ip', '-n', ns, 'neigh', 'show', 'nud', 'permanent']),
       sh(['ip', '-n', ns, 'route', 'show']),
       inNs(ns, ['nft', 'list', 'table', 'inet', 'sdn']),
     ].join('\n');

@@ -149,7 +149,13 @@ async function add(conf: NetConf, env: Env): Promise<object> {
     policyGroupIds: conf.policyGroupIds ?? [],
   });
   if (made.status !== 201 && made.status !== 200) throw new CniError(CNI_ERR.directory, `directory refused the endpoint (${made.status})`, JSON.stringify(made.body));
-  const ep = made.body;
+  let ep = made.body;
+  if (ep.hostId !== conf.hostId) {
+    // an existing endpoint of this attachment (unplaced by an earlier DEL, or placed elsewhere) comes here
+    const moved = await directory(conf, 'PATCH', `/api/v1/endpoints/${ep.id}`, { hostId: conf.hostId });
+    if (moved.status !== 200) throw new CniError(CNI_ERR.directory, `directory refused to place endpoint ${ep.id} here (${moved.status})`, JSON.stringify(moved.body));
+    ep = moved.body;
+  }
   const subnet = (await directory(conf, 'GET', `/api/v1/subnets/${conf.subnetId}`)).body;
   const peer = `ec${endpointIfName(ep.id).slice(2)}`;
 
@@ -178,7 +184,11 @@ async function del(conf: NetConf, env: Env): Promise<void> {
   const ep = await findEndpoint(conf, externalIdOf(env.containerId, env.ifName));
   if (ep) {
     const r = await directory(conf, 'DELETE', `/api/v1/endpoints/${ep.id}`);
-    if (r.status !== 204 && r.status !== 404) throw new CniError(CNI_ERR.directory, `directory refused the delete (${r.status})`, JSON.stringify(r.body));
+    if (r.status === 409 && r.body?.type === '/problems/in-use') {
+      // an ACL rule names this endpoint: the container is gone, the policy stays; unplaced, it leaves every host
+      const u = await directory(conf, 'PATCH', `/api/v1/endpoints/${ep.id}`, { hostId: null });
+      if (u.status !== 200) throw new CniError(CNI_ERR.directory, `directory refused to unplace endpoint ${ep.id} (${u.status})`, JSON.stringify(u.body));
+    } else if (r.status !== 204 && r.status !== 404) throw new CniError(CNI_ERR.directory, `directory refused the delete (${r.status})`, JSON.stringify(r.body));
   }
   // the agent removes the veth pair when the endpoint leaves its state; a vanished namespace is fine
   if (env.netns && existsSync(env.netns)) await inContainer(env.netns, ['ip', 'link', 'del', 'dev', env.ifName]).catch(() => undefined);
