@@ -316,6 +316,21 @@ describe('federation: import', () => {
     assert.match((imp2.classify(received(both)) as any).reason, /2 enterprises/);
     const mpls = { ...a, extendedCommunities: a.extendedCommunities.filter((c) => c.kind !== 'encapsulation') };
     assert.match((imp2.classify(received(mpls)) as any).reason, /VXLAN/);
+    // a route may not take a local endpoint's address with another MAC (the same MAC is a move)
+    const m3 = new FederationModel();
+    const w3 = world();
+    const d3 = w3.domain('ent-a-dc2', 50077, ['65000:7001']);
+    const s3 = w3.subnet(d3, '10.0.0.0/24', 10001);
+    const mine = w3.endpoint(s3, w3.host('10.255.2.1'));
+    m3.load(w3.s);
+    const imp3 = new EvpnImporter(m3, 65000);
+    const steal = { ...a, route: { ...(a.route as any), ip: mine.ip, mac: '02:66:66:66:66:66' } };
+    const refused = imp3.classify(received(steal)) as any;
+    assert.equal(refused.kind, 'ignored');
+    assert.match(refused.reason, /belongs to local endpoint/);
+    assert.equal(refused.conflict, `${d3.id}|${mine.ip}`);
+    const moving = { ...a, route: { ...(a.route as any), ip: mine.ip, mac: mine.mac } };
+    assert.equal(imp3.classify(received(moving)).kind, 'endpoint', 'the same MAC elsewhere is the endpoint moving');
     // an address of a local subnet arriving with another VNI would be bridged into the wrong segment
     const otherVni = { ...a, route: { ...(a.route as any), labels: [10555, 50001] } };
     assert.match((imp2.classify(received(otherVni)) as any).reason, /same l2Vni/);

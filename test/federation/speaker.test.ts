@@ -128,6 +128,18 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     await waitFor('the neighbour status counts what it received', async () => (await t.api.get(`/api/v1/bgp-neighbors/${w.peer.id}`)).body.status.receivedRoutes >= 3);
     const all = (await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items;
     assert.ok(!all.some((x: any) => x.mac === '02:bb:00:00:00:01'));
+    // a route claiming a local endpoint's address with another MAC is refused until the local endpoint goes
+    const holder = await t.api.make(`/api/v1/subnets/${w.subnet.id}/endpoints`, { name: 'holder', hostId: w.host.id, ip: '10.0.0.210' });
+    await g.cli([
+      'global', 'rib', '-a', 'evpn', 'add', 'macadv', '02:cc:00:00:00:01', '10.0.0.210', 'etag', '0', 'label', `${w.subnet.l2Vni},${w.domain.l3Vni}`,
+      'rd', '10.255.9.100:3', 'rt', '65001:7001', 'encap', 'vxlan', 'nexthop', '10.255.9.9',
+    ]);
+    await waitFor('the claiming route reached us', () => fed.speaker!.routes('l2vpn-evpn').some((r) => r.evpn?.routeType === 2 && r.evpn.mac === '02:cc:00:00:00:01'));
+    assert.ok(!(await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:cc:00:00:00:01'));
+    assert.equal((await t.api.del(`/api/v1/endpoints/${holder.id}`)).status, 204);
+    await waitFor('imported once the address is free', async () =>
+      (await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:cc:00:00:00:01'),
+    );
     // withdrawn at the peer: gone here
     await g.cli(['global', 'rib', '-a', 'evpn', 'del', 'macadv', '02:aa:00:00:00:01', '10.0.0.200', 'etag', '0', 'label', `${w.subnet.l2Vni},${w.domain.l3Vni}`, 'rd', '10.255.9.100:1']);
     await waitFor('withdrawn remote endpoint gone from the API', async () => {

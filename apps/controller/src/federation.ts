@@ -103,6 +103,8 @@ export class Federation {
   /** best paths from neighbours, by RIB key, and what each means here */
   private readonly received = new Map<string, ReceivedRoute>();
   readonly remote = new Map<string, Imported>();
+  /** routes refused because a local endpoint holds their address, by `${domainId}|${ip}` */
+  private readonly conflicts = new Map<string, Set<string>>();
   private follow: Subscription | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private pendingDb = new Map<string, Imported | null>();
@@ -230,8 +232,20 @@ export class Federation {
     }
     const r = this.running;
     if (!r) return;
+    const before = c.kind === 'endpoint' ? r.exporter.model.endpoints.get(c.id) : undefined;
     r.exporter.apply(c);
     this.scheduleExports();
+    // a local endpoint gave up an address a refused route claims: look at the route again
+    if (before && (!c.state || (c.state as { ip: string }).ip !== before.ip)) {
+      const keys = this.conflicts.get(`${before.domainId}|${before.ip}`);
+      if (keys) {
+        this.conflicts.delete(`${before.domainId}|${before.ip}`);
+        for (const k of keys) {
+          const rr = this.received.get(k);
+          if (rr) this.classify(k, rr);
+        }
+      }
+    }
     if (r.exporter.model.version !== this.lastModelVersion) this.reclassifyAll();
   }
 
@@ -388,6 +402,12 @@ export class Federation {
     const before = this.remote.get(key);
     if (got.kind === 'ignored') {
       this.stats.ignored++;
+      if (got.conflict) {
+        let keys = this.conflicts.get(got.conflict);
+        if (!keys) this.conflicts.set(got.conflict, (keys = new Set()));
+        keys.add(key);
+        this.opts.log.warn('federation: route refused, it claims a local address', { key, reason: got.reason, peer: received.peer });
+      }
       this.opts.log.debug('federation: route not imported', { key, reason: got.reason, peer: received.peer });
       if (before) {
         this.remote.delete(key);

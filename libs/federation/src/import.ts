@@ -72,7 +72,7 @@ export type Imported =
   | { kind: 'endpoint'; endpoint: RemoteEndpoint }
   | { kind: 'vtep'; vtep: RemoteVtep }
   | { kind: 'prefix'; prefix: RemotePrefix }
-  | { kind: 'ignored'; key: string; reason: string };
+  | { kind: 'ignored'; key: string; reason: string; /** `${domainId}|${ip}` held by a local endpoint */ conflict?: string };
 
 export class EvpnImporter {
   private indexedAt = -1;
@@ -141,6 +141,14 @@ export class EvpnImporter {
         }
         domain ??= found.values().next().value as Domain;
         if (!subnet && route.ip === undefined) return ignored(`MAC-only route for VNI ${l2Vni}, which no local subnet of the domain has`);
+        if (route.ip !== undefined) {
+          // a route may not take the address of a local endpoint (the same MAC is the endpoint moving, RFC 7432 §15)
+          const conflict = `${domain.id}|${route.ip}`;
+          const local = this.model.endpoints.get(this.model.endpointByAddress.get(conflict) ?? '');
+          if (local && local.mac !== route.mac) {
+            return { kind: 'ignored', key, reason: `${route.ip} belongs to local endpoint ${local.id} (MAC ${local.mac}), not ${route.mac}`, conflict };
+          }
+        }
         const mobility = r.extendedCommunities.find((c) => c.kind === 'mac-mobility');
         const tags = new Set<string>([...r.communities.map(tagOfCommunity), ...r.largeCommunities.map(tagOfCommunity)]);
         const policyGroupIds: Uuid[] = [];

@@ -39,6 +39,8 @@ export class FederationModel {
   readonly endpointsByHost = new Map<Uuid, Set<Uuid>>();
   readonly endpointsByGroup = new Map<Uuid, Set<Uuid>>();
   readonly groupsByDomain = new Map<Uuid, Set<Uuid>>();
+  /** local endpoints by `${domainId}|${ip}`: an imported route may not claim their addresses */
+  readonly endpointByAddress = new Map<string, Uuid>();
   /** endpoints per (host, subnet): a type-3 route exists while the count is positive */
   readonly hostSubnetCount = new Map<string, number>();
   /** hosts with endpoints per subnet: the type-5 next hop is chosen among them */
@@ -139,6 +141,7 @@ export class FederationModel {
 
   private putEndpoint(e: Endpoint, t: Touched): void {
     this.endpoints.set(e.id, e);
+    this.endpointByAddress.set(`${e.domainId}|${e.ip}`, e.id);
     addTo(this.endpointsBySubnet, e.subnetId, e.id);
     for (const g of e.policyGroupIds) addTo(this.endpointsByGroup, g, e.id);
     t.endpoints.add(e.id);
@@ -152,6 +155,7 @@ export class FederationModel {
     const e = this.endpoints.get(id);
     if (!e) return;
     this.endpoints.delete(id);
+    if (this.endpointByAddress.get(`${e.domainId}|${e.ip}`) === id) this.endpointByAddress.delete(`${e.domainId}|${e.ip}`);
     removeFrom(this.endpointsBySubnet, e.subnetId, id);
     for (const g of e.policyGroupIds) removeFrom(this.endpointsByGroup, g, id);
     t.endpoints.add(id);
