@@ -37,7 +37,9 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
   // the same domain in both datacenters: same targets, same stretched subnet VNI, same group tags
   const domain = (await api.patch(`/api/v1/domains/${tree.domain.id}`, { importRouteTargets: ['65000:9100'], exportRouteTargets: ['65000:9100'] })).body;
   await api.del(`/api/v1/subnets/${tree.subnet.id}`);
-  const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.20.0.0/24', l2Vni: 20100 });
+  // a stretched subnet: its addresses are split between the datacenters (docs/federation.md)
+  const reservedRanges = [name === 'dc1' ? { start: '10.20.0.128', end: '10.20.0.254' } : { start: '10.20.0.2', end: '10.20.0.127' }];
+  const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.20.0.0/24', l2Vni: 20100, reservedRanges });
   const groups: Record<string, any> = {};
   for (const [g, tag] of [['web', '65000:10'], ['app', '65000:20'], ['db', '65000:30']]) {
     groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
