@@ -52,7 +52,14 @@ const ASN = 65000;
 const RR = '127.0.5.2';
 const DC2_HOSTS = Number(process.env.BENCH_DC2_HOSTS ?? 5);
 
-async function datacenter(name: string, address: string, port: number, hosts: number) {
+type Path = 'direct' | 'gobgp-rr';
+interface Peer {
+  address: string;
+  port: number;
+  passive: boolean;
+}
+
+async function datacenter(name: string, address: string, port: number, hosts: number, peer: Peer) {
   const dir = await directoryProcess(port + 33000);
   const api = dir.api;
   const tree = await makeTree(api, `${name}-t`, '10.0.0.0/8');
@@ -69,14 +76,14 @@ async function datacenter(name: string, address: string, port: number, hosts: nu
     hostList.push({ id: h.id, credential: h.credential, vtepIp });
   }
   const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: `10.${name === 'dc1' ? 251 : 252}.255.1`, listenAddress: address, listenPort: port });
-  await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: 21871, asn: ASN });
+  await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'peer', address: peer.address, port: peer.port, asn: ASN, passive: peer.passive });
   const ctl = await startTestController(dir.databaseUrl);
   const fed = federate(ctl.controller, { databaseUrl: dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1 });
   await fed.start();
   return { dir, api, ctl, fed, subnet, group, hosts: hostList };
 }
 
-async function main() {
+async function scenario(path: Path, base: number) {
   const rr = new Gobgpd({
     asn: ASN,
     routerId: '10.0.0.254',
@@ -88,9 +95,11 @@ async function main() {
       { address: '127.0.5.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
     ],
   });
-  await rr.start();
-  const dc1 = await datacenter('dc1', '127.0.5.1', 21872, 20);
-  const dc2 = await datacenter('dc2', '127.0.5.3', 21873, DC2_HOSTS);
+  if (path === 'gobgp-rr') await rr.start();
+  const [p1, p2] = [base + 1, base + 2];
+  // direct: the two controllers peer with each other (iBGP, dc2 waits); gobgp-rr: both are clients of gobgpd
+  const dc1 = await datacenter('dc1', '127.0.5.1', p1, 20, path === 'direct' ? { address: '127.0.5.3', port: p2, passive: false } : { address: RR, port: 21871, passive: false });
+  const dc2 = await datacenter('dc2', '127.0.5.3', p2, DC2_HOSTS, path === 'direct' ? { address: '127.0.5.1', port: p1, passive: true } : { address: RR, port: 21871, passive: false });
   // every dc2 host has one local endpoint of the domain, so it holds the domain; an agent per host
   for (const h of dc2.hosts) await dc2.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: `local-${h.vtepIp}`, hostId: h.id });
   const agents = dc2.hosts.map((h) => new SimulatedAgent(dc2.ctl.agentUrl, h));
@@ -144,14 +153,14 @@ async function main() {
     const [c1, c2] = [dc1, dc2].map((dc) => dc.fed.speaker!.neighbors()[0].counters);
     const sent = c1.bytesSent - bytes0[0].bytesSent;
     const received = c2.bytesReceived - bytes0[1].bytesReceived;
-    console.log('federation benchmark: two datacenters through a gobgpd route reflector');
+    console.log(`federation benchmark: two datacenters, ${path === 'direct' ? 'their controllers peering directly' : 'through a gobgpd route reflector'}`);
     console.log(`  endpoints created in dc1        ${COUNT} (REST, ${CLIENTS} clients, 20 hosts)`);
     console.log(`  API creation done after         ${((created - t0) / 1000).toFixed(2)} s`);
     console.log(`  imported by dc2's controller    ${((importedAt - t0) / 1000).toFixed(2)} s`);
     console.log(`  held by all ${DC2_HOSTS} dc2 hosts after   ${seconds.toFixed(2)} s   (target <= 10 s: ratio ${(seconds / 10).toFixed(2)})`);
     console.log(`  routes per second (end to end)  ${(COUNT / seconds).toFixed(0)}`);
-    console.log(`  BGP bytes dc1 -> RR             ${sent}  (${(sent / COUNT).toFixed(1)} per endpoint, type-2 and type-3/5 included)`);
-    console.log(`  BGP bytes RR -> dc2             ${received}`);
+    console.log(`  BGP bytes sent by dc1           ${sent}  (${(sent / COUNT).toFixed(1)} per endpoint, type-2 and type-3/5 included)`);
+    console.log(`  BGP bytes received by dc2       ${received}`);
   } finally {
     for (const a of agents) await a.stop();
     for (const dc of [dc1, dc2]) {
@@ -161,6 +170,13 @@ async function main() {
     for (const d of dirs) await d.stop();
     await rr.stop();
   }
+}
+
+/** BENCH_FED_PATH=direct|gobgp-rr|both (default both). gobgpd's EVPN intake (a few hundred type-2 routes/s here) bounds the second. */
+async function main() {
+  const which = process.env.BENCH_FED_PATH ?? 'both';
+  if (which === 'direct' || which === 'both') await scenario('direct', 21880);
+  if (which === 'gobgp-rr' || which === 'both') await scenario('gobgp-rr', 21890);
 }
 
 main().then(
