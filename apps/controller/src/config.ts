@@ -13,7 +13,7 @@ export interface ControllerConfig {
   statusFlushMs: number;
   /** milliseconds between WebSocket pings to agents */
   pingIntervalMs: number;
-  /** minimum milliseconds between two deltas to one agent (0: send as soon as the previous one is acked); trades latency for fewer, larger messages */
+  /** minimum milliseconds between two deltas to one agent (0: send as soon as the previous one is acked). Only a burst waits: a change after a quiet period goes at once; bursts become fewer, larger messages */
   sendIntervalMs: number;
 }
 
@@ -45,6 +45,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     pollMs: intFrom(env, 'SDN_POLL_MS', 500, 10, 60_000),
     statusFlushMs: intFrom(env, 'SDN_STATUS_FLUSH_MS', 50, 1, 60_000),
     pingIntervalMs: intFrom(env, 'SDN_PING_MS', 15_000, 100, 600_000),
-    sendIntervalMs: intFrom(env, 'SDN_SEND_INTERVAL_MS', 0, 0, 10_000),
+    sendIntervalMs: intFrom(env, 'SDN_SEND_INTERVAL_MS', 50, 0, 10_000),
   };
 }
