@@ -23,6 +23,7 @@ import { Gauge, Registry } from 'prom-client';
 import { BgpSpeaker as Speaker, BestPathChange, Family, LogEntry, NeighborConfig, RibRoute } from '#sdn/bgp';
 import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
 import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
+import { SNAPSHOT_COLLECTION } from '#sdn/model';
 import { createModelStore, ModelStore } from '#sdn/store';
 import type { Controller } from './controller';
 import type { Logger } from './log';
@@ -553,17 +554,4 @@ function receivedOf(r: RibRoute): ReceivedRoute {
   };
 }
 
-const COLLECTIONS: Record<Change['kind'], keyof Omit<ModelSnapshot, 'revision'>> = {
-  enterprise: 'enterprises',
-  domain: 'domains',
-  zone: 'zones',
-  subnet: 'subnets',
-  host: 'hosts',
-  endpoint: 'endpoints',
-  policyGroup: 'policyGroups',
-  networkMacro: 'networkMacros',
-  networkMacroGroup: 'networkMacroGroups',
-  aclRule: 'aclRules',
-  bgpSpeaker: 'bgpSpeakers',
-  bgpNeighbor: 'bgpNeighbors',
-};
+const COLLECTIONS = SNAPSHOT_COLLECTION;

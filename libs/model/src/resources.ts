@@ -261,6 +261,22 @@ export type Change = {
   };
 }[ResourceKind];
 
+/** Where each kind of resource lives in a ModelSnapshot. */
+export const SNAPSHOT_COLLECTION: Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>> = {
+  enterprise: 'enterprises',
+  domain: 'domains',
+  zone: 'zones',
+  subnet: 'subnets',
+  host: 'hosts',
+  endpoint: 'endpoints',
+  policyGroup: 'policyGroups',
+  networkMacro: 'networkMacros',
+  networkMacroGroup: 'networkMacroGroups',
+  aclRule: 'aclRules',
+  bgpSpeaker: 'bgpSpeakers',
+  bgpNeighbor: 'bgpNeighbors',
+};
+
 /** The whole model at one revision: what a controller loads at start. */
 export interface ModelSnapshot {
   revision: number;

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import { Observable } from 'rxjs';
 import type { Change, EndpointStatus, ModelSnapshot, ResourceKind } from '#sdn/model';
+import { SNAPSHOT_COLLECTION } from '#sdn/model';
 
 /**
  * Read access to the policy directory's database for the controller (and any
@@ -25,20 +26,7 @@ export interface ModelStore {
   close(): Promise<void>;
 }
 
-const COLLECTION: Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>> = {
-  enterprise: 'enterprises',
-  domain: 'domains',
-  zone: 'zones',
-  subnet: 'subnets',
-  host: 'hosts',
-  endpoint: 'endpoints',
-  policyGroup: 'policyGroups',
-  networkMacro: 'networkMacros',
-  networkMacroGroup: 'networkMacroGroups',
-  aclRule: 'aclRules',
-  bgpSpeaker: 'bgpSpeakers',
-  bgpNeighbor: 'bgpNeighbors',
-};
+const COLLECTION = SNAPSHOT_COLLECTION;
 
 export function rowToChange(r: any): Change {
   return {
