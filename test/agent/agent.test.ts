@@ -6,6 +6,7 @@
  * meanwhile arrive when it returns.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { endpointIfName } from '#sdn/compiler';
 import { freePort, startTestDirectory, TestDirectory } from '../support/directory';
@@ -25,9 +26,10 @@ describe('agent process with the real controller', () => {
   const eps: Record<string, any> = {};
   const containerNs: Record<string, string> = {};
 
+  const stateFile = (name: string) => `/tmp/${world.prefix}-${name}.state.json`;
   const startAgent = async (name: string) => {
     const h = hosts.get(name)!;
-    agents.set(name, await startAgentProcess(world.host(name), { controllerUrl: controller!.agentUrl, hostId: h.id, credential: h.credential }));
+    agents.set(name, await startAgentProcess(world.host(name), { controllerUrl: controller!.agentUrl, hostId: h.id, credential: h.credential, stateFile: stateFile(name) }));
   };
   const vethReady = (host: string, epId: string) => {
     try {
@@ -69,6 +71,7 @@ describe('agent process with the real controller', () => {
   after(async () => {
     for (const a of agents.values()) await stopAgentProcess(a, 'SIGKILL');
     world.cleanup();
+    for (const name of ['h1', 'h2']) rmSync(stateFile(name), { force: true });
     await controller?.close();
     await t?.stop();
   });
@@ -87,13 +90,18 @@ describe('agent process with the real controller', () => {
     assert.match(metrics, /sdn_agent_apply_seconds_count/);
   });
 
-  it('keeps an established TCP connection across an agent restart, finding no differences', async () => {
+  it('keeps an established TCP connection across an agent restart, resuming from its state file with no differences', async () => {
     const conn = world.spawnIn(containerNs.e1, [
       process.execPath,
       '-e',
       `const s=require('net').connect(7000,'${eps.e2.ip}');s.on('data',(d)=>process.stdout.write(d));process.stdin.on('data',(d)=>s.write(d));`,
     ]);
     await waitForLine(conn, 'hello from e2');
+    // the state file has caught up with the last acknowledged version (it is written at most once a second)
+    const acked = (await agentHealth(agents.get('h1')!)).version;
+    await until('the state file', () => existsSync(stateFile('h1')) && JSON.parse(readFileSync(stateFile('h1'), 'utf8')).resume.version === acked);
+    const report = async () => (((await (await fetch(`${controller!.url}/agents`)).json()) as any).items as any[]).find((a) => a.hostId === hosts.get('h1')!.id);
+    const snapshotsBefore = (await report()).snapshotsSent;
     await stopAgentProcess(agents.get('h1'), 'SIGKILL');
     await startAgent('h1');
     const h = await until('h1 reconciled', async () => {
@@ -101,6 +109,12 @@ describe('agent process with the real controller', () => {
       return x.status === 'ok' ? x : null;
     });
     assert.equal(h.reconcileDifferences, 0, 'the kernel already held the state: nothing was touched');
+    assert.equal(h.resumedFromFile, true);
+    await until('h1 back and settled at the controller', async () => {
+      const r = await report();
+      return r.connected && r.inFlight === null && (await agentHealth(agents.get('h1')!)).controllerConnected;
+    });
+    assert.equal((await report()).snapshotsSent, snapshotsBefore, 'the controller needed no snapshot for the restarted agent');
     const echoed = waitForLine(conn, 'after-restart');
     conn.stdin!.write('after-restart\n');
     await echoed;

@@ -17,7 +17,7 @@ export interface AgentProcess {
 
 const MAIN = join(__dirname, '..', '..', 'apps', 'agent', 'src', 'main.js');
 
-export function startAgentProcess(h: TestHost, opts: { controllerUrl: string; hostId: string; credential: string }): Promise<AgentProcess> {
+export function startAgentProcess(h: TestHost, opts: { controllerUrl: string; hostId: string; credential: string; stateFile?: string }): Promise<AgentProcess> {
   const proc = spawn(process.execPath, ['--enable-source-maps', MAIN], {
     env: {
       ...process.env,
@@ -28,6 +28,7 @@ export function startAgentProcess(h: TestHost, opts: { controllerUrl: string; ho
       AGENT_NETNS: h.ns,
       AGENT_NS_PREFIX: h.domainPrefix,
       AGENT_HTTP_PORT: '0',
+      AGENT_STATE_FILE: opts.stateFile ?? '',
       LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,12 +5,13 @@
  * is reconciled against what the kernel holds; nothing is flushed. While the
  * controller is away the kernel keeps the last good state and forwards.
  */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { HostDelta, keyOf, StateDigest } from '#sdn/compiler';
+import { emptyHostState, HostDelta, HostState, keyOf, StateDigest, TABLES } from '#sdn/compiler';
 import { Datapath, defaultDatapathConfig } from '#sdn/datapath';
-import { AgentClient, DeltaEvent, SnapshotEvent } from '#sdn/wire';
+import { AgentClient, DeltaEvent, ResumePoint, SnapshotEvent } from '#sdn/wire';
 import type { AgentConfig } from './config';
 import { createLogger, Logger } from './log';
 
@@ -51,8 +52,12 @@ export class Agent {
   private digest = new StateDigest();
   private queue: Promise<void> = Promise.resolve();
   private resyncTimer: NodeJS.Timeout | null = null;
+  private saveTimer: NodeJS.Timeout | null = null;
   version = 0;
   epoch = '';
+  revision = 0;
+  /** the start resumed from the state file */
+  resumedFromFile = false;
   reconciled = false;
   lastReconcileDifferences: number | null = null;
   lastError: string | null = null;
@@ -72,7 +77,8 @@ export class Agent {
       this.http!.listen(this.cfg.httpPort, this.cfg.httpHost, () => resolve());
     });
     this.httpPort = (this.http.address() as AddressInfo).port;
-    const c = new AgentClient(this.cfg.controllerUrl, this.cfg.hostId, this.cfg.credential, this.cfg.vtepIp, { minBackoffMs: 100, maxBackoffMs: 5000 });
+    const resume = await this.loadState();
+    const c = new AgentClient(this.cfg.controllerUrl, this.cfg.hostId, this.cfg.credential, this.cfg.vtepIp, { minBackoffMs: 100, maxBackoffMs: 5000, resume });
     this.client = c;
     c.on('connected', () => {
       this.metrics.connected.set(1);
@@ -99,6 +105,10 @@ export class Agent {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.client?.close();
     await this.queue;
+    if (this.saveTimer) {
+      clearTimeout(this.saveTimer);
+      this.saveState();
+    }
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
     this.http?.closeAllConnections?.();
   }
@@ -160,10 +170,62 @@ export class Agent {
     }
   }
 
+  /**
+   * The state file: the last acknowledged state with its resume point. At
+   * start the kernel is reconciled against it at once (the controller may be
+   * away), and the hello resumes from it, so a restart costs a delta.
+   */
+  private async loadState(): Promise<ResumePoint | undefined> {
+    const file = this.cfg.stateFile;
+    if (!file || !existsSync(file)) return undefined;
+    try {
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { resume: ResumePoint; tables: Record<string, unknown[]> };
+      const state: HostState = emptyHostState();
+      for (const t of TABLES) for (const e of saved.tables[t] ?? []) (state[t] as Map<string, unknown>).set((keyOf[t] as (x: unknown) => string)(e), e);
+      const digest = StateDigest.of(state);
+      if (digest.value() !== saved.resume.digest) throw new Error(`digest ${digest.value()} != saved ${saved.resume.digest}`);
+      const r = await this.datapath.reconcile(state);
+      this.reconciled = true;
+      this.resumedFromFile = true;
+      this.lastReconcileDifferences = r.changes;
+      this.metrics.reconcileDifferences.set(r.changes);
+      this.digest = digest;
+      this.version = saved.resume.version;
+      this.epoch = saved.resume.epoch;
+      this.revision = saved.resume.revision;
+      this.metrics.appliedVersion.set(this.version);
+      this.log.info('reconciled with the kernel from the state file', { version: this.version, differences: r.changes, ms: Math.round(r.durationMs) });
+      return saved.resume;
+    } catch (e) {
+      this.log.warn('state file ignored; the controller will send a snapshot', { file, error: (e as Error).message });
+      return undefined;
+    }
+  }
+
+  /** Writes the state file (temp + rename: a crash leaves the old one or the new one). */
+  private saveState(): void {
+    this.saveTimer = null;
+    const file = this.cfg.stateFile;
+    if (!file) return;
+    const s = this.datapath.state;
+    const tables: Record<string, unknown[]> = {};
+    for (const t of TABLES) tables[t] = [...s[t].values()];
+    const resume: ResumePoint = { epoch: this.epoch, version: this.version, revision: this.revision, digest: this.digest.value() };
+    try {
+      writeFileSync(`${file}.tmp`, JSON.stringify({ resume, tables }));
+      renameSync(`${file}.tmp`, file);
+    } catch (e) {
+      this.log.error('cannot write the state file', { file, error: (e as Error).message });
+    }
+  }
+
   private accepted(m: SnapshotEvent | DeltaEvent, kind: 'snapshot' | 'delta', digest: StateDigest): void {
     this.digest = digest;
     this.version = m.version;
     this.epoch = m.epoch;
+    this.revision = m.revision;
+    // at most one write a second: the file may lag the last ack, and the controller resumes from its revision then
+    if (this.cfg.stateFile && !this.saveTimer) this.saveTimer = setTimeout(() => this.saveState(), 1000);
     this.lastError = null;
     this.metrics.versionsApplied.inc({ kind });
     this.metrics.appliedVersion.set(m.version);
@@ -185,6 +247,7 @@ export class Agent {
       controllerConnected: this.client?.connected ?? false,
       version: this.version,
       epoch: this.epoch,
+      resumedFromFile: this.resumedFromFile,
       reconcileDifferences: this.lastReconcileDifferences,
       lastError: this.lastError,
     };

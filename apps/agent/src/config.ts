@@ -14,6 +14,8 @@ export interface AgentConfig {
   /** health and metrics: host:port, port 0 = any */
   httpHost: string;
   httpPort: number;
+  /** where the last acknowledged state is kept across restarts; null = not kept (a restart gets a snapshot) */
+  stateFile: string | null;
   /** seconds between drift checks (read the kernel, repair differences); 0 = never */
   resyncSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -52,6 +54,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     httpHost: env.AGENT_HTTP_HOST ?? '127.0.0.1',
     httpPort: int('AGENT_HTTP_PORT', 9651, 0, 65535),
     resyncSeconds: int('AGENT_RESYNC_SECONDS', 60, 0, 86400),
+    stateFile: env.AGENT_STATE_FILE ? env.AGENT_STATE_FILE : null,
     logLevel: level as AgentConfig['logLevel'],
   };
 }
