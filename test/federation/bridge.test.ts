@@ -11,14 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import { federate, Federation } from '../../apps/controller/src/federation';
 import type { RunningController } from '../../apps/controller/src/controller';
 import { createLogger } from '../../apps/controller/src/log';
-import { Gobgpd } from '../bgp/support/gobgp.js';
 import { waitFor } from '../bgp/support/wait.js';
 import { SimulatedAgent, startTestController } from '../support/controller';
-import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { startTestDirectory, TestDirectory } from '../support/directory';
+import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
 
 const RR = '127.0.6.2';
 const RR_PORT = 21881;
-const ASN = 65000;
 
 interface Dc {
   name: string;
@@ -35,21 +34,15 @@ interface Dc {
 async function datacenter(name: string, address: string, vtep: string): Promise<Dc> {
   const dir = await startTestDirectory();
   const api = dir.api;
-  const tree = await makeTree(api, `${name}-t`, '10.30.0.0/16');
-  const domain = (await api.patch(`/api/v1/domains/${tree.domain.id}`, { importRouteTargets: ['65000:9300'], exportRouteTargets: ['65000:9300'] })).body;
-  await api.del(`/api/v1/subnets/${tree.subnet.id}`);
-  // one stretched subnet, its addresses split between the datacenters (each IPAM reserves the other's half)
-  const reservedRanges = [name === 'dc1' ? { start: '10.40.0.128', end: '10.40.0.254' } : { start: '10.40.0.2', end: '10.40.0.127' }];
-  const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.40.0.0/24', l2Vni: 40100, reservedRanges });
-  const groups: Record<string, any> = {};
-  for (const [g, tag] of [['app', '65000:20'], ['db', '65000:30']]) groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
+  const { domain, subnet, groups } = await stretchedDomain(api, name, {
+    cidr: '10.40.0.0/24', l2Vni: 40100, routeTarget: '65000:9300', half: name === 'dc1' ? 'low' : 'high', groups: { app: '65000:20', db: '65000:30' },
+  });
   await api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
     priority: 10, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: groups.db.id }, peer: { type: 'policyGroup', id: groups.app.id },
     protocol: 'tcp', destinationPorts: ['5432'],
   });
   const host = await api.make('/api/v1/hosts', { name: `${name}-h1`, vtepIp: vtep });
-  const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: vtep.replace(/\.\d+$/, '.100'), listenAddress: address, listenPort: 21882 });
-  await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: RR_PORT, asn: ASN, datacenter: 'fabric' });
+  await bgpSpeaker(api, name, { address, port: 21882, routerId: vtep.replace(/\.\d+$/, '.100'), neighbor: { address: RR, port: RR_PORT, datacenter: 'fabric' } });
   const ctl = await startTestController(dir.dir.databaseUrl);
   const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
   await fed.start();
@@ -58,17 +51,7 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
 }
 
 describe('federation down to the hosts', { timeout: 240_000 }, () => {
-  const rr = new Gobgpd({
-    asn: ASN,
-    routerId: '10.0.0.253',
-    address: RR,
-    apiPort: 50097,
-    port: RR_PORT,
-    neighbors: [
-      { address: '127.0.6.1', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
-      { address: '127.0.6.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
-    ],
-  });
+  const rr = routeReflector({ address: RR, port: RR_PORT, apiPort: 50097, clients: ['127.0.6.1', '127.0.6.3'] });
   let dc1: Dc;
   let dc2: Dc;
 

@@ -13,16 +13,15 @@ import { endpointIfName } from '#sdn/compiler';
 import type { RunningController } from '../../apps/controller/src/controller';
 import { federate, Federation } from '../../apps/controller/src/federation';
 import { createLogger } from '../../apps/controller/src/log';
-import { Gobgpd } from '../bgp/support/gobgp.js';
 import { waitFor } from '../bgp/support/wait.js';
 import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
 import { startTestController } from '../support/controller';
-import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { startTestDirectory, TestDirectory } from '../support/directory';
+import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
 import { greeting, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';
 
 const RR = '127.0.7.2';
 const RR_PORT = 21891;
-const ASN = 65000;
 
 interface Dc {
   name: string;
@@ -39,17 +38,7 @@ interface Dc {
 
 describe('federation with real traffic', { timeout: 300_000 }, () => {
   const world = new NetnsWorld(runPrefix('fx'));
-  const rr = new Gobgpd({
-    asn: ASN,
-    routerId: '10.0.0.252',
-    address: RR,
-    apiPort: 50099,
-    port: RR_PORT,
-    neighbors: [
-      { address: '127.0.7.1', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true, gracefulRestart: true },
-      { address: '127.0.7.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true, gracefulRestart: true },
-    ],
-  });
+  const rr = routeReflector({ address: RR, port: RR_PORT, apiPort: 50099, clients: ['127.0.7.1', '127.0.7.3'], gracefulRestart: true });
   const dcs: Dc[] = [];
   const containers: Record<string, string> = {};
   const eps: Record<string, any> = {};
@@ -57,23 +46,15 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
   async function datacenter(name: string, address: string, th: TestHost, acl: boolean): Promise<Dc> {
     const dir = await startTestDirectory();
     const api = dir.api;
-    const tree = await makeTree(api, `${name}-t`, '10.60.0.0/16');
-    const domain = (
-      await api.patch(`/api/v1/domains/${tree.domain.id}`, {
-        importRouteTargets: ['65000:9400'],
-        exportRouteTargets: ['65000:9400'],
-        // datacenter 1 denies what leaves its endpoints unless a rule allows it
-        defaultEgressAction: acl ? 'deny' : 'allow',
-        defaultIngressAction: 'allow',
-      })
-    ).body;
-    await api.del(`/api/v1/subnets/${tree.subnet.id}`);
-    const reservedRanges = [name === 'dc1' ? { start: '10.50.0.128', end: '10.50.0.254' } : { start: '10.50.0.2', end: '10.50.0.127' }];
-    const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.50.0.0/24', l2Vni: 50100, reservedRanges });
-    const groups: Record<string, any> = {};
-    for (const [g, tag] of [['web', '65000:10'], ['app', '65000:20'], ['db', '65000:30']]) {
-      groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
-    }
+    const { domain, subnet, groups } = await stretchedDomain(api, name, {
+      cidr: '10.50.0.0/24',
+      l2Vni: 50100,
+      routeTarget: '65000:9400',
+      half: name === 'dc1' ? 'low' : 'high',
+      groups: { web: '65000:10', app: '65000:20', db: '65000:30' },
+      // datacenter 1 denies what leaves its endpoints unless a rule allows it
+      domain: { defaultEgressAction: acl ? 'deny' : 'allow', defaultIngressAction: 'allow' },
+    });
     if (acl) {
       await api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
         priority: 10, direction: 'egress', action: 'allow', appliesTo: { type: 'policyGroup', id: groups.app.id }, peer: { type: 'policyGroup', id: groups.db.id },
@@ -82,8 +63,7 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
       await api.make(`/api/v1/domains/${domain.id}/acl-rules`, { priority: 20, direction: 'egress', action: 'allow', protocol: 'icmp' });
     }
     const host = await api.make('/api/v1/hosts', { name: `${name}-${th.name}`, vtepIp: th.vtep });
-    const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: `10.255.${name === 'dc1' ? 21 : 22}.100`, listenAddress: address, listenPort: 21892 });
-    await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: RR_PORT, asn: ASN, restartTime: 120 });
+    await bgpSpeaker(api, name, { address, port: 21892, routerId: `10.255.${name === 'dc1' ? 21 : 22}.100`, neighbor: { address: RR, port: RR_PORT } });
     const ctl = await startTestController(dir.dir.databaseUrl);
     const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
     await fed.start();

@@ -10,14 +10,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Federation } from '../../apps/controller/src/federation';
 import { createLogger } from '../../apps/controller/src/log';
-import { Gobgpd } from '../bgp/support/gobgp.js';
 import { waitFor } from '../bgp/support/wait.js';
-import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { startTestDirectory, TestDirectory } from '../support/directory';
+import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
 
 const RR = '127.0.4.2';
 const RR_PORT = 21861;
 const RR_API = 50093;
-const ASN = 65000;
 
 interface Dc {
   name: string;
@@ -33,20 +32,11 @@ interface Dc {
 async function datacenter(name: string, address: string, vtep: string): Promise<Dc> {
   const dir = await startTestDirectory();
   const api = dir.api;
-  const tree = await makeTree(api, `${name}-tenant`, '10.10.0.0/16');
-  // the same domain in both datacenters: same targets, same stretched subnet VNI, same group tags
-  const domain = (await api.patch(`/api/v1/domains/${tree.domain.id}`, { importRouteTargets: ['65000:9100'], exportRouteTargets: ['65000:9100'] })).body;
-  await api.del(`/api/v1/subnets/${tree.subnet.id}`);
-  // a stretched subnet: its addresses are split between the datacenters (docs/federation.md)
-  const reservedRanges = [name === 'dc1' ? { start: '10.20.0.128', end: '10.20.0.254' } : { start: '10.20.0.2', end: '10.20.0.127' }];
-  const subnet = await api.make(`/api/v1/zones/${tree.zone.id}/subnets`, { name: 'stretched', cidr: '10.20.0.0/24', l2Vni: 20100, reservedRanges });
-  const groups: Record<string, any> = {};
-  for (const [g, tag] of [['web', '65000:10'], ['app', '65000:20'], ['db', '65000:30']]) {
-    groups[g] = await api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: g, communityTag: tag });
-  }
+  const { domain, subnet, groups } = await stretchedDomain(api, name, {
+    cidr: '10.20.0.0/24', l2Vni: 20100, routeTarget: '65000:9100', half: name === 'dc1' ? 'low' : 'high', groups: { web: '65000:10', app: '65000:20', db: '65000:30' },
+  });
   const host = await api.make('/api/v1/hosts', { name: `${name}-h1`, vtepIp: vtep });
-  const speaker = await api.make('/api/v1/bgp-speakers', { name, datacenter: name, asn: ASN, routerId: vtep.replace(/\.\d+$/, '.100'), listenAddress: address, listenPort: 21862 + (address.endsWith('.1') ? 0 : 1) });
-  await api.make(`/api/v1/bgp-speakers/${speaker.id}/bgp-neighbors`, { name: 'rr', address: RR, port: RR_PORT, asn: ASN, datacenter: 'fabric' });
+  await bgpSpeaker(api, name, { address, port: 21862 + (address.endsWith('.1') ? 0 : 1), routerId: vtep.replace(/\.\d+$/, '.100'), neighbor: { address: RR, port: RR_PORT, datacenter: 'fabric' } });
   const fed = new Federation({ databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
   await fed.start();
   return { name, address, dir, fed, domain, subnet, groups, host };
@@ -55,17 +45,7 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
 const remoteOf = async (dc: Dc) => (await dc.dir.api.get(`/api/v1/domains/${dc.domain.id}/remote-endpoints`)).body.items as any[];
 
 describe('two datacenters over a gobgpd route reflector', { timeout: 240_000 }, () => {
-  const rr = new Gobgpd({
-    asn: ASN,
-    routerId: '10.0.0.254',
-    address: RR,
-    apiPort: RR_API,
-    port: RR_PORT,
-    neighbors: [
-      { address: '127.0.4.1', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
-      { address: '127.0.4.3', asn: ASN, families: ['l2vpn-evpn'], routeReflectorClient: true },
-    ],
-  });
+  const rr = routeReflector({ address: RR, port: RR_PORT, apiPort: RR_API, clients: ['127.0.4.1', '127.0.4.3'] });
   let dc1: Dc;
   let dc2: Dc;
 

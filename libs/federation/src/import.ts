@@ -9,25 +9,18 @@
  * Tenant isolation: a route whose targets match domains of more than one
  * enterprise is imported nowhere; it is reported instead.
  */
-import type { EvpnRoute, ExtendedCommunity, LargeCommunity, PmsiTunnel } from '#sdn/bgp';
 import { evpnKey } from '#sdn/bgp';
 import type { Domain, Subnet, Uuid } from '#sdn/model';
 import { cidrContains, parseCidr, parseIp } from '#sdn/model';
 import { tagOfCommunity } from './communities';
-import { importTargets, VXLAN_TUNNEL_TYPE } from './export';
+import { EvpnAdvert, importTargets, VXLAN_TUNNEL_TYPE } from './export';
 import type { FederationModel } from './model';
 
-/** A best path learned over BGP, as the speaker hands it over. */
-export interface ReceivedRoute {
-  route: EvpnRoute;
-  nextHop: string;
-  extendedCommunities: ExtendedCommunity[];
-  communities: number[];
-  largeCommunities: LargeCommunity[];
-  pmsiTunnel?: PmsiTunnel;
+/** A best path learned over BGP, as the speaker hands it over: what an advert carries, and where it came from. */
+export type ReceivedRoute = Omit<EvpnAdvert, 'key'> & {
   /** address of the peer it was learned from */
   peer: string;
-}
+};
 
 export interface RemoteEndpoint {
   key: string;
