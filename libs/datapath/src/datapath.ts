@@ -220,6 +220,22 @@ export class Datapath {
       await run(inNetns(p.ns, ['ip', 'link', 'set', 'lo', 'up']));
       await run(inNetns(p.ns, ['sysctl', '-q', '-w', ...SYSCTLS]));
     }
+    const devicesChange = p.createNs || p.hostIp.length > 0 || [...p.ipPre, ...p.ipPost].some((l) => l.startsWith('link '));
+    if (!devicesChange) {
+      // neighbours and routes, the FDB and the firewall are independent objects: one batch each, at once
+      const ip = async () => {
+        if (p.ipPre.length) await batch(inNetns(p.ns, ['ip', '-batch', '-']), p.ipPre);
+        if (p.ipPost.length) await batch(inNetns(p.ns, ['ip', '-batch', '-']), p.ipPost);
+      };
+      const results = await Promise.allSettled([
+        ip(),
+        p.bridge.length ? batch(inNetns(p.ns, ['bridge', '-batch', '-']), p.bridge) : Promise.resolve(),
+        p.nft ? batch(inNetns(p.ns, ['nft', '-f', '-']), p.nft.trimEnd().split('\n')) : Promise.resolve(),
+      ]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      return;
+    }
     if (p.ipPre.some((l) => l.startsWith('link del '))) {
       // an endpoint's veth pair vanishes with its container's namespace: a device already gone is not an error
       const present = new Set((await runJson<{ ifname: string }[]>(inNetns(p.ns, ['ip', '-j', 'link', 'show']))).map((l) => l.ifname));
