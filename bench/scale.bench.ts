@@ -24,6 +24,7 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
@@ -153,6 +154,13 @@ async function main() {
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
     const cpu0 = { self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
+    const gcPauses: number[] = [];
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcPauses.push(e.duration);
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
     const start = performance.now();
     const { apiSeconds } = await ask<{ apiSeconds: number }>({ type: 'run' }, 'run');
     const allAcked = () =>
@@ -160,6 +168,8 @@ async function main() {
     while (!allAcked()) await new Promise((r) => setTimeout(r, 5));
     const totalSeconds = (performance.now() - start) / 1000;
     clearInterval(sampler);
+    loopDelay.disable();
+    gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
     const cpu1 = { self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
 
@@ -237,6 +247,7 @@ async function main() {
     const lagSorted = appliedLag.slice(0, Math.min(applied, ENDPOINTS)).sort();
     line('  of which commit -> applied by controller', `p50 ${pct(lagSorted, 50).toFixed(0)} ms / p99 ${pct(lagSorted, 99).toFixed(0)} ms`);
     line('activation latency max', `${sorted[sorted.length - 1].toFixed(0)} ms`);
+    line('controller event-loop delay p99 / max', `${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms / ${(loopDelay.max / 1e6).toFixed(0)} ms; GC pauses: ${gcPauses.length}, total ${(gcPauses.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s, longest ${Math.max(0, ...gcPauses).toFixed(0)} ms`);
     line('controller peak RSS', `${mib(rss)}   target ${mib(TARGET_RSS)}: ${(TARGET_RSS / rss).toFixed(2)}x`);
     line('bytes sent to agents', `${(bytes / 1024 ** 2).toFixed(1)} MiB in ${ctl.stats.deltasSent} deltas, ${ctl.stats.snapshotsSent} snapshots`);
     line(`bytes per activation, first ${tenK}`, `${perActFirst.toFixed(0)} B`);
