@@ -104,6 +104,20 @@ describe('CNI plugin chained with the reference plugins', () => {
     assert.deepEqual(ep.policyGroupIds, [web.id]);
   });
 
+  it('ADDs IPv6 containers too', async () => {
+    const zoneId = subnet.zoneId;
+    const v6 = await t.api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 's6', cidr: 'fd00:7::/64' });
+    await t.api.make(`/api/v1/domains/${subnet.domainId}/acl-rules`, { priority: 20, direction: 'ingress', action: 'allow', etherType: 'ipv6', protocol: 'icmpv6', appliesTo: { type: 'policyGroup', id: web.id } });
+    const chain6 = (host: string) => new CniChain(cniPath.dir, world.host(host).ns, { cniVersion: '1.0.0', name: 'sdnnet6', plugins: [{ ...sdnConf(host), subnetId: v6.id }] });
+    const a = container('c61');
+    const b = container('c62');
+    const ra = await chain6('h1').add(a);
+    const rb = await chain6('h2').add(b);
+    assert.match(ra.ips[0].address, /^fd00:7::[0-9a-f]+\/64$/);
+    assert.deepEqual(ra.routes, [{ dst: '::/0', gw: v6.gateway }]);
+    assert.ok(ping(a.ns, rb.ips[0].address.split('/')[0]), 'c61 (h1) pings c62 (h2) over IPv6');
+  });
+
   it('is idempotent: a repeated ADD returns the same result and makes no second endpoint; CHECK passes', async () => {
     const again = await chains.get('h1')!.add(c1());
     assert.deepEqual(again, results.get('c1'));
