@@ -251,7 +251,7 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     assert.ok(!ping(b1.ns, ids.p1.ip, 1), "nor A's partner subnet");
   });
 
-  it('carries IPv6 too: same subnet over VXLAN and routed, with neighbour discovery through the firewall', async () => {
+  it('carries IPv6 too: same subnet over VXLAN (ND answered locally) and routed, with neighbour discovery through the firewall', async () => {
     const zoneId = ids.a1.zoneId;
     const v6a = await api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 'a-v6-front', cidr: 'fd00:a::/64' });
     const v6b = await api.make(`/api/v1/zones/${zoneId}/subnets`, { name: 'a-v6-back', cidr: 'fd00:b::/64' });
@@ -264,6 +264,19 @@ describe('datapath: states from the real compiler into real namespaces', () => {
     plug('x2', x2, v6a, 'h2');
     plug('x3', x3, v6b, 'h1');
     assert.ok(ping(eps.get('x1')!.ns, x2.ip), `x1 (h1) pings x2 (h2) at ${x2.ip}`);
+    // neighbour solicitations for x2 are answered by h1's bridge: x2 ignores them and still gets pinged
+    const n1 = eps.get('x1')!;
+    const n2 = eps.get('x2')!;
+    sh(['ip', '-n', n2.ns, 'neigh', 'replace', n1.ip, 'lladdr', n1.mac, 'dev', 'eth0', 'nud', 'permanent']);
+    inNs(n2.ns, ['nft', 'add table ip6 nond; add chain ip6 nond in { type filter hook input priority 0; icmpv6 type nd-neighbor-solicit drop; }']);
+    sh(['ip', '-n', n1.ns, 'neigh', 'flush', 'dev', 'eth0']);
+    try {
+      assert.ok(ping(n1.ns, x2.ip), 'x1 learns x2 from the suppression answer');
+      assert.match(sh(['ip', '-n', n1.ns, 'neigh', 'show', x2.ip]), new RegExp(x2.mac));
+    } finally {
+      inNs(n2.ns, ['nft', 'delete table ip6 nond']);
+      sh(['ip', '-n', n2.ns, 'neigh', 'del', n1.ip, 'dev', 'eth0']);
+    }
     assert.ok(ping(eps.get('x2')!.ns, x3.ip), `x2 (h2) pings x3 (h1, another subnet: over the l3Vni) at ${x3.ip}`);
   });
 
