@@ -196,6 +196,21 @@ export class Engine {
     const ts = '1970-01-01T00:00:00.000Z';
     const asChange = (kind: Change['kind'], state: { id: string; revision: number }) =>
       ({ revision: snap.revision, kind, op: 'create', id: state.id, enterpriseId: null, state, committedAt: ts }) as Change;
+    // nothing is recorded for deltas while loading (the load produces none)
+    this.loading = true;
+    try {
+      this.loadAll(snap, asChange);
+    } finally {
+      this.loading = false;
+    }
+    this.revision = snap.revision;
+    for (const b of this.books.values()) b.touched = new Map();
+    this.dirty.clear();
+  }
+
+  private loading = false;
+
+  private loadAll(snap: ModelSnapshot, asChange: (kind: Change['kind'], state: { id: string; revision: number }) => Change): void {
     // order matters only for speed: containers before contents, endpoints last
     for (const x of snap.enterprises) this.apply(asChange('enterprise', x));
     for (const x of snap.hosts) this.apply(asChange('host', x));
@@ -207,9 +222,6 @@ export class Engine {
     for (const x of snap.subnets) this.apply(asChange('subnet', x));
     for (const x of snap.aclRules) this.apply(asChange('aclRule', x));
     for (const x of snap.endpoints) this.apply(asChange('endpoint', x));
-    this.revision = snap.revision;
-    for (const b of this.books.values()) b.touched = new Map();
-    this.dirty.clear();
   }
 
   /**
@@ -736,6 +748,7 @@ export class Engine {
   // ------------------------------------------------------------------ writes
 
   private touch(book: HostBook, section: string, table: TableName, key: string, before: AnyEntry | undefined): void {
+    if (this.loading) return;
     let m = book.touched.get(table);
     if (!m) {
       m = new Map();
