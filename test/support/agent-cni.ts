@@ -5,17 +5,19 @@
  * order with prevResult, DEL in reverse order, CHECK with the cached result).
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const CNI_JS = join(__dirname, '..', '..', 'apps', 'agent', 'src', 'cni.js');
+/** dist/test/support -> the repository's apps/agent/bin/sdn */
+export const SDN_BIN = join(__dirname, '..', '..', '..', 'apps', 'agent', 'bin', 'sdn');
 export const REFERENCE_PLUGINS = '/usr/lib/cni';
 
 export function makeCniPath(plugins: string[] = ['tuning', 'portmap', 'bandwidth', 'loopback']): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'sdn-cni-'));
-  writeFileSync(join(dir, 'sdn'), `#!/bin/sh\nexec ${process.execPath} ${CNI_JS} "$@"\n`);
-  chmodSync(join(dir, 'sdn'), 0o755);
+  // the installable wrapper (apps/agent/bin/sdn), linked as a runtime's CNI_PATH would hold it
+  symlinkSync(SDN_BIN, join(dir, 'sdn'));
   for (const p of plugins) symlinkSync(join(REFERENCE_PLUGINS, p), join(dir, p));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
