@@ -58,6 +58,17 @@ export function emptySnapshot(revision = 0): ModelSnapshot {
   };
 }
 
+/**
+ * The newest entry of every object that still exists is its current state.
+ * The newest revision per object is found on the narrow columns first (a hash
+ * aggregate), then the states are fetched by primary key: sorting the whole
+ * log with its JSON (DISTINCT ON) spilled to disk at 100K objects.
+ */
+const LATEST_STATES = (where: string) =>
+  `SELECT c.kind, c.state FROM change_log c
+     JOIN (SELECT object_id, max(revision) AS revision FROM change_log ${where} GROUP BY object_id) latest ON c.revision = latest.revision
+    WHERE c.op <> 'delete'`;
+
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 export function createModelStore(databaseUrl: string, opts: { pollMs?: number; poolSize?: number } = {}): ModelStore {
@@ -79,11 +90,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         const rev = await c.query('SELECT revision FROM revision_counter WHERE id = 1');
         const snap = emptySnapshot(Number(rev.rows[0].revision));
         // the newest entry of every object that still exists is its current state
-        const rows = await c.query(
-          `SELECT kind, state FROM (
-             SELECT DISTINCT ON (object_id) kind, op, state FROM change_log ORDER BY object_id, revision DESC
-           ) latest WHERE op <> 'delete'`,
-        );
+        const rows = await c.query(LATEST_STATES(''));
         for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
         // operational endpoint status lives in the table, not in the log
         const status = await c.query(`SELECT id, status FROM endpoints WHERE status <> 'pending'`);
@@ -103,12 +110,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
 
     async loadSnapshotAt(revision) {
       const snap = emptySnapshot(revision);
-      const rows = await pool.query(
-        `SELECT kind, state FROM (
-           SELECT DISTINCT ON (object_id) kind, op, state FROM change_log WHERE revision <= $1 ORDER BY object_id, revision DESC
-         ) latest WHERE op <> 'delete'`,
-        [revision],
-      );
+      const rows = await pool.query(LATEST_STATES('WHERE revision <= $1'), [revision]);
       for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
       return snap;
     },
