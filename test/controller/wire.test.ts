@@ -169,6 +169,29 @@ describe('wire loopback', () => {
   });
 });
 
+describe('wire client liveness', () => {
+  it('drops and reopens a connection on which the controller went silent', async () => {
+    const { WebSocketServer } = await import('ws');
+    const server = createServer();
+    const silent = new WebSocketServer({ server });
+    let connections = 0;
+    silent.on('connection', () => connections++); // accepts, never answers, never pings
+    const url = await listen(server);
+    const client = AgentClient.connect(url, 'h', 'c', '192.0.2.1', { idleTimeoutMs: 150, minBackoffMs: 10 });
+    const closes: number[] = [];
+    client.on('disconnected', (d) => closes.push(d.code));
+    try {
+      await until(() => connections >= 2);
+      assert.ok(closes.length >= 1, 'the silent connection was dropped');
+    } finally {
+      await client.close();
+      for (const ws of silent.clients) ws.terminate();
+      silent.close();
+      server.close();
+    }
+  });
+});
+
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {

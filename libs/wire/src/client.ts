@@ -30,6 +30,12 @@ export interface AgentClientOptions {
   resume?: ResumePoint;
   /** ws options (e.g. TLS) */
   ws?: WebSocket.ClientOptions;
+  /**
+   * ms without any frame or ping from the controller after which the
+   * connection is considered dead and reopened (the controller pings every
+   * 15 s by default); 0 disables. Default 45000.
+   */
+  idleTimeoutMs?: number;
 }
 
 interface Replyable {
@@ -160,7 +166,22 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     const connection = ++this.connection;
+    // a controller that vanished without closing (host down, half-open TCP) is noticed by its silence
+    const idleMs = this.opts.idleTimeoutMs ?? 45_000;
+    let idle: NodeJS.Timeout | null = null;
+    const alive = () => {
+      if (idleMs <= 0) return;
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => ws.terminate(), idleMs);
+      idle.unref();
+    };
+    ws.on('ping', alive);
+    ws.on('message', alive);
+    ws.on('close', () => {
+      if (idle) clearTimeout(idle);
+    });
     ws.on('open', () => {
+      alive();
       ws.send(
         encodeHello({
           protocol: PROTOCOL_VERSION,
