@@ -3,9 +3,10 @@ import { Initial1732300000000 } from '../../../../migrations/1732300000000-Initi
 import { EndpointParentKey1732400000000 } from '../../../../migrations/1732400000000-EndpointParentKey';
 import { Bgp1732500000000 } from '../../../../migrations/1732500000000-Bgp';
 import { BgpNeighborPort1732600000000 } from '../../../../migrations/1732600000000-BgpNeighborPort';
+import { EndpointFillfactor1732700000000 } from '../../../../migrations/1732700000000-EndpointFillfactor';
 
 /** Every migration, in order. Schema changes happen only here (never synchronize). */
-export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000, Bgp1732500000000, BgpNeighborPort1732600000000];
+export const MIGRATIONS = [Initial1732300000000, EndpointParentKey1732400000000, Bgp1732500000000, BgpNeighborPort1732600000000, EndpointFillfactor1732700000000];
 
 export function migrationDataSource(url: string): DataSource {
   return new DataSource({ type: 'postgres', url, migrations: MIGRATIONS, synchronize: false, logging: false, migrationsTableName: 'migrations' });
