@@ -13,7 +13,7 @@
  */
 import type { Row } from './engine';
 
-const TTL_MS = 2_000;
+const TTL_MS = 10_000;
 const MAX_ENTRIES = 200_000;
 
 export class ParentCache {
