@@ -78,7 +78,12 @@ export class Agent {
     });
     this.httpPort = (this.http.address() as AddressInfo).port;
     const resume = await this.loadState();
-    const c = new AgentClient(this.cfg.controllerUrl, this.cfg.hostId, this.cfg.credential, this.cfg.vtepIp, { minBackoffMs: 100, maxBackoffMs: 5000, resume });
+    const c = new AgentClient(this.cfg.controllerUrl, this.cfg.hostId, this.cfg.credential, this.cfg.vtepIp, {
+      minBackoffMs: 100,
+      maxBackoffMs: 5000,
+      resume,
+      ...(this.cfg.controllerCa ? { ws: { ca: readFileSync(this.cfg.controllerCa) } } : {}),
+    });
     this.client = c;
     c.on('connected', () => {
       this.metrics.connected.set(1);

@@ -1,7 +1,9 @@
 /** The agent's configuration, read and validated once at start (environment variables). */
 export interface AgentConfig {
-  /** ws://controller:9650/agent */
+  /** ws://controller:9650/agent, or wss:// when the controller has a certificate */
   controllerUrl: string;
+  /** PEM file of the CA that signed the controller's certificate (wss); null = the system's CAs */
+  controllerCa: string | null;
   hostId: string;
   /** the host credential issued by the directory when the host was created */
   credential: string;
@@ -41,10 +43,17 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
   const hostId = need('AGENT_HOST_ID');
   if (!/^[0-9a-f-]{36}$/i.test(hostId)) throw new ConfigError(`AGENT_HOST_ID must be a host UUID, got "${hostId}"`);
+  const url = need('AGENT_CONTROLLER_URL');
+  if (!/^wss?:\/\//.test(url)) throw new ConfigError(`AGENT_CONTROLLER_URL must be a ws:// or wss:// URL, got "${url}"`);
+  if (url.startsWith('ws://') && !/^ws:\/\/(127\.|localhost|\[::1\])/.test(url)) {
+    // the host credential travels in the hello: say so, do not refuse (a lab may want it)
+    process.stderr.write(`warning: AGENT_CONTROLLER_URL ${url} is not encrypted; the host credential crosses the network in clear (use wss://)\n`);
+  }
   const nsPrefix = env.AGENT_NS_PREFIX ?? 'sdn';
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(nsPrefix)) throw new ConfigError(`AGENT_NS_PREFIX must be 1-40 of [A-Za-z0-9_-], got "${nsPrefix}"`);
   return {
     controllerUrl: need('AGENT_CONTROLLER_URL'),
+    controllerCa: env.AGENT_CONTROLLER_CA ? env.AGENT_CONTROLLER_CA : null,
     hostId,
     credential: need('AGENT_CREDENTIAL'),
     vtepIp: need('AGENT_VTEP_IP'),

@@ -15,9 +15,17 @@ export interface ControllerConfig {
   pingIntervalMs: number;
   /** minimum milliseconds between two deltas to one agent (0: send as soon as the previous one is acked). Only a burst waits: a change after a quiet period goes at once; bursts become fewer, larger messages */
   sendIntervalMs: number;
+  /** serve agents and HTTP over TLS (SDN_TLS_CERT, SDN_TLS_KEY) */
+  tls: TlsFiles | null;
 }
 
 export class ConfigError extends Error {}
+
+/** PEM certificate and key for wss:// (agents send their host credential in the hello); null = plain ws:// */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
 
 /** the directory's embedded Postgres with its defaults (npm start without DATABASE_URL) */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres:postgres@127.0.0.1:54320/sdn';
@@ -36,6 +44,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
   const gatewayMac = (env.SDN_GATEWAY_MAC ?? '02:5d:00:00:00:01').toLowerCase();
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(gatewayMac)) throw new ConfigError(`SDN_GATEWAY_MAC must be a MAC like 02:5d:00:00:00:01, got "${gatewayMac}"`);
+  const cert = env.SDN_TLS_CERT ?? '';
+  const key = env.SDN_TLS_KEY ?? '';
+  if ((cert === '') !== (key === '')) throw new ConfigError('SDN_TLS_CERT and SDN_TLS_KEY go together: give both files or neither');
   return {
     databaseUrl: env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : DEFAULT_DATABASE_URL,
     host: env.CONTROLLER_HOST ?? '0.0.0.0',
@@ -46,5 +57,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     statusFlushMs: intFrom(env, 'SDN_STATUS_FLUSH_MS', 50, 1, 60_000),
     pingIntervalMs: intFrom(env, 'SDN_PING_MS', 15_000, 100, 600_000),
     sendIntervalMs: intFrom(env, 'SDN_SEND_INTERVAL_MS', 50, 0, 10_000),
+    tls: cert ? { certFile: cert, keyFile: key } : null,
   };
 }

@@ -11,7 +11,9 @@
  * its changes (`changeSeq`), each message covers the changes up to its seq.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Subscription } from 'rxjs';
 import { AnyEntry, diffStates, Engine, ExternalRoute, PendingChanges, TableName } from '#sdn/compiler';
@@ -613,7 +615,11 @@ export async function startController(config: ControllerConfig, opts: Controller
   const store = opts.store ?? createModelStore(config.databaseUrl, { pollMs: config.pollMs });
   const controller = new Controller(config, store, log, opts);
   await controller.start();
-  const server: Server = createServer((req, res) => void route(controller, req, res));
+  const handler = (req: IncomingMessage, res: ServerResponse) => void route(controller, req, res);
+  // with a certificate, agents connect over wss:// (their host credential is in the hello)
+  const server: Server = config.tls
+    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler)
+    : createServer(handler);
   controller.agents.attach(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -621,11 +627,12 @@ export async function startController(config: ControllerConfig, opts: Controller
   });
   const port = (server.address() as AddressInfo).port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  log.info('controller listening', { url: `http://${host}:${port}`, agents: `ws://${host}:${port}/agent` });
+  const [http, ws] = config.tls ? ['https', 'wss'] : ['http', 'ws'];
+  log.info('controller listening', { url: `${http}://${host}:${port}`, agents: `${ws}://${host}:${port}/agent` });
   return {
     controller,
-    url: `http://${host}:${port}`,
-    agentUrl: `ws://${host}:${port}/agent`,
+    url: `${http}://${host}:${port}`,
+    agentUrl: `${ws}://${host}:${port}/agent`,
     port,
     async close() {
       await controller.stop();
