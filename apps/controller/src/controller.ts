@@ -91,6 +91,8 @@ export class Controller {
   /** models rebuilt at past revisions, shared by agents resuming from the same one */
   private readonly history = new Map<number, { engine: Promise<Engine>; at: number }>();
   private readonly toActivate = new Set<string>();
+  /** endpoints a host refused to program (a nack covered their change): shown as `error` until a later version is acknowledged */
+  private readonly toError = new Set<string>();
   private buffer: Change[] = [];
   private flushScheduled = false;
   private subscription: Subscription | null = null;
@@ -334,6 +336,7 @@ export class Controller {
   private complete(act: Activation): void {
     act.done = true;
     this.activations.delete(act.endpointId);
+    this.toError.delete(act.endpointId);
     this.toActivate.add(act.endpointId);
     this.stats.activations++;
     if (act.committedAt !== null) {
@@ -351,14 +354,18 @@ export class Controller {
   }
 
   private async flushStatus(): Promise<void> {
-    if (this.statusWriting || this.toActivate.size === 0) return;
+    if (this.statusWriting || (this.toActivate.size === 0 && this.toError.size === 0)) return;
     this.statusWriting = true;
     const ids = [...this.toActivate];
     this.toActivate.clear();
+    const failed = [...this.toError].filter((id) => this.activations.has(id));
+    this.toError.clear();
     try {
+      if (failed.length) await this.store.setEndpointStatus(failed, 'error');
       for (let i = 0; i < ids.length; i += 5000) await this.store.setEndpointStatus(ids.slice(i, i + 5000), 'active');
     } catch (e) {
       for (const id of ids) this.toActivate.add(id);
+      for (const id of failed) this.toError.add(id);
       this.log.warn('writing endpoint status failed; will retry', { error: (e as Error).message, endpoints: ids.length });
     } finally {
       this.statusWriting = false;
@@ -502,6 +509,8 @@ export class Controller {
     s.nacks++;
     this.stats.nacks++;
     s.lastNack = { version, reason, at: new Date().toISOString() };
+    // the endpoints waiting for this version will not be programmed by it: the directory shows them as error
+    for (const w of s.waiters) if (w.seq <= s.inflight.seq && !w.act.done) this.toError.add(w.act.endpointId);
     this.metrics.nacks.inc({ host: s.hostId });
     this.log.warn('agent rejected a version', { hostId: s.hostId, version, reason, snapshot: wasSnapshot });
     s.inflight = null;
