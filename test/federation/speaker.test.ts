@@ -148,6 +148,28 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     });
   });
 
+  it('closes the session of a neighbour that sends more routes than its limit (Cease 6/1), and reopens it when the limit is raised', async () => {
+    const status = async () => (await t.api.get(`/api/v1/bgp-neighbors/${w.peer.id}`)).body.status;
+    const have = (await status()).receivedRoutes as number;
+    assert.equal((await t.api.patch(`/api/v1/bgp-neighbors/${w.peer.id}`, { maxPrefixes: have + 1 })).status, 200);
+    await waitFor('session back under the limit', async () => (await status()).state === 'established' && (await status()).receivedRoutes === have);
+    for (const i of [1, 2]) {
+      await g.cli([
+        'global', 'rib', '-a', 'evpn', 'add', 'macadv', `02:dd:00:00:00:0${i}`, `10.0.0.22${i}`, 'etag', '0', 'label', `${w.subnet.l2Vni},${w.domain.l3Vni}`,
+        'rd', '10.255.9.100:4', 'rt', '65001:7001', 'encap', 'vxlan', 'nexthop', '10.255.9.9',
+      ]);
+    }
+    const down = await waitFor('session closed for too many routes', async () => {
+      const st = await status();
+      return st.state !== 'established' && /6\/1/.test(st.lastError ?? '') ? st : undefined;
+    });
+    assert.match(down.lastError, /more than \d+ routes/);
+    await waitFor("the neighbour's routes are gone", async () => (await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.length === 0);
+    assert.equal((await t.api.patch(`/api/v1/bgp-neighbors/${w.peer.id}`, { maxPrefixes: null })).status, 200);
+    await waitFor('re-established without a limit', async () => (await status()).state === 'established');
+    await waitFor('routes back', async () => (await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:dd:00:00:00:02'));
+  });
+
   it('applies neighbour and speaker changes from the API without a restart', async () => {
     assert.equal((await t.api.del(`/api/v1/bgp-neighbors/${w.peer.id}`)).status, 204);
     await waitFor('session down at gobgpd', async () => (await g.neighborState(OURS)) !== 'established' && (await g.neighborState(OURS)) !== '6');

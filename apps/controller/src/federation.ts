@@ -88,7 +88,7 @@ type Running = { conf: BgpSpeaker; speaker: Speaker; exporter: EvpnExporter; imp
 
 const sameSpeaker = (a: BgpSpeaker, b: BgpSpeaker) =>
   a.asn === b.asn && a.routerId === b.routerId && a.listenAddress === b.listenAddress && a.listenPort === b.listenPort && a.rdAdmin === b.rdAdmin;
-const neighborKey = (n: BgpNeighbor) => JSON.stringify([n.address, n.port, n.asn, n.families, n.passive, n.routeReflectorClient, n.holdTime]);
+const neighborKey = (n: BgpNeighbor) => JSON.stringify([n.address, n.port, n.asn, n.families, n.passive, n.routeReflectorClient, n.holdTime, n.maxPrefixes]);
 
 export class Federation {
   private readonly store: ModelStore;
@@ -321,6 +321,7 @@ export class Federation {
         families: n.families,
         routeReflectorClient: n.routeReflectorClient,
         connectRetryTime: this.opts.connectRetryTime ?? 10,
+        ...(n.maxPrefixes !== null && n.maxPrefixes !== undefined ? { maxPrefixes: n.maxPrefixes } : {}),
         ...(local !== '0.0.0.0' && local !== '::' && local.includes(':') === address.includes(':') ? { localAddress: local } : {}),
       };
       r.speaker.addNeighbor(config);

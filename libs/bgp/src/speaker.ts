@@ -615,6 +615,21 @@ export class BgpSpeaker {
         for (const p of mp.nlri) this.importRoute(sd, fi, p, undefined, base, baseKey, nh, policy, cache);
       }
     }
+    this.checkMaxPrefixes(peer, sd);
+  }
+
+  /** RFC 4486 §4: a neighbour that sends more routes than configured loses the session (and its routes). */
+  private checkMaxPrefixes(peer: Peer, sd: SourceData): void {
+    const limit = peer.config.maxPrefixes;
+    if (limit === undefined) return;
+    let n = 0;
+    for (const m of sd.adjIn) n += m.size;
+    if (n <= limit) return;
+    this.log('warn', 'bgp.max-prefixes', { peer: peer.address, limit, received: n });
+    peer.stop(true, CeaseSubcode.MaxPrefixes);
+    peer.lastError = { direction: 'sent', code: 6, subcode: CeaseSubcode.MaxPrefixes, reason: `more than ${limit} routes received` };
+    const restart = peer.config.maxPrefixesRestart;
+    if (restart) setTimeout(() => this.byPeer.get(peer.address)?.peer === peer && peer.start(), restart * 1000).unref();
   }
 
   /** Why the routes of this UPDATE must be treated as withdrawn, if they must. */

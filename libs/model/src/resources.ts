@@ -204,6 +204,8 @@ export interface BgpNeighbor extends ResourceMeta {
   restartTime: number;
   /** the datacenter behind this neighbour (another controller), if any */
   datacenter: string | null;
+  /** most routes accepted from it (beyond: Cease 6/1 and the session stays down until reconfigured); null = no limit */
+  maxPrefixes: number | null;
   status: BgpNeighborStatus;
 }
 

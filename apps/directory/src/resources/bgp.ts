@@ -148,6 +148,7 @@ const neighborCreate = z.strictObject({
   gracefulRestart: z.boolean().default(true),
   restartTime: restartTime.default(120),
   datacenter: datacenter.nullable().default(null),
+  maxPrefixes: z.number().int('must be an integer').min(1, 'must be at least 1').max(100_000_000).nullable().default(null),
 });
 const neighborUpdate = z.strictObject({
   name: name.optional(),
@@ -161,6 +162,7 @@ const neighborUpdate = z.strictObject({
   gracefulRestart: z.boolean().optional(),
   restartTime: restartTime.optional(),
   datacenter: datacenter.nullable().optional(),
+  maxPrefixes: z.number().int('must be an integer').min(1, 'must be at least 1').max(100_000_000).nullable().optional(),
 });
 
 async function uniqueNeighbor(tx: Tx, speakerId: string, field: 'name' | 'address', value: string | undefined, exceptId: string | null) {
@@ -214,6 +216,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
     gracefulRestart: r.graceful_restart,
     restartTime: r.restart_time,
     datacenter: r.datacenter,
+    maxPrefixes: r.max_prefixes,
     status: {
       state: r.state,
       receivedRoutes: r.received_routes,
@@ -229,8 +232,8 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
     const revision = tx.nextRevision();
     const [row] = await tx.query(
       `INSERT INTO bgp_neighbors (id, speaker_id, name, description, address, asn, families, passive, route_reflector_client,
-         hold_time, graceful_restart, restart_time, datacenter, created_at, updated_at, revision, port)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16) RETURNING *`,
+         hold_time, graceful_restart, restart_time, datacenter, created_at, updated_at, revision, port, max_prefixes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17) RETURNING *`,
       [
         id,
         parent!.id,
@@ -248,6 +251,7 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
         tx.now,
         revision,
         input.port,
+        input.maxPrefixes,
       ],
     );
     return row;
@@ -259,7 +263,8 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
       `UPDATE bgp_neighbors SET name = COALESCE($2, name), description = COALESCE($3, description), asn = COALESCE($4, asn),
          families = COALESCE($5, families), passive = COALESCE($6, passive), route_reflector_client = COALESCE($7, route_reflector_client),
          hold_time = COALESCE($8, hold_time), graceful_restart = COALESCE($9, graceful_restart), restart_time = COALESCE($10, restart_time),
-         datacenter = CASE WHEN $11 THEN $12 ELSE datacenter END, updated_at = $13, revision = $14, port = COALESCE($15, port)
+         datacenter = CASE WHEN $11 THEN $12 ELSE datacenter END, updated_at = $13, revision = $14, port = COALESCE($15, port),
+         max_prefixes = CASE WHEN $16 THEN $17 ELSE max_prefixes END
        WHERE id = $1 RETURNING *`,
       [
         row.id,
@@ -277,6 +282,8 @@ export const bgpNeighborDef: ResourceDef<BgpNeighbor, z.infer<typeof neighborCre
         tx.now,
         revision,
         input.port ?? null,
+        input.maxPrefixes !== undefined,
+        input.maxPrefixes ?? null,
       ],
     );
     return u;

@@ -51,6 +51,13 @@ export interface NeighborConfig {
   nextHopSelf?: boolean;
   /** Next hop for IPv6 unicast routes when we must set ourselves (default: unchanged). */
   localAddressV6?: string;
+  /**
+   * Most routes accepted from this neighbour (all families): one more closes
+   * the session with Cease/Maximum Number of Prefixes Reached (RFC 4486 §4).
+   */
+  maxPrefixes?: number;
+  /** Seconds after which a session closed for too many prefixes is tried again (default: not until reconfigured). */
+  maxPrefixesRestart?: number;
 }
 
 export interface PeerCounters {
