@@ -55,6 +55,10 @@ describe('the sdn command line', () => {
     assert.match(refused.stderr, /409/);
     assert.equal((await sdn('delete', 'enterprise', e.id, '--cascade')).code, 0);
     assert.equal((await sdn('get', 'enterprise', e.id)).code, 1);
+    // the BGP configuration of docs/federation.md
+    const sp = await json('create', 'bgp-speaker', 'name=dc1', 'datacenter=dc1', 'asn=65000', 'routerId=10.255.0.100');
+    await json('create', 'bgp-neighbor', '--under', sp.id, 'name=rr', 'address=10.255.0.254', 'asn=65000');
+    assert.match((await sdn('list', 'bgp-neighbors', '--under', sp.id)).stdout, /rr\s+10\.255\.0\.254\s+65000\s+l2vpn-evpn/);
     const changes = await sdn('changes', '--after', '0');
     assert.match(changes.stdout, /\tdelete\tendpoint\t/);
   });

@@ -1,24 +1,6 @@
-/** Structured logs: one JSON object per event on stdout. Never pass secrets. */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+import { createLogger as create, Level, Logger } from '#sdn/log';
 
-export interface Logger {
-  debug(msg: string, f?: Record<string, unknown>): void;
-  info(msg: string, f?: Record<string, unknown>): void;
-  warn(msg: string, f?: Record<string, unknown>): void;
-  error(msg: string, f?: Record<string, unknown>): void;
-}
+export type { Level, Logger };
 
-export function createLogger(level: Level, component = 'agent'): Logger {
-  const threshold = ORDER[level];
-  const emit = (l: Level, msg: string, fields: Record<string, unknown> = {}) => {
-    if (ORDER[l] < threshold) return;
-    process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), level: l, component, msg, ...fields }) + '\n');
-  };
-  return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-  };
-}
+/** The agent's logger (libs/log); component 'agent' unless told otherwise. */
+export const createLogger = (level: Level, component = 'agent'): Logger => create(level, component);

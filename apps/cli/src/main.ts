@@ -32,6 +32,8 @@ const KINDS: Record<string, Kind> = {
   'network-macro': { path: 'network-macros', parent: 'enterprises', columns: ['id', 'name', 'cidr'] },
   'network-macro-group': { path: 'network-macro-groups', parent: 'enterprises', columns: ['id', 'name', 'networkMacroIds'] },
   'api-key': { path: 'api-keys', parent: null, columns: ['id', 'name', 'role', 'enterpriseId'] },
+  'bgp-speaker': { path: 'bgp-speakers', parent: null, columns: ['id', 'name', 'datacenter', 'asn', 'routerId', 'listenAddress', 'listenPort', 'enabled'] },
+  'bgp-neighbor': { path: 'bgp-neighbors', parent: 'bgp-speakers', columns: ['id', 'name', 'address', 'asn', 'families', 'datacenter'] },
 };
 
 class UsageError extends Error {}

@@ -97,12 +97,17 @@ export class Federation {
   private readonly objects = new Map<Change['kind'], Map<string, unknown>>();
   private revision = 0;
   private readonly localVteps = new Map<string, string>(); // host id -> VTEP
+  /** local VTEP -> how many hosts use it (a route towards one is our own) */
+  private readonly vtepRefs = new Map<string, number>();
+  /** imported endpoint routes by `${domainId}|${mac}`: MAC mobility looks up the sequences of one MAC */
+  private readonly remoteByMac = new Map<string, Set<string>>();
   private readonly speakers = new Map<string, BgpSpeaker>();
   private readonly neighbors = new Map<string, BgpNeighbor>();
   private running: Running | null = null;
   private readonly configured = new Map<string, { id: string; key: string }>(); // address -> neighbour
   /** best paths from neighbours, by RIB key, and what each means here */
   private readonly received = new Map<string, ReceivedRoute>();
+  /** what each best path means here, by RIB key (change it through setRemote) */
   readonly remote = new Map<string, Imported>();
   /** routes refused because a local endpoint holds their address, by `${domainId}|${ip}` */
   private readonly conflicts = new Map<string, Set<string>>();
@@ -136,7 +141,7 @@ export class Federation {
     for (const [kind, coll] of Object.entries(COLLECTIONS) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
       this.objects.set(kind, new Map((snap[coll] as Array<{ id: string }>).map((x) => [x.id, x])));
     }
-    for (const h of snap.hosts) this.localVteps.set(h.id, h.vtepIp);
+    for (const h of snap.hosts) this.setLocalVtep(h.id, h.vtepIp);
     for (const s of snap.bgpSpeakers) this.speakers.set(s.id, s);
     for (const n of snap.bgpNeighbors) this.neighbors.set(n.id, n);
     await this.reconfigure();
@@ -216,8 +221,7 @@ export class Federation {
     if (c.state) objects.set(c.id, c.state);
     else objects.delete(c.id);
     if (c.kind === 'host') {
-      if (c.state) this.localVteps.set(c.id, c.state.vtepIp);
-      else this.localVteps.delete(c.id);
+      this.setLocalVtep(c.id, c.state ? c.state.vtepIp : null);
     }
     if (c.kind === 'bgpSpeaker') {
       if (c.state) this.speakers.set(c.id, c.state);
@@ -337,9 +341,22 @@ export class Federation {
     return snap;
   }
 
+  private setLocalVtep(hostId: string, vtep: string | null): void {
+    const old = this.localVteps.get(hostId);
+    if (old !== undefined) {
+      const n = (this.vtepRefs.get(old) ?? 1) - 1;
+      if (n > 0) this.vtepRefs.set(old, n);
+      else this.vtepRefs.delete(old);
+      this.localVteps.delete(hostId);
+    }
+    if (vtep !== null) {
+      this.localVteps.set(hostId, vtep);
+      this.vtepRefs.set(vtep, (this.vtepRefs.get(vtep) ?? 0) + 1);
+    }
+  }
+
   private isLocalVtep(ip: string): boolean {
-    for (const v of this.localVteps.values()) if (v === ip) return true;
-    return false;
+    return this.vtepRefs.has(ip);
   }
 
   // ------------------------------------------------------------------ export
@@ -375,12 +392,33 @@ export class Federation {
   /** The highest MAC mobility sequence learned from elsewhere for a MAC of a domain. */
   private remoteSequence(domainId: string, mac: string): number | undefined {
     let best: number | undefined;
-    for (const i of this.remote.values()) {
-      if (i.kind === 'endpoint' && i.endpoint.domainId === domainId && i.endpoint.mac === mac) {
-        best = Math.max(best ?? 0, i.endpoint.mobilitySequence);
-      }
+    for (const key of this.remoteByMac.get(`${domainId}|${mac}`) ?? []) {
+      const i = this.remote.get(key);
+      if (i?.kind === 'endpoint') best = Math.max(best ?? 0, i.endpoint.mobilitySequence);
     }
     return best;
+  }
+
+  /** Every change of `remote` goes through here, so that remoteByMac stays its index. */
+  private setRemote(key: string, next: Imported | null): void {
+    const before = this.remote.get(key);
+    if (before?.kind === 'endpoint') {
+      const k = `${before.endpoint.domainId}|${before.endpoint.mac}`;
+      const set = this.remoteByMac.get(k);
+      set?.delete(key);
+      if (set?.size === 0) this.remoteByMac.delete(k);
+    }
+    if (next === null) {
+      this.remote.delete(key);
+      return;
+    }
+    this.remote.set(key, next);
+    if (next.kind === 'endpoint') {
+      const k = `${next.endpoint.domainId}|${next.endpoint.mac}`;
+      let set = this.remoteByMac.get(k);
+      if (!set) this.remoteByMac.set(k, (set = new Set()));
+      set.add(key);
+    }
   }
 
   // ------------------------------------------------------------------ import
@@ -412,14 +450,14 @@ export class Federation {
       }
       this.opts.log.debug('federation: route not imported', { key, reason: got.reason, peer: received.peer });
       if (before) {
-        this.remote.delete(key);
+        this.setRemote(key, null);
         this.toDb(key, null, before);
         this.opts.onRemote?.([], [before]);
       }
       return;
     }
     this.stats.imported++;
-    this.remote.set(key, got);
+    this.setRemote(key, got);
     this.toDb(key, got, before);
     this.opts.onRemote?.([got], []);
   }
@@ -428,7 +466,7 @@ export class Federation {
     this.received.delete(key);
     const before = this.remote.get(key);
     if (!before) return;
-    this.remote.delete(key);
+    this.setRemote(key, null);
     this.toDb(key, null, before);
     this.opts.onRemote?.([], [before]);
   }

@@ -24,7 +24,7 @@
  * the API (remote-endpoints).
  */
 import { createHash } from 'node:crypto';
-import type { ExternalRoute } from '#sdn/compiler';
+import { routerMacOf, type ExternalRoute } from '#sdn/compiler';
 import type { Imported, RemoteEndpoint, RemotePrefix } from '#sdn/federation';
 import type { Change, Endpoint, Host, Subnet } from '#sdn/model';
 import { cidrsOverlap, parseCidr } from '#sdn/model';
@@ -41,7 +41,7 @@ export function nameUuid(name: string): string {
 const EPOCH = '1970-01-01T00:00:00.000Z';
 
 export class RemoteBridge {
-  /** external hosts by VTEP, with the number of bridged endpoints behind each */
+  /** external hosts by id (a name-based UUID of the VTEP), with the number of bridged endpoints behind each */
   private readonly hosts = new Map<string, { host: Host; endpoints: number }>();
   /** bridged endpoints by route key */
   private readonly endpoints = new Map<string, Endpoint>();
@@ -64,7 +64,7 @@ export class RemoteBridge {
       // inside a local subnet (the stretched subnet's own type-5 from the other side): its entries reach it;
       // a covering prefix (a default route) is fine, the connected subnet is more specific
       if (!c.ok || locals.some((l) => cidrsOverlap(l, c.cidr) && c.cidr.prefixLength >= l.prefixLength)) continue;
-      out.push({ key: nameUuid(`prefix/${domainId}/${p.key}`), prefix: p.prefix, vtep: p.vtepIp, routerMac: p.routerMac ?? routerMacFallback(p.vtepIp) });
+      out.push({ key: nameUuid(`prefix/${domainId}/${p.key}`), prefix: p.prefix, vtep: p.vtepIp, routerMac: p.routerMac ?? routerMacOf(p.vtepIp) });
     }
     return out;
   }
@@ -119,10 +119,11 @@ export class RemoteBridge {
   }
 
   private add(r: RemoteEndpoint, subnet: Subnet, out: Change[]): void {
-    let h = this.hosts.get(r.vtepIp);
+    const hostId = nameUuid(`vtep/${r.vtepIp}`);
+    let h = this.hosts.get(hostId);
     if (!h) {
       const host: Host = {
-        id: nameUuid(`vtep/${r.vtepIp}`),
+        id: hostId,
         createdAt: EPOCH,
         updatedAt: EPOCH,
         revision: 0,
@@ -133,7 +134,7 @@ export class RemoteBridge {
         lastSeenAt: null,
       };
       h = { host, endpoints: 0 };
-      this.hosts.set(r.vtepIp, h);
+      this.hosts.set(hostId, h);
       this.externalHostIds.add(host.id);
       out.push(change('host', host.id, host));
     }
@@ -167,22 +168,13 @@ export class RemoteBridge {
     this.endpoints.delete(key);
     this.externalEndpointIds.delete(e.id);
     out.push(change('endpoint', e.id, null, e.enterpriseId));
-    for (const [vtep, h] of this.hosts) {
-      if (h.host.id !== e.hostId) continue;
-      if (--h.endpoints === 0) {
-        this.hosts.delete(vtep);
-        this.externalHostIds.delete(h.host.id);
-        out.push(change('host', h.host.id, null));
-      }
-      break;
+    const h = this.hosts.get(e.hostId!);
+    if (h && --h.endpoints === 0) {
+      this.hosts.delete(h.host.id);
+      this.externalHostIds.delete(h.host.id);
+      out.push(change('host', h.host.id, null));
     }
   }
-}
-
-/** A router MAC for a VTEP whose route carried none: the deployment's own derivation (compiler routerMacOf). */
-function routerMacFallback(vtep: string): string {
-  const p = vtep.split('.').map(Number);
-  return p.length === 4 ? ['02', '00', ...p.map((x) => x.toString(16).padStart(2, '0'))].join(':') : '02:00:00:00:00:01';
 }
 
 function change(kind: 'host' | 'endpoint', id: string, state: Host | Endpoint | null, enterpriseId: string | null = null): Change {

@@ -84,7 +84,11 @@ class HostBook {
   readonly sections = new Map<string, HostState>();
   readonly digest = new StateDigest();
   touched = new Map<TableName, Map<string, Touch>>();
-  constructor(readonly hostId: string) {}
+  /** no agent: the host keeps no state (Engine.passiveHosts, read once when the book is made) */
+  constructor(
+    readonly hostId: string,
+    readonly passive = false,
+  ) {}
 
   section(domainId: string): HostState {
     let s = this.sections.get(domainId);
@@ -155,7 +159,8 @@ export class Engine {
   /**
    * Hosts without an agent (a VTEP of another datacenter, see the controller's
    * remote-bridge): they count as VTEPs of their VNIs and domains for everyone
-   * else, but no state is kept for them.
+   * else, but no state is kept for them. A host's id must be here before
+   * the host itself is applied.
    */
   passiveHosts: ReadonlySet<string> = new Set();
   /** prefixes of a domain behind a VTEP of another network (EVPN type-5 routes imported by federation), by domain */
@@ -416,7 +421,7 @@ export class Engine {
     if (vtepChanged) this.unplaceAll(mine);
     setOrDelete(this.hosts, id, next);
     if (next) {
-      const book = getOrNew(this.books, id, () => new HostBook(id));
+      const book = getOrNew(this.books, id, () => new HostBook(id, this.passiveHosts.has(id)));
       this.put(book, HOST_SECTION, 'host', hostEntry(next, this.opts));
       if (vtepChanged) this.placeAll(mine);
     } else {
@@ -520,7 +525,7 @@ export class Engine {
 
     if (newInDomain) {
       // the host joins the domain: it gets the whole section
-      if (!this.passiveHosts.has(H)) this.replaceSection(book, D.id, this.compileSection(H, D));
+      if (!book.passive) this.replaceSection(book, D.id, this.compileSection(H, D));
       for (const V of domainHosts.keys()) {
         if (V === H) continue;
         const vb = this.books.get(V)!;
@@ -655,7 +660,10 @@ export class Engine {
     if (!hosts) return;
     if (onlyIfSet && ![...(this.domainSets.get(domainId)?.values() ?? [])].some(onlyIfSet)) return;
     const D = this.domains.get(domainId)!;
-    for (const H of hosts.keys()) if (!this.passiveHosts.has(H)) this.replaceSection(this.books.get(H)!, domainId, this.compileSection(H, D));
+    for (const H of hosts.keys()) {
+      const book = this.books.get(H)!;
+      if (!book.passive) this.replaceSection(book, domainId, this.compileSection(H, D));
+    }
   }
 
   /** The domain section of host H from the indexes (the engine's "run"). H must be present in D. */
@@ -760,7 +768,7 @@ export class Engine {
   }
 
   private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T]): void {
-    if (this.passiveHosts.has(book.hostId)) return;
+    if (book.passive) return;
     const key = keyOf[table](entry);
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;

@@ -21,21 +21,9 @@ import type {
   Subnet,
   Zone,
 } from '#sdn/model';
+import { SNAPSHOT_COLLECTION } from '#sdn/model';
 
-const COLLECTION = {
-  enterprise: 'enterprises',
-  domain: 'domains',
-  zone: 'zones',
-  subnet: 'subnets',
-  host: 'hosts',
-  endpoint: 'endpoints',
-  policyGroup: 'policyGroups',
-  networkMacro: 'networkMacros',
-  networkMacroGroup: 'networkMacroGroups',
-  aclRule: 'aclRules',
-  bgpSpeaker: 'bgpSpeakers',
-  bgpNeighbor: 'bgpNeighbors',
-} as const satisfies Record<ResourceKind, keyof Omit<ModelSnapshot, 'revision'>>;
+const COLLECTION = SNAPSHOT_COLLECTION;
 
 export class World {
   revision = 0;
