@@ -94,11 +94,11 @@ async function main() {
   let controller: Awaited<ReturnType<typeof startController>> | null = null;
   const children = [...agentProcs];
   try {
-    const url: string = await new Promise((resolve, reject) => {
-      directory.once('message', (m: any) => resolve(m.url));
+    // the controller reaches Postgres the way the directory does (its Unix socket when embedded)
+    const { url, databaseUrl }: { url: string; databaseUrl: string } = await new Promise((resolve, reject) => {
+      directory.once('message', (m: any) => resolve(m));
       directory.once('exit', (code) => reject(new Error(`directory exited with ${code}`)));
     });
-    const databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/sdn`;
     const load = fork(join(__dirname, 'support', 'controller-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(load);
     const ask = <T>(msg: object, type: string) =>

@@ -276,7 +276,7 @@ export class Agent {
 
 /** The digest the state will have after a delta, computed without touching the state. */
 function digestAfter(current: StateDigest, dp: Datapath, delta: HostDelta): StateDigest {
-  const d = Object.assign(new StateDigest(), current);
+  const d = current.clone();
   const s = dp.state;
   for (const [t, c] of Object.entries(delta) as [keyof typeof s, { upsert: any[]; remove: string[] }][]) {
     if (!c) continue;

@@ -69,63 +69,106 @@ export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | un
 
 const entryHashes = new WeakMap<object, [number, number]>();
 
+/** Per table, the field names in schema order and which of them are port lists (the loop below reads no tuples). */
+const FIELDS = Object.fromEntries(
+  (Object.keys(SCHEMA) as TableName[]).map((t) => [
+    t,
+    { names: SCHEMA[t].map((f) => f[0] as string), ports: SCHEMA[t].map((f) => f[1].t === 'ports') },
+  ]),
+) as Record<TableName, { names: string[]; ports: boolean[] }>;
+
+// the two lanes of the last hashEntry() call (no array per call)
+let laneA = 0;
+let laneB = 0;
+
 /**
- * hash64(fingerprint(table, entry)), computed by feeding the fingerprint's
- * characters to the hash without building the string (agents hash every entry
- * they receive; the string would be garbage at once).
+ * hash64(fingerprint(table, entry)) into laneA/laneB, computed by feeding the
+ * fingerprint's characters to the hash without building the string. One flat
+ * function with no closures and no allocation: agents hash every entry they
+ * receive.
  */
-export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
-  let h = entryHashes.get(entry);
-  if (h !== undefined) return h;
+function hashEntry(table: TableName, entry: AnyEntry): void {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
-  const feed = (text: string) => {
+  for (let i = 0; i < table.length; i++) {
+    const ch = table.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  const { names, ports } = FIELDS[table];
+  const e = entry as unknown as Record<string, unknown>;
+  for (let k = 0; k < names.length; k++) {
+    h1 = Math.imul(h1 ^ 0x1f, 2654435761);
+    h2 = Math.imul(h2 ^ 0x1f, 1597334677);
+    const v = e[names[k]];
+    let text: string;
+    if (typeof v === 'string') text = v;
+    else if (v === null) text = '\u0000';
+    else if (ports[k]) {
+      const ps = v as { from: number; to: number }[];
+      text = '';
+      for (let i = 0; i < ps.length; i++) text += `${i ? ',' : ''}${ps[i].from}-${ps[i].to}`;
+    } else text = String(v);
     for (let i = 0; i < text.length; i++) {
       const ch = text.charCodeAt(i);
       h1 = Math.imul(h1 ^ ch, 2654435761);
       h2 = Math.imul(h2 ^ ch, 1597334677);
     }
-  };
-  const sep = () => {
-    h1 = Math.imul(h1 ^ 0x1f, 2654435761);
-    h2 = Math.imul(h2 ^ 0x1f, 1597334677);
-  };
-  feed(table);
-  const e = entry as unknown as Record<string, unknown>;
-  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
-    sep();
-    const v = e[name];
-    if (type.t === 'ports') {
-      const ps = v as { from: number; to: number }[];
-      for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
-    } else if (v === null) feed('\u0000');
-    else if (typeof v === 'string') feed(v);
-    else feed(String(v));
   }
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
   h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
   h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  h = [h1 >>> 0, h2 >>> 0];
+  laneA = h1 >>> 0;
+  laneB = h2 >>> 0;
+}
+
+/** hash64(fingerprint(table, entry)), cached per entry object (the controller shares entry objects between hosts). */
+export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
+  let h = entryHashes.get(entry);
+  if (h !== undefined) return h;
+  hashEntry(table, entry);
+  h = [laneA, laneB];
   entryHashes.set(entry, h);
   return h;
 }
 
-/** Order-independent running digest of a set of entries. */
+/**
+ * Order-independent running digest of a set of entries.
+ *
+ * `cached` (default): entry hashes are remembered per entry object, which
+ * pays when one object is added to many digests (the controller's hosts share
+ * entries). An agent sees each decoded object once: it hashes without the
+ * cache (no weak-map entry per object for the garbage collector to trace).
+ */
 export class StateDigest {
   private a = 0;
   private b = 0;
 
+  constructor(private readonly cached = true) {}
+
   add(table: TableName, entry: AnyEntry): void {
-    const [x, y] = entryHash(table, entry);
-    this.a = (this.a + x) >>> 0;
-    this.b = (this.b + y) >>> 0;
+    if (this.cached) {
+      const [x, y] = entryHash(table, entry);
+      this.a = (this.a + x) >>> 0;
+      this.b = (this.b + y) >>> 0;
+    } else {
+      hashEntry(table, entry);
+      this.a = (this.a + laneA) >>> 0;
+      this.b = (this.b + laneB) >>> 0;
+    }
   }
 
   remove(table: TableName, entry: AnyEntry): void {
-    const [x, y] = entryHash(table, entry);
-    this.a = (this.a - x) >>> 0;
-    this.b = (this.b - y) >>> 0;
+    if (this.cached) {
+      const [x, y] = entryHash(table, entry);
+      this.a = (this.a - x) >>> 0;
+      this.b = (this.b - y) >>> 0;
+    } else {
+      hashEntry(table, entry);
+      this.a = (this.a - laneA) >>> 0;
+      this.b = (this.b - laneB) >>> 0;
+    }
   }
 
   /** 16 hex digits */
@@ -133,8 +176,16 @@ export class StateDigest {
     return this.a.toString(16).padStart(8, '0') + this.b.toString(16).padStart(8, '0');
   }
 
-  static of(state: HostState): StateDigest {
-    const d = new StateDigest();
+  /** A copy (same running value, same caching). */
+  clone(): StateDigest {
+    const d = new StateDigest(this.cached);
+    d.a = this.a;
+    d.b = this.b;
+    return d;
+  }
+
+  static of(state: HostState, cached = true): StateDigest {
+    const d = new StateDigest(cached);
     for (const t of TABLES) for (const e of state[t].values()) d.add(t, e);
     return d;
   }

@@ -9,14 +9,14 @@ export type ApplyResult = { ok: true } | { ok: false; reason: string };
 
 export class StateMirror {
   state: HostState = emptyHostState();
-  digest = new StateDigest();
+  digest = new StateDigest(false);
   version = 0;
   epoch = '';
   revision = 0;
 
   /** Replaces the state; fails when the content does not match the announced digest. */
   applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
-    const d = StateDigest.of(m.state);
+    const d = StateDigest.of(m.state, false);
     if (d.value() !== m.digest) return { ok: false, reason: `snapshot digest ${d.value()} != announced ${m.digest}` };
     this.state = m.state;
     this.digest = d;
