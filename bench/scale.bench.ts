@@ -74,6 +74,14 @@ function treeCpu(root: number): { postgres: number; other: number } {
   return out;
 }
 
+/** Whole machine: CPU seconds in user and kernel mode, idle, and context switches so far (/proc/stat). */
+function machineCpu(): { user: number; system: number; idle: number; switches: number } {
+  const stat = readFileSync('/proc/stat', 'utf8');
+  const f = stat.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const hz = 100;
+  return { user: (f[0] + f[1]) / hz, system: (f[2] + f[5] + f[6]) / hz, idle: (f[3] + f[4]) / hz, switches: Number(/\nctxt (\d+)/.exec(stat)?.[1] ?? 0) };
+}
+
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
@@ -153,7 +161,7 @@ async function main() {
     // ------------------------------------------------------------ the run
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
-    const cpu0 = { self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const gcPauses: number[] = [];
@@ -171,7 +179,7 @@ async function main() {
     loopDelay.disable();
     gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
-    const cpu1 = { self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
 
     // ------------------------------------------------------- correctness check
     const agentReport = async () => {
@@ -232,6 +240,7 @@ async function main() {
     const lastTo = marks[marks.length - 1];
     const perActLast = (lastTo.bytes - lastFrom.bytes) / Math.max(1, lastTo.activated - lastFrom.activated);
     const ctlCpu = (cpu1.self.user + cpu1.self.system) / 1e6;
+    if (process.env.SCALE_DEBUG) console.log('controller user/system s', cpu1.self.user / 1e6, cpu1.self.system / 1e6);
     const dirCpu = cpu1.dir.other - cpu0.dir.other;
     const pgCpu = cpu1.dir.postgres - cpu0.dir.postgres;
     const agentCpu = cpu1.agents - cpu0.agents;
@@ -255,6 +264,9 @@ async function main() {
     line('entries held by the agents', `${report.entries} (${AGENT_PROCESSES} agent processes, largest ${mib(report.rss)})`);
     line('agents whose digest != controller', `${mismatched}; nacks ${report.nacks}`);
     line('CPU s: controller / directory / postgres / agents / clients', `${ctlCpu.toFixed(1)} / ${dirCpu.toFixed(1)} / ${pgCpu.toFixed(1)} / ${agentCpu.toFixed(1)} / ${loadCpu.toFixed(1)}`);
+    const m0 = cpu0.machine;
+    const m1 = cpu1.machine;
+    line('machine: user / kernel / idle CPU s', `${(m1.user - m0.user).toFixed(1)} / ${(m1.system - m0.system).toFixed(1)} / ${(m1.idle - m0.idle).toFixed(1)}; ${((m1.switches - m0.switches) / totalSeconds / 1000).toFixed(0)}K context switches/s`);
     line('controller restart: model loaded / agents resumed', `${loadSeconds.toFixed(1)} s / ${restartSeconds.toFixed(1)} s; snapshots sent ${after.snapshots - report.snapshots}, deltas ${after.deltas - report.deltas}, digests != ${mismatchedAfter}`);
     line('vs OVN ovn-nbctl on this machine (1,288 s)', `${(OVN_SECONDS_100K / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
     line('vs vendor demonstration (< 600 s)', `${(VENDOR_SECONDS / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);

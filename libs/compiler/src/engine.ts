@@ -48,7 +48,7 @@ import {
   setElementKey,
   subnetEntry,
 } from './entries';
-import { hostPrefix, setName } from './names';
+import { hostPrefix } from './names';
 import {
   AddressSetEntry,
   AnyEntry,
@@ -109,6 +109,7 @@ interface EndpointEntries {
   local?: EntryByTable['localEndpoints'];
   remote?: EntryByTable['remoteEndpoints'];
   route?: EntryByTable['routes'];
+  /** set elements by their key (setElementKey): the key is built once, not once per host */
   elements: Map<string, EntryByTable['setElements']>;
 }
 
@@ -183,6 +184,8 @@ export class Engine {
   /** domain -> the address sets its rules reference, and the rule entries */
   private readonly domainSets = new Map<string, Map<string, AddressSetEntry>>();
   private readonly domainRules = new Map<string, RuleEntry[]>();
+  /** domain -> group or endpoint id -> the names of the sets (by family) its rules made for it: what an endpoint joins */
+  private readonly domainMemberSets = new Map<string, Map<string, { 4?: string; 6?: string }>>();
   private readonly entryCache = new Map<string, EndpointEntries>();
 
   private readonly books = new Map<string, HostBook>();
@@ -598,14 +601,14 @@ export class Engine {
     if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!);
     else if (this.subnetHosts.get(e.subnetId)?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!);
     else this.put(book, e.domainId, 'routes', x.route!);
-    for (const el of x.elements.values()) this.put(book, e.domainId, 'setElements', el);
+    for (const [key, el] of x.elements) this.put(book, e.domainId, 'setElements', el, key);
   }
 
   private delEndpoint(book: HostBook, e: Endpoint): void {
     this.del(book, e.domainId, 'localEndpoints', e.id);
     this.del(book, e.domainId, 'remoteEndpoints', e.id);
     this.del(book, e.domainId, 'routes', e.id);
-    for (const el of this.entriesOf(e).elements.values()) this.del(book, e.domainId, 'setElements', setElementKey(el.set, el.cidr));
+    for (const key of this.entriesOf(e).elements.keys()) this.del(book, e.domainId, 'setElements', key);
   }
 
   /** Entry objects of a placed endpoint, built once and shared by all hosts. */
@@ -619,12 +622,15 @@ export class Engine {
       route: routeEntry(e, vtep),
       elements: new Map(),
     };
-    const sets = this.domainSets.get(e.domainId);
-    if (sets && sets.size > 0) {
+    const members = this.domainMemberSets.get(e.domainId);
+    if (members) {
       const fam = endpointFamily(e);
       const cidr = hostPrefix(e.ip);
-      const names = [setName('endpoint', fam, e.domainId, e.id), ...e.policyGroupIds.map((g) => setName('policyGroup', fam, e.domainId, g))];
-      for (const n of names) if (sets.has(n)) x.elements.set(n, setElementEntry(n, cidr));
+      const join = (n: string | undefined) => {
+        if (n !== undefined) x!.elements.set(setElementKey(n, cidr), setElementEntry(n, cidr));
+      };
+      join(members.get(e.id)?.[fam]);
+      for (const g of e.policyGroupIds) join(members.get(g)?.[fam]);
     }
     this.entryCache.set(e.id, x);
     return x;
@@ -640,12 +646,19 @@ export class Engine {
       rules.push(c.rule);
       for (const s of c.sets) sets.set(s.name, s);
     }
+    const members = new Map<string, { 4?: string; 6?: string }>();
+    for (const s of sets.values()) {
+      if (s.sourceType !== 'policyGroup' && s.sourceType !== 'endpoint') continue;
+      getOrNew(members, s.sourceId, (): { 4?: string; 6?: string } => ({}))[s.family] = s.name;
+    }
     if (rules.length) {
       this.domainSets.set(domainId, sets);
       this.domainRules.set(domainId, rules);
+      this.domainMemberSets.set(domainId, members);
     } else {
       this.domainSets.delete(domainId);
       this.domainRules.delete(domainId);
+      this.domainMemberSets.delete(domainId);
     }
     // cached set elements of the domain's endpoints may be stale now
     for (const id of this.endpointsByDomain.get(domainId) ?? EMPTY) this.entryCache.delete(id);
@@ -669,8 +682,8 @@ export class Engine {
   /** The domain section of host H from the indexes (the engine's "run"). H must be present in D. */
   private compileSection(H: string, D: Domain): HostState {
     const sec = emptyHostState();
-    const put = <T extends TableName>(t: T, e: EntryByTable[T]) => {
-      sec[t].set(keyOf[t](e), e);
+    const put = <T extends TableName>(t: T, e: EntryByTable[T], key: string = keyOf[t](e)) => {
+      sec[t].set(key, e);
     };
     put('domains', domainEntry(D));
     const domainHosts = this.domainHosts.get(D.id) ?? EMPTY_COUNTS;
@@ -689,7 +702,7 @@ export class Engine {
         if (e.hostId === H) put('localEndpoints', x.local!);
         else if (held) put('remoteEndpoints', x.remote!);
         else put('routes', x.route!);
-        for (const el of x.elements.values()) put('setElements', el);
+        for (const [key, el] of x.elements) put('setElements', el, key);
       }
     }
     for (const r of this.externalRoutes.get(D.id)?.values() ?? []) {
@@ -767,9 +780,8 @@ export class Engine {
     this.changeHosts.add(book.hostId);
   }
 
-  private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T]): void {
+  private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T], key: string = keyOf[table](entry)): void {
     if (book.passive) return;
-    const key = keyOf[table](entry);
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;
     if (sameEntry(table, cur, entry)) return;

@@ -41,6 +41,16 @@ export class Writer {
   }
   /** unsigned LEB128, up to 2^53 */
   varuint(v: number): void {
+    if (v >>> 0 === v) {
+      // the common case (indexes, counts, versions): 32-bit arithmetic
+      this.room(5);
+      while (v >= 0x80) {
+        this.buf[this.pos++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
+      this.buf[this.pos++] = v;
+      return;
+    }
     if (!Number.isSafeInteger(v) || v < 0) throw new WireError(`not an unsigned integer: ${v}`);
     this.room(8);
     while (v >= 0x80) {
@@ -138,9 +148,11 @@ const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0
 const UUID_PAIRS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const MAC_PAIRS = [0, 3, 6, 9, 12, 15];
 
-/** Parses canonical dotted IPv4 (no leading zeros) with an optional /len; null when s is not exactly that. */
-function parseV4(s: string): number[] | null {
-  const out: number[] = [];
+const v4 = new Int32Array(5);
+
+/** Parses canonical dotted IPv4 (no leading zeros) with an optional /len into `v4`; returns 4, 5 (with a prefix length) or 0 when s is not exactly that. */
+function parseV4(s: string): number {
+  let count = 0;
   let n = 0;
   let digits = 0;
   let lead0 = false;
@@ -148,25 +160,26 @@ function parseV4(s: string): number[] | null {
     const c = i < s.length ? s.charCodeAt(i) : -1;
     if (c >= 48 && c <= 57) {
       if (digits === 0) lead0 = c === 48;
-      else if (lead0) return null;
+      else if (lead0) return 0;
       n = n * 10 + (c - 48);
-      if (++digits > 3) return null;
+      if (++digits > 3) return 0;
       continue;
     }
-    if (digits === 0) return null;
-    out.push(n);
+    if (digits === 0) return 0;
+    v4[count++] = n;
     n = 0;
     digits = 0;
     if (c === 46 /* . */) {
-      if (out.length >= 4) return null;
+      if (count >= 4) return 0;
     } else if (c === 47 /* / */) {
-      if (out.length !== 4) return null;
+      if (count !== 4) return 0;
     } else if (c === -1) break;
-    else return null;
+    else return 0;
   }
-  if (out.length === 4) return out.every((x) => x <= 255) ? out : null;
-  if (out.length === 5) return out.slice(0, 4).every((x) => x <= 255) && out[4] <= 32 ? out : null;
-  return null;
+  if (count !== 4 && count !== 5) return 0;
+  if (v4[0] > 255 || v4[1] > 255 || v4[2] > 255 || v4[3] > 255) return 0;
+  if (count === 5 && v4[4] > 32) return 0;
+  return count;
 }
 
 function writeTableString(w: Writer, s: string): void {
@@ -176,15 +189,35 @@ function writeTableString(w: Writer, s: string): void {
   } else if (len === 17 && s.charCodeAt(2) === 58 && s.charCodeAt(5) === 58 && s.charCodeAt(8) === 58 && s.charCodeAt(11) === 58 && s.charCodeAt(14) === 58) {
     if (writeHex(w, s, KIND_MAC, 6, MAC_PAIRS)) return;
   } else if (len >= 7 && len <= 18) {
-    const v4 = parseV4(s);
-    if (v4) {
-      w.u8(v4.length === 4 ? KIND_IPV4 : KIND_IPV4_CIDR);
-      w.bytes(Uint8Array.from(v4));
+    const count = parseV4(s);
+    if (count > 0) {
+      w.room(1 + count);
+      w.buf[w.pos++] = count === 4 ? KIND_IPV4 : KIND_IPV4_CIDR;
+      for (let i = 0; i < count; i++) w.buf[w.pos++] = v4[i];
       return;
     }
   }
   w.u8(KIND_UTF8);
   w.utf8(s);
+}
+
+// Strings are assembled as ASCII in a scratch buffer and read out once: a flat
+// string, where concatenation would leave a rope that every hash-map lookup of
+// the key (the agent's tables) must first flatten.
+const scratch = Buffer.alloc(64);
+const HEX_ASCII = Buffer.from('0123456789abcdef', 'latin1');
+
+function hexPair(at: number, v: number): number {
+  scratch[at] = HEX_ASCII[v >> 4];
+  scratch[at + 1] = HEX_ASCII[v & 15];
+  return at + 2;
+}
+
+function decimal(at: number, v: number): number {
+  if (v >= 100) scratch[at++] = 48 + Math.floor(v / 100);
+  if (v >= 10) scratch[at++] = 48 + (Math.floor(v / 10) % 10);
+  scratch[at++] = 48 + (v % 10);
+  return at;
 }
 
 function readTableString(r: Reader): string {
@@ -194,23 +227,36 @@ function readTableString(r: Reader): string {
       return r.utf8();
     case KIND_UUID: {
       const b = r.bytes(16);
-      let out = '';
+      let at = 0;
       for (let i = 0; i < 16; i++) {
-        if (i === 4 || i === 6 || i === 8 || i === 10) out += '-';
-        out += HEX2[b[i]];
+        if (i === 4 || i === 6 || i === 8 || i === 10) scratch[at++] = 45; // -
+        at = hexPair(at, b[i]);
       }
-      return out;
+      return scratch.toString('latin1', 0, at);
     }
     case KIND_MAC: {
       const b = r.bytes(6);
-      return `${HEX2[b[0]]}:${HEX2[b[1]]}:${HEX2[b[2]]}:${HEX2[b[3]]}:${HEX2[b[4]]}:${HEX2[b[5]]}`;
+      let at = 0;
+      for (let i = 0; i < 6; i++) {
+        if (i > 0) scratch[at++] = 58; // :
+        at = hexPair(at, b[i]);
+      }
+      return scratch.toString('latin1', 0, at);
     }
     case KIND_IPV4:
-      return [...r.bytes(4)].join('.');
     case KIND_IPV4_CIDR: {
-      const b = r.bytes(5);
-      if (b[4] > 32) throw new WireError(`bad IPv4 prefix length ${b[4]}`);
-      return `${b[0]}.${b[1]}.${b[2]}.${b[3]}/${b[4]}`;
+      const b = r.bytes(kind === KIND_IPV4 ? 4 : 5);
+      let at = 0;
+      for (let i = 0; i < 4; i++) {
+        if (i > 0) scratch[at++] = 46; // .
+        at = decimal(at, b[i]);
+      }
+      if (kind === KIND_IPV4_CIDR) {
+        if (b[4] > 32) throw new WireError(`bad IPv4 prefix length ${b[4]}`);
+        scratch[at++] = 47; // /
+        at = decimal(at, b[4]);
+      }
+      return scratch.toString('latin1', 0, at);
     }
     default:
       throw new WireError(`unknown string kind ${kind} at offset ${r.pos - 1}`);
@@ -248,18 +294,29 @@ export class StringTable {
 type Field = readonly [string, FieldType];
 const fieldsOf = (t: TableName) => SCHEMA[t] as unknown as readonly Field[];
 
+/** Per table, the schema as parallel arrays (the decode loop reads no tuples). */
+const LAYOUT = Object.fromEntries(
+  TABLES.map((t) => [t, { names: fieldsOf(t).map((f) => f[0]), types: fieldsOf(t).map((f) => f[1]) }]),
+) as Record<TableName, { names: string[]; types: FieldType[] }>;
+
+
 /** First pass: registers an entry's strings. */
 export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry): void {
   const e = entry as unknown as Record<string, unknown>;
-  for (const [name, type] of fieldsOf(table)) {
-    if (type.t === 'str') st.ref(e[name] as string);
-    else if (type.t === 'nstr' && e[name] !== null) st.ref(e[name] as string);
+  const { names, types } = LAYOUT[table];
+  for (let k = 0; k < names.length; k++) {
+    const t = types[k].t;
+    if (t === 'str') st.ref(e[names[k]] as string);
+    else if (t === 'nstr' && e[names[k]] !== null) st.ref(e[names[k]] as string);
   }
 }
 
 export function writeEntry(w: Writer, st: StringTable, table: TableName, entry: AnyEntry): void {
   const e = entry as unknown as Record<string, unknown>;
-  for (const [name, type] of fieldsOf(table)) {
+  const { names, types } = LAYOUT[table];
+  for (let k = 0; k < names.length; k++) {
+    const name = names[k];
+    const type = types[k];
     const v = e[name];
     switch (type.t) {
       case 'str':
@@ -304,19 +361,22 @@ export function writeEntry(w: Writer, st: StringTable, table: TableName, entry: 
 }
 
 export function readEntry(r: Reader, strings: string[], table: TableName): AnyEntry {
-  const str = (i: number) => {
-    if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
-    return strings[i];
-  };
+  const { names, types } = LAYOUT[table];
   const e: Record<string, unknown> = {};
-  for (const [name, type] of fieldsOf(table)) {
+  for (let k = 0; k < names.length; k++) {
+    const name = names[k];
+    const type = types[k];
     switch (type.t) {
-      case 'str':
-        e[name] = str(r.varuint());
+      case 'str': {
+        const i = r.varuint();
+        if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
+        e[name] = strings[i];
         break;
+      }
       case 'nstr': {
         const i = r.varuint();
-        e[name] = i === 0 ? null : str(i - 1);
+        if (i > strings.length) throw new WireError(`${table}: string index ${i - 1} out of ${strings.length}`);
+        e[name] = i === 0 ? null : strings[i - 1];
         break;
       }
       case 'uint':
@@ -346,7 +406,7 @@ export function readEntry(r: Reader, strings: string[], table: TableName): AnyEn
         const n = r.varuint();
         if (n > 65536) throw new WireError(`${table}.${name}: ${n} port ranges`);
         const ps: { from: number; to: number }[] = [];
-        for (let k = 0; k < n; k++) ps.push({ from: r.varuint(), to: r.varuint() });
+        for (let j = 0; j < n; j++) ps.push({ from: r.varuint(), to: r.varuint() });
         e[name] = ps;
         break;
       }

@@ -181,7 +181,7 @@ export function stateLists(s: HostState): EntryLists {
 }
 
 export function encodeDelta(h: { epoch: string; fromVersion: number; version: number; revision: number; digest: string }, delta: HostDelta): Buffer {
-  const w = new Writer(4096);
+  const w = new Writer(2048);
   w.u8(T_DELTA);
   w.utf8(h.epoch);
   w.varuint(h.fromVersion);

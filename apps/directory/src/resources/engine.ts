@@ -94,11 +94,22 @@ export interface ResourceDef<M extends ResourceMeta = any, I = any, U = any> {
   createExtras?: (row: Row) => Record<string, unknown>;
 }
 
+// rows written by one batch share its transaction time (one Date object): format it once
+let lastDate: Date | null = null;
+let lastIso = '';
+const iso = (d: Date): string => {
+  if (d !== lastDate) {
+    lastIso = d.toISOString();
+    lastDate = d;
+  }
+  return lastIso;
+};
+
 export function meta(row: Row): ResourceMeta {
   return {
     id: row.id,
-    createdAt: (row.created_at as Date).toISOString(),
-    updatedAt: (row.updated_at as Date).toISOString(),
+    createdAt: iso(row.created_at as Date),
+    updatedAt: iso(row.updated_at as Date),
     revision: Number(row.revision),
   };
 }
