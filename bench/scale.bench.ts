@@ -240,7 +240,6 @@ async function main() {
     const lastTo = marks[marks.length - 1];
     const perActLast = (lastTo.bytes - lastFrom.bytes) / Math.max(1, lastTo.activated - lastFrom.activated);
     const ctlCpu = (cpu1.self.user + cpu1.self.system) / 1e6;
-    if (process.env.SCALE_DEBUG) console.log('controller user/system s', cpu1.self.user / 1e6, cpu1.self.system / 1e6);
     const dirCpu = cpu1.dir.other - cpu0.dir.other;
     const pgCpu = cpu1.dir.postgres - cpu0.dir.postgres;
     const agentCpu = cpu1.agents - cpu0.agents;
