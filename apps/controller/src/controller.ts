@@ -258,16 +258,17 @@ export class Controller {
     }
     this.metrics.changes.inc(batch.length);
     this.stats.revision = this.engine.revision;
-    for (const [hostId, delta] of this.engine.takeDeltas()) {
-      if (this.isExternalHost(hostId)) continue;
+    // each changed host's changes go straight into its coalescing buffer (dropped when a snapshot is due anyway)
+    const changed: HostStream[] = [];
+    this.engine.takeChangesInto((hostId) => {
+      if (this.isExternalHost(hostId)) return null;
       const s = this.streamOf(hostId);
       s.changeSeq++;
       s.blocked = false;
-      if (s.pendingValid) {
-        s.pending.merge(delta);
-        this.boundPending(s);
-      }
-    }
+      changed.push(s);
+      return s.pendingValid ? s.pending : null;
+    });
+    for (const s of changed) if (s.pendingValid) this.boundPending(s);
     for (const h of deletedHosts) this.dropHost(h);
     for (const [id, at] of endpoints) {
       if (this.engine.isPlaced(id)) this.track(id, at);

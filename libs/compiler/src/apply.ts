@@ -110,6 +110,21 @@ export class PendingChanges {
     m.set(key, v);
   }
 
+  /** The buffer of one table (created on demand), to write with `record`. */
+  table(t: TableName): Map<string, AnyEntry | null> {
+    let m = this.tables.get(t);
+    if (!m) {
+      m = new Map();
+      this.tables.set(t, m);
+    }
+    return m;
+  }
+
+  /** Records the newest value of a key (null: removed) in a table buffer from `table()`. */
+  record(m: Map<string, AnyEntry | null>, key: string, v: AnyEntry | null): void {
+    this.set(m, key, v);
+  }
+
   toDelta(): HostDelta {
     const d: HostDelta = {};
     for (const [t, m] of this.tables) {

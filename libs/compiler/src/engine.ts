@@ -29,6 +29,7 @@ import type {
   Subnet,
   Zone,
 } from '#sdn/model';
+import { PendingChanges } from './apply';
 import { sameEntry, StateDigest } from './digest';
 import {
   canonicalCidr,
@@ -75,7 +76,8 @@ export interface ExternalRoute {
 const HOST_SECTION = '';
 
 interface Touch {
-  section: string;
+  /** the table (of its section) the key lives in now: where takeDeltas reads the current value */
+  tab: Map<string, AnyEntry>;
   before: AnyEntry | undefined;
 }
 
@@ -84,6 +86,13 @@ class HostBook {
   readonly sections = new Map<string, HostState>();
   readonly digest = new StateDigest();
   touched = new Map<TableName, Map<string, Touch>>();
+  /** in Engine.dirty (a flag, so that writes do not look the set up each time) */
+  dirty = false;
+  /** the Engine.changeEpoch in which this host was last added to changeHosts */
+  changeMark = -1;
+  // the section written last: consecutive writes to one section (the common case) skip the map lookup
+  private lastId: string | null = null;
+  private lastState: HostState | null = null;
   /** no agent: the host keeps no state (Engine.passiveHosts, read once when the book is made) */
   constructor(
     readonly hostId: string,
@@ -91,16 +100,23 @@ class HostBook {
   ) {}
 
   section(domainId: string): HostState {
+    if (domainId === this.lastId) return this.lastState!;
     let s = this.sections.get(domainId);
     if (!s) {
       s = emptyHostState();
       this.sections.set(domainId, s);
     }
+    this.lastId = domainId;
+    this.lastState = s;
     return s;
   }
 
-  get(section: string, table: TableName, key: string): AnyEntry | undefined {
-    return this.sections.get(section)?.[table].get(key);
+  dropSection(domainId: string): void {
+    this.sections.delete(domainId);
+    if (domainId === this.lastId) {
+      this.lastId = null;
+      this.lastState = null;
+    }
   }
 }
 
@@ -192,6 +208,7 @@ export class Engine {
   private readonly dirty = new Set<HostBook>();
   /** hosts whose state changed while applying the current change */
   private changeHosts = new Set<string>();
+  private changeEpoch = 0;
 
   constructor(opts: CompilerOptions = defaultCompilerOptions()) {
     this.opts = opts;
@@ -212,7 +229,10 @@ export class Engine {
       this.loading = false;
     }
     this.revision = snap.revision;
-    for (const b of this.books.values()) b.touched = new Map();
+    for (const b of this.books.values()) {
+      b.touched = new Map();
+      b.dirty = false;
+    }
     this.dirty.clear();
   }
 
@@ -238,6 +258,7 @@ export class Engine {
    */
   apply(ch: Change): Set<string> {
     this.changeHosts = new Set();
+    this.changeEpoch++;
     if (ch.revision > this.revision) this.revision = ch.revision;
     switch (ch.kind) {
       case 'endpoint':
@@ -298,7 +319,7 @@ export class Engine {
         const upsert: AnyEntry[] = [];
         const remove: string[] = [];
         for (const [key, t] of touches) {
-          const now = book.get(t.section, table, key);
+          const now = t.tab.get(key);
           if (sameEntry(table, t.before as never, now as never)) continue;
           if (now === undefined) remove.push(key);
           else upsert.push(now);
@@ -309,10 +330,39 @@ export class Engine {
         }
       }
       book.touched = new Map();
+      book.dirty = false;
       if (any) out.set(book.hostId, delta);
     }
     this.dirty.clear();
     return out;
+  }
+
+  /**
+   * The same changes as takeDeltas, written straight into coalescing buffers
+   * (what the controller keeps per agent) with the keys the engine already
+   * has: no delta objects, no key recomputed. `target` is asked once per host
+   * whose state changed and returns its buffer, or null to drop the host's
+   * changes (they are consumed either way).
+   */
+  takeChangesInto(target: (hostId: string) => PendingChanges | null): void {
+    for (const book of this.dirty) {
+      let out: PendingChanges | null | undefined;
+      for (const [table, touches] of book.touched) {
+        let m: Map<string, AnyEntry | null> | null = null;
+        for (const [key, t] of touches) {
+          const now = t.tab.get(key);
+          if (sameEntry(table, t.before as never, now as never)) continue;
+          if (out === undefined) out = target(book.hostId);
+          if (out === null) break;
+          m ??= out.table(table);
+          out.record(m, key, now ?? null);
+        }
+        if (out === null) break;
+      }
+      book.touched = new Map();
+      book.dirty = false;
+    }
+    this.dirty.clear();
   }
 
   hostIds(): IterableIterator<string> {
@@ -534,7 +584,7 @@ export class Engine {
         const vb = this.books.get(V)!;
         this.put(vb, D.id, 'peerVteps', l3PeerEntry(D, vtep));
         if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', l2PeerEntry(S, vtep));
-        this.putEndpoint(vb, e);
+        this.putEndpoint(vb, e, subnetHosts);
       }
       return;
     }
@@ -552,7 +602,7 @@ export class Engine {
         this.put(book, D.id, 'remoteEndpoints', this.entriesOf(this.endpoints.get(xid)!).remote!);
       }
     }
-    for (const V of domainHosts.keys()) this.putEndpoint(this.books.get(V)!, e);
+    for (const V of domainHosts.keys()) this.putEndpoint(this.books.get(V)!, e, subnetHosts);
   }
 
   /** An endpoint stops being placed: it is removed from every host present in its domain. Call before changing the model. */
@@ -596,11 +646,12 @@ export class Engine {
   }
 
   /** The entries of a placed endpoint as seen by host `book` (present in its domain). */
-  private putEndpoint(book: HostBook, e: Endpoint): void {
+  private putEndpoint(book: HostBook, e: Endpoint, subnetHosts: ReadonlyMap<string, number> | undefined = this.subnetHosts.get(e.subnetId)): void {
     const x = this.entriesOf(e);
-    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!);
-    else if (this.subnetHosts.get(e.subnetId)?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!);
-    else this.put(book, e.domainId, 'routes', x.route!);
+    // the three tables key an endpoint's entry by its id
+    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!, e.id);
+    else if (subnetHosts?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!, e.id);
+    else this.put(book, e.domainId, 'routes', x.route!, e.id);
     for (const [key, el] of x.elements) this.put(book, e.domainId, 'setElements', el, key);
   }
 
@@ -763,21 +814,30 @@ export class Engine {
       }
     }
     if (next) for (const t of TABLES) for (const e of next[t].values()) this.put(book, domainId, t, e as never);
-    if (!next) book.sections.delete(domainId);
+    if (!next) book.dropSection(domainId);
   }
 
   // ------------------------------------------------------------------ writes
 
-  private touch(book: HostBook, section: string, table: TableName, key: string, before: AnyEntry | undefined): void {
+  private touch(book: HostBook, tab: Map<string, AnyEntry>, table: TableName, key: string, before: AnyEntry | undefined): void {
     if (this.loading) return;
     let m = book.touched.get(table);
     if (!m) {
       m = new Map();
       book.touched.set(table, m);
     }
-    if (!m.has(key)) m.set(key, { section, before });
-    this.dirty.add(book);
-    this.changeHosts.add(book.hostId);
+    const t = m.get(key);
+    // the first write since the last delta keeps the value before it; later ones only say where the key lives now
+    if (t === undefined) m.set(key, { tab, before });
+    else t.tab = tab;
+    if (!book.dirty) {
+      book.dirty = true;
+      this.dirty.add(book);
+    }
+    if (book.changeMark !== this.changeEpoch) {
+      book.changeMark = this.changeEpoch;
+      this.changeHosts.add(book.hostId);
+    }
   }
 
   private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T], key: string = keyOf[table](entry)): void {
@@ -785,7 +845,7 @@ export class Engine {
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;
     if (sameEntry(table, cur, entry)) return;
-    this.touch(book, section, table, key, cur);
+    this.touch(book, tab, table, key, cur);
     if (cur) book.digest.remove(table, cur);
     book.digest.add(table, entry);
     tab.set(key, entry);
@@ -795,7 +855,7 @@ export class Engine {
     const tab = book.sections.get(section)?.[table] as Map<string, AnyEntry> | undefined;
     const cur = tab?.get(key);
     if (!tab || cur === undefined) return;
-    this.touch(book, section, table, key, cur);
+    this.touch(book, tab, table, key, cur);
     book.digest.remove(table, cur);
     tab.delete(key);
   }

@@ -300,51 +300,60 @@ const LAYOUT = Object.fromEntries(
 ) as Record<TableName, { names: string[]; types: FieldType[] }>;
 
 
-/** First pass: registers an entry's strings. */
-export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry): void {
+/**
+ * First pass: registers an entry's strings, appending the index of each
+ * string field (in field order) to `refs`, which writeEntry then consumes:
+ * one table lookup per string instead of two.
+ */
+export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry, refs: number[]): void {
   const e = entry as unknown as Record<string, unknown>;
   const { names, types } = LAYOUT[table];
   for (let k = 0; k < names.length; k++) {
     const t = types[k].t;
-    if (t === 'str') st.ref(e[names[k]] as string);
-    else if (t === 'nstr' && e[names[k]] !== null) st.ref(e[names[k]] as string);
+    if (t === 'str') refs.push(st.ref(e[names[k]] as string));
+    else if (t === 'nstr') {
+      const v = e[names[k]];
+      refs.push(v === null ? -1 : st.ref(v as string));
+    }
   }
 }
 
-export function writeEntry(w: Writer, st: StringTable, table: TableName, entry: AnyEntry): void {
+/** Second pass: writes an entry, reading its string indexes from `refs` at `at`; returns the next position in refs. */
+export function writeEntry(w: Writer, table: TableName, entry: AnyEntry, refs: number[], at: number): number {
   const e = entry as unknown as Record<string, unknown>;
   const { names, types } = LAYOUT[table];
   for (let k = 0; k < names.length; k++) {
-    const name = names[k];
     const type = types[k];
-    const v = e[name];
     switch (type.t) {
       case 'str':
-        w.varuint(st.index.get(v as string)!);
+        w.varuint(refs[at++]);
         break;
       case 'nstr':
-        w.varuint(v === null ? 0 : st.index.get(v as string)! + 1);
+        w.varuint(refs[at++] + 1); // null (-1) is 0
         break;
       case 'uint':
-        w.varuint(v as number);
+        w.varuint(e[names[k]] as number);
         break;
-      case 'nuint':
+      case 'nuint': {
+        const v = e[names[k]];
         w.varuint(v === null ? 0 : (v as number) + 1);
         break;
+      }
       case 'bool':
-        w.u8(v ? 1 : 0);
+        w.u8(e[names[k]] ? 1 : 0);
         break;
       case 'family':
-        w.u8(v as number);
+        w.u8(e[names[k]] as number);
         break;
       case 'enum': {
+        const v = e[names[k]];
         const i = type.values.indexOf(v as string);
-        if (i < 0) throw new WireError(`${table}.${name}: ${String(v)} is not one of ${type.values.join(', ')}`);
+        if (i < 0) throw new WireError(`${table}.${names[k]}: ${String(v)} is not one of ${type.values.join(', ')}`);
         w.u8(i);
         break;
       }
       case 'ports': {
-        const ps = v as { from: number; to: number }[];
+        const ps = e[names[k]] as { from: number; to: number }[];
         w.varuint(ps.length);
         for (const p of ps) {
           w.varuint(p.from);
@@ -358,6 +367,7 @@ export function writeEntry(w: Writer, st: StringTable, table: TableName, entry: 
       }
     }
   }
+  return at;
 }
 
 export function readEntry(r: Reader, strings: string[], table: TableName): AnyEntry {

@@ -96,18 +96,20 @@ type Section = { table: TableName; upsert: readonly AnyEntry[]; remove: readonly
 
 function writeBody(w: Writer, sections: Section[]): void {
   const st = new StringTable();
+  const refs: number[] = [];
   for (const s of sections) {
-    for (const e of s.upsert) collectEntry(st, s.table, e);
-    for (const k of s.remove) st.ref(k);
+    for (const e of s.upsert) collectEntry(st, s.table, e, refs);
+    for (const k of s.remove) refs.push(st.ref(k));
   }
   st.write(w);
   w.varuint(sections.length);
+  let at = 0;
   for (const s of sections) {
     w.u8(tableIndex(s.table));
     w.varuint(s.upsert.length);
-    for (const e of s.upsert) writeEntry(w, st, s.table, e);
+    for (const e of s.upsert) at = writeEntry(w, s.table, e, refs, at);
     w.varuint(s.remove.length);
-    for (const k of s.remove) w.varuint(st.index.get(k)!);
+    for (let k = 0; k < s.remove.length; k++) w.varuint(refs[at++]);
   }
 }
 
