@@ -82,6 +82,24 @@ function machineCpu(): { user: number; system: number; idle: number; switches: n
   return { user: (f[0] + f[1]) / hz, system: (f[2] + f[5] + f[6]) / hz, idle: (f[3] + f[4]) / hz, switches: Number(/\nctxt (\d+)/.exec(stat)?.[1] ?? 0) };
 }
 
+/**
+ * A fixed CPU-bound job (hashing, map and string work), timed: this VM's speed
+ * moves by ±20% between runs (other guests on the same cores), and this figure
+ * says how fast the machine was when the benchmark ran. Lower is faster.
+ */
+function calibrate(): number {
+  const t = performance.now();
+  const m = new Map<string, number>();
+  let h = 0;
+  for (let i = 0; i < 400_000; i++) {
+    const k = `key-${i % 50_000}-${(i * 2654435761) >>> 0}`;
+    for (let j = 0; j < k.length; j++) h = Math.imul(h ^ k.charCodeAt(j), 16777619);
+    m.set(k.slice(0, 12), h);
+  }
+  if (m.size === 0) throw new Error('unreachable');
+  return performance.now() - t;
+}
+
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
@@ -123,6 +141,7 @@ async function main() {
 
     const agentCpuNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).other, 0);
 
+    const calibration = [calibrate(), calibrate(), calibrate()].sort((a, b) => a - b)[1];
     // ---------------------------------------------------------------- topology
     const t0 = performance.now();
     const params = { url, key: KEY, networks: NETWORKS, hosts: HOSTS, endpoints: ENDPOINTS, clients: CLIENTS, perNetwork: PER_NETWORK };
@@ -246,6 +265,7 @@ async function main() {
     const loadCpu = cpu1.load.other - cpu0.load.other;
     const line = (k: string, v: string) => console.log(`${k.padEnd(44)} ${v}`);
     console.log(`\nscale benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${CLIENTS} clients, ${PER_NETWORK} hosts per network`);
+    line('machine speed: fixed CPU job (lower = faster)', `${calibration.toFixed(0)} ms before the run`);
     line('setup (tenants, policy, hosts)', `${setupSeconds.toFixed(1)} s`);
     line('endpoint creation through the API', `${apiSeconds.toFixed(1)} s (${(ENDPOINTS / apiSeconds).toFixed(0)} creations/s)`);
     line('total until every host acked the final state', `${totalSeconds.toFixed(1)} s   target ${TARGET_SECONDS} s: ${(TARGET_SECONDS / totalSeconds).toFixed(2)}x`);
