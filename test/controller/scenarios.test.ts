@@ -142,6 +142,62 @@ describe('controller scenarios', () => {
     }
   });
 
+  it('shows a moved or regrouped endpoint as pending until every host that must learn the change acknowledged it', async () => {
+    const { domain, subnet } = await makeTree(t.api, 'moving', '10.12.0.0/16');
+    const web = await t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'web' });
+    await t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
+      priority: 10,
+      direction: 'ingress',
+      action: 'allow',
+      appliesTo: { type: 'policyGroup', id: web.id },
+      peer: { type: 'any', id: null },
+      protocol: 'tcp',
+      destinationPorts: ['80'],
+    });
+    const hosts = [await makeHost(), await makeHost()];
+    const e = await endpoint(subnet.id, hosts[0].id);
+    // both hosts keep an endpoint of the subnet: both must learn where e is and which groups it is in
+    await endpoint(subnet.id, hosts[0].id);
+    await endpoint(subnet.id, hosts[1].id);
+    const c = await startTestController(t.db.url);
+    const a0 = new SimulatedAgent(c.agentUrl, hosts[0]);
+    const a1 = new SimulatedAgent(c.agentUrl, hosts[1]);
+    const status = async () => (await t.api.get(`/api/v1/endpoints/${e.id}`)).body.status;
+    try {
+      await settle(c, [a0, a1]);
+      await waitUntil(async () => (await status()) === 'active', 'active at first');
+      for (const change of [{ hostId: hosts[1].id }, { policyGroupIds: [web.id] }]) {
+        a1.stall();
+        const r = await t.api.patch(`/api/v1/endpoints/${e.id}`, change);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.body.status, 'pending', `${JSON.stringify(change)}: pending from the commit on`);
+        // the other host acknowledges; the stalled one has not: still pending, whatever the controller writes meanwhile
+        await waitUntil(() => a0.mirror.revision >= r.body.revision, `the other host has the change (${a0.mirror.revision} < ${r.body.revision} ${typeof r.body.revision}, ${JSON.stringify(change)})`, 3000);
+        await new Promise((done) => setTimeout(done, 300));
+        assert.equal(await status(), 'pending', `${JSON.stringify(change)}: a host has not acknowledged it yet`);
+        a1.unstall();
+        await waitUntil(async () => (await status()) === 'active', `${JSON.stringify(change)}: active once both hosts acknowledged`);
+      }
+      assert.ok(a1.state.localEndpoints.has(e.id), 'the endpoint now lives on the second host');
+      // a rename changes nothing on any host: the endpoint stays active
+      const renamed = await t.api.patch(`/api/v1/endpoints/${e.id}`, { name: 'renamed' });
+      assert.equal(renamed.body.status, 'active');
+      // a status write for an older revision (an activation that finished just as the endpoint changed) leaves the newer change pending
+      await a0.stop();
+      await a1.stop();
+      const moved = await t.api.patch(`/api/v1/endpoints/${e.id}`, { hostId: hosts[0].id });
+      assert.equal(moved.body.status, 'pending');
+      await store.setEndpointStatus([{ id: e.id, revision: moved.body.revision - 1 }], 'active');
+      assert.equal(await status(), 'pending', 'not overridden by a stale activation');
+      await store.setEndpointStatus([{ id: e.id, revision: moved.body.revision }], 'active');
+      assert.equal(await status(), 'active');
+    } finally {
+      await a0.stop();
+      await a1.stop();
+      await c.close();
+    }
+  });
+
   it('resumes an agent whose last ack was lost with the connection, without a snapshot', async () => {
     const { subnet } = await makeTree(t.api, 'lostack', '10.12.0.0/16');
     const hosts = [await makeHost(), await makeHost()];

@@ -28,6 +28,8 @@ import { createMetrics, ControllerMetrics } from './metrics';
 /** An endpoint change waiting for acknowledgements. */
 interface Activation {
   endpointId: string;
+  /** the endpoint's revision this activation confirms: a status write never overrides a newer change */
+  revision: number;
   /** ms since epoch of the directory commit; null for endpoints found pending at start (not timed) */
   committedAt: number | null;
   remaining: number;
@@ -90,9 +92,10 @@ export class Controller {
   private readonly activations = new Map<string, Activation>();
   /** models rebuilt at past revisions, shared by agents resuming from the same one */
   private readonly history = new Map<number, { engine: Promise<Engine>; at: number }>();
-  private readonly toActivate = new Set<string>();
-  /** endpoints a host refused to program (a nack covered their change): shown as `error` until a later version is acknowledged */
-  private readonly toError = new Set<string>();
+  /** endpoint id -> the revision found deployed everywhere (written as `active`) */
+  private readonly toActivate = new Map<string, number>();
+  /** endpoints a host refused to program (a nack covered their change), with that revision: shown as `error` until a later version is acknowledged */
+  private readonly toError = new Map<string, number>();
   private buffer: Change[] = [];
   private flushScheduled = false;
   private subscription: Subscription | null = null;
@@ -173,7 +176,7 @@ export class Controller {
     this.engine.load(snap);
     for (const h of this.engine.hostIds()) this.streamOf(h);
     // endpoints that were never confirmed: activate them once their hosts ack
-    for (const e of snap.endpoints) if (e.status !== 'active' && this.engine.isPlaced(e.id)) this.track(e.id, null);
+    for (const e of snap.endpoints) if (e.status !== 'active' && this.engine.isPlaced(e.id)) this.track(e.id, e.revision, null);
     this.loaded = true;
     this.log.info('model loaded', { revision: snap.revision, hosts: snap.hosts.length, endpoints: snap.endpoints.length, epoch: this.epoch });
     this.follow();
@@ -239,7 +242,7 @@ export class Controller {
     this.externalDirty = false;
     const batch = this.buffer;
     this.buffer = [];
-    const endpoints = new Map<string, number>();
+    const endpoints = new Map<string, { at: number; revision: number }>();
     const deletedHosts: string[] = [];
     const now = Date.now();
     for (const ch of batch) {
@@ -249,7 +252,7 @@ export class Controller {
         const at = Date.parse(ch.committedAt);
         this.metrics.applyLag.observe((now - at) / 1000);
         this.opts.onApplied?.(now - at);
-        if (ch.state) endpoints.set(ch.id, at);
+        if (ch.state) endpoints.set(ch.id, { at, revision: ch.revision });
         else {
           endpoints.delete(ch.id);
           this.cancel(ch.id);
@@ -270,8 +273,8 @@ export class Controller {
     });
     for (const s of changed) if (s.pendingValid) this.boundPending(s);
     for (const h of deletedHosts) this.dropHost(h);
-    for (const [id, at] of endpoints) {
-      if (this.engine.isPlaced(id)) this.track(id, at);
+    for (const [id, { at, revision }] of endpoints) {
+      if (this.engine.isPlaced(id)) this.track(id, revision, at);
       else this.cancel(id); // not on any host: nothing to confirm
     }
     for (const s of this.streams.values()) if (s.pending.size > 0 || !s.pendingValid) this.pump(s);
@@ -307,9 +310,9 @@ export class Controller {
 
   // -------------------------------------------------------------- activation
 
-  private track(endpointId: string, committedAt: number | null): void {
+  private track(endpointId: string, revision: number, committedAt: number | null): void {
     this.cancel(endpointId);
-    const act: Activation = { endpointId, committedAt, remaining: 0, done: false };
+    const act: Activation = { endpointId, revision, committedAt, remaining: 0, done: false };
     for (const h of this.engine.hostsThatKnow(endpointId)) {
       if (this.isExternalHost(h)) continue;
       const s = this.streamOf(h);
@@ -338,7 +341,7 @@ export class Controller {
     act.done = true;
     this.activations.delete(act.endpointId);
     this.toError.delete(act.endpointId);
-    this.toActivate.add(act.endpointId);
+    this.toActivate.set(act.endpointId, act.revision);
     this.stats.activations++;
     if (act.committedAt !== null) {
       const ms = Date.now() - act.committedAt;
@@ -357,16 +360,17 @@ export class Controller {
   private async flushStatus(): Promise<void> {
     if (this.statusWriting || (this.toActivate.size === 0 && this.toError.size === 0)) return;
     this.statusWriting = true;
-    const ids = [...this.toActivate];
+    const ids = [...this.toActivate].map(([id, revision]) => ({ id, revision }));
     this.toActivate.clear();
-    const failed = [...this.toError].filter((id) => this.activations.has(id));
+    const failed = [...this.toError].filter(([id]) => this.activations.has(id)).map(([id, revision]) => ({ id, revision }));
     this.toError.clear();
     try {
       if (failed.length) await this.store.setEndpointStatus(failed, 'error');
-      for (let i = 0; i < ids.length; i += 5000) await this.store.setEndpointStatus(ids.slice(i, i + 5000), 'active');
+      // chunks small enough for an index nested loop (a large array makes the planner scan the table)
+      for (let i = 0; i < ids.length; i += 1000) await this.store.setEndpointStatus(ids.slice(i, i + 1000), 'active');
     } catch (e) {
-      for (const id of ids) this.toActivate.add(id);
-      for (const id of failed) this.toError.add(id);
+      for (const x of ids) if (!this.toActivate.has(x.id)) this.toActivate.set(x.id, x.revision);
+      for (const x of failed) if (!this.toError.has(x.id)) this.toError.set(x.id, x.revision);
       this.log.warn('writing endpoint status failed; will retry', { error: (e as Error).message, endpoints: ids.length });
     } finally {
       this.statusWriting = false;
@@ -511,7 +515,7 @@ export class Controller {
     this.stats.nacks++;
     s.lastNack = { version, reason, at: new Date().toISOString() };
     // the endpoints waiting for this version will not be programmed by it: the directory shows them as error
-    for (const w of s.waiters) if (w.seq <= s.inflight.seq && !w.act.done) this.toError.add(w.act.endpointId);
+    for (const w of s.waiters) if (w.seq <= s.inflight.seq && !w.act.done) this.toError.set(w.act.endpointId, w.act.revision);
     this.metrics.nacks.inc({ host: s.hostId });
     this.log.warn('agent rejected a version', { hostId: s.hostId, version, reason, snapshot: wasSnapshot });
     s.inflight = null;

@@ -20,7 +20,8 @@ export interface ModelStore {
   /** every entry with revision > fromRevision, in order, live; LISTEN plus polling catch-up */
   follow(fromRevision: number): Observable<Change>;
   /** operational state of endpoints (not in the change log) */
-  setEndpointStatus(ids: string[], status: EndpointStatus): Promise<void>;
+  /** Writes the status of endpoints at the revision it was established for (an endpoint changed since is left alone). */
+  setEndpointStatus(items: Array<{ id: string; revision: number }>, status: EndpointStatus): Promise<void>;
   verifyHostCredential(hostId: string, token: string): Promise<boolean>;
   markHostSeen(hostId: string, status: 'up' | 'down'): Promise<void>;
   close(): Promise<void>;
@@ -198,9 +199,14 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
       });
     },
 
-    async setEndpointStatus(ids, status) {
-      if (ids.length === 0) return;
-      await pool.query('UPDATE endpoints SET status = $2 WHERE id = ANY($1::uuid[]) AND status <> $2', [ids, status]);
+    async setEndpointStatus(items, status) {
+      if (items.length === 0) return;
+      // a status confirms one revision of the endpoint: an endpoint changed since (moved, regrouped) keeps its `pending`
+      await pool.query(
+        `UPDATE endpoints e SET status = $2 FROM unnest($1::uuid[], $3::bigint[]) AS v(id, revision)
+          WHERE e.id = v.id AND e.revision <= v.revision AND e.status <> $2`,
+        [items.map((x) => x.id), status, items.map((x) => x.revision)],
+      );
     },
 
     async verifyHostCredential(hostId, token) {

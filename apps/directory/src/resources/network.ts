@@ -578,13 +578,16 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.
     async update(tx, { row, input, revision }) {
       await checkHost(readIn(tx), input.hostId);
       const groups = await checkGroups(readIn(tx), input.policyGroupIds, row.domain_id, row.enterprise_id);
+      // a change the hosts must program shows as pending until the controller saw every host acknowledge it
       const moved = input.hostId !== undefined && input.hostId !== row.host_id;
+      const before = new Set(row.policy_group_ids as string[]);
+      const regrouped = groups !== undefined && (groups.length !== before.size || groups.some((g) => !before.has(g)));
       const [u] = await tx.query(
         `UPDATE endpoints SET name = COALESCE($2, name), host_id = CASE WHEN $3 THEN $4::uuid ELSE host_id END,
            policy_group_ids = COALESCE($5, policy_group_ids),
            status = CASE WHEN $6 THEN 'pending' ELSE status END, updated_at = $7, revision = $8
          WHERE id = $1 RETURNING *`,
-        [row.id, input.name ?? null, input.hostId !== undefined, input.hostId ?? null, groups ?? null, moved, tx.now, revision],
+        [row.id, input.name ?? null, input.hostId !== undefined, input.hostId ?? null, groups ?? null, moved || regrouped, tx.now, revision],
       );
       return u;
     },
