@@ -267,6 +267,11 @@ function readTableString(r: Reader): string {
 export class StringTable {
   readonly index = new Map<string, number>();
   readonly list: string[] = [];
+  /** Appends a string without looking for an earlier copy (for values that occur once per message). */
+  add(s: string): number {
+    this.list.push(s);
+    return this.list.length - 1;
+  }
   ref(s: string): number {
     let i = this.index.get(s);
     if (i === undefined) {
@@ -294,11 +299,21 @@ export class StringTable {
 type Field = readonly [string, FieldType];
 const fieldsOf = (t: TableName) => SCHEMA[t] as unknown as readonly Field[];
 
-/** Per table, the schema as parallel arrays (the decode loop reads no tuples). */
-const LAYOUT = Object.fromEntries(
-  TABLES.map((t) => [t, { names: fieldsOf(t).map((f) => f[0]), types: fieldsOf(t).map((f) => f[1]) }]),
-) as Record<TableName, { names: string[]; types: FieldType[] }>;
+/**
+ * Fields whose value occurs once per message (an endpoint's id, address, MAC:
+ * an endpoint is one entry per table on a host) go into the string table
+ * without a lookup for an earlier copy; the others (domain, subnet, VTEP, set
+ * names) repeat over many entries and are shared. Decoding is the same either way.
+ */
+const ONCE_PER_MESSAGE = new Set(['endpointId', 'mac', 'ip', 'cidr', 'ifName']);
 
+/** Per table, the schema as parallel arrays (the codec's loops read no tuples). */
+const LAYOUT = Object.fromEntries(
+  TABLES.map((t) => [
+    t,
+    { names: fieldsOf(t).map((f) => f[0]), types: fieldsOf(t).map((f) => f[1]), once: fieldsOf(t).map((f) => ONCE_PER_MESSAGE.has(f[0])) },
+  ]),
+) as Record<TableName, { names: string[]; types: FieldType[]; once: boolean[] }>;
 
 /**
  * First pass: registers an entry's strings, appending the index of each
@@ -307,10 +322,10 @@ const LAYOUT = Object.fromEntries(
  */
 export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry, refs: number[]): void {
   const e = entry as unknown as Record<string, unknown>;
-  const { names, types } = LAYOUT[table];
+  const { names, types, once } = LAYOUT[table];
   for (let k = 0; k < names.length; k++) {
     const t = types[k].t;
-    if (t === 'str') refs.push(st.ref(e[names[k]] as string));
+    if (t === 'str') refs.push(once[k] ? st.add(e[names[k]] as string) : st.ref(e[names[k]] as string));
     else if (t === 'nstr') {
       const v = e[names[k]];
       refs.push(v === null ? -1 : st.ref(v as string));
