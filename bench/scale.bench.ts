@@ -21,7 +21,7 @@
  * the networks round-robin over all hosts.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -29,6 +29,7 @@ import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
 import { freePort } from '../test/support/directory';
+import { machineCpu, treeCpu } from './support/cpu';
 
 const env = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -48,39 +49,6 @@ const TARGET_P99_MS = 1000;
 const TARGET_RSS = 1.5 * 1024 ** 3;
 const OVN_SECONDS_100K = 1288;
 const VENDOR_SECONDS = 600;
-
-/** CPU seconds of a process tree, Postgres apart (from /proc). */
-function treeCpu(root: number): { postgres: number; other: number } {
-  const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const f = stat.slice(close + 2).split(' ');
-      procs.set(Number(name), { ppid: Number(f[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(f[11]) + Number(f[12])) / 100 });
-    } catch {
-      /* gone */
-    }
-  }
-  const out = { postgres: 0, other: 0 };
-  for (const [pid, p] of procs) {
-    let q = pid;
-    for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
-    if (q !== root) continue;
-    if (p.comm.startsWith('postgres')) out.postgres += p.cpu;
-    else out.other += p.cpu;
-  }
-  return out;
-}
-
-/** Whole machine: CPU seconds in user and kernel mode, idle, and context switches so far (/proc/stat). */
-function machineCpu(): { user: number; system: number; idle: number; switches: number } {
-  const stat = readFileSync('/proc/stat', 'utf8');
-  const f = stat.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const hz = 100;
-  return { user: (f[0] + f[1]) / hz, system: (f[2] + f[5] + f[6]) / hz, idle: (f[3] + f[4]) / hz, switches: Number(/\nctxt (\d+)/.exec(stat)?.[1] ?? 0) };
-}
 
 /**
  * A fixed CPU-bound job (hashing, map and string work), timed: this VM's speed

@@ -1,3 +1,4 @@
+import { ConfigError, intFrom, logLevelFrom } from '#sdn/config';
 /** The agent's configuration, read and validated once at start (environment variables). */
 export interface AgentConfig {
   /** ws://controller:9650/agent, or wss:// when the controller has a certificate */
@@ -23,7 +24,7 @@ export interface AgentConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
 export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const need = (name: string) => {
@@ -31,16 +32,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     if (!v) throw new ConfigError(`${name} is required`);
     return v;
   };
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-    const n = Number(raw);
-    if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-    return n;
-  };
-  const level = env.LOG_LEVEL ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
+  const int = (name: string, fallback: number, min: number, max: number) => intFrom(env, name, fallback, min, max);
+  const level = logLevelFrom(env);
   const hostId = need('AGENT_HOST_ID');
   if (!/^[0-9a-f-]{36}$/i.test(hostId)) throw new ConfigError(`AGENT_HOST_ID must be a host UUID, got "${hostId}"`);
   const url = need('AGENT_CONTROLLER_URL');
@@ -64,6 +57,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     httpPort: int('AGENT_HTTP_PORT', 9651, 0, 65535),
     resyncSeconds: int('AGENT_RESYNC_SECONDS', 60, 0, 86400),
     stateFile: env.AGENT_STATE_FILE ? env.AGENT_STATE_FILE : null,
-    logLevel: level as AgentConfig['logLevel'],
+    logLevel: level,
   };
 }

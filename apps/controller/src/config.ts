@@ -1,3 +1,4 @@
+import { ConfigError, intFrom, logLevelFrom } from '#sdn/config';
 /** The controller's configuration, read and validated once at start. */
 export interface ControllerConfig {
   databaseUrl: string;
@@ -19,7 +20,7 @@ export interface ControllerConfig {
   tls: TlsFiles | null;
 }
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
 /** PEM certificate and key for wss:// (agents send their host credential in the hello); null = plain ws:// */
 export interface TlsFiles {
@@ -30,18 +31,8 @@ export interface TlsFiles {
 /** the directory's embedded Postgres with its defaults (npm start without DATABASE_URL) */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres:postgres@127.0.0.1:54320/sdn';
 
-function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConfig {
-  const level = env.LOG_LEVEL ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
+  const level = logLevelFrom(env);
   const gatewayMac = (env.SDN_GATEWAY_MAC ?? '02:5d:00:00:00:01').toLowerCase();
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(gatewayMac)) throw new ConfigError(`SDN_GATEWAY_MAC must be a MAC like 02:5d:00:00:00:01, got "${gatewayMac}"`);
   const cert = env.SDN_TLS_CERT ?? '';
@@ -51,7 +42,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     databaseUrl: env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : DEFAULT_DATABASE_URL,
     host: env.CONTROLLER_HOST ?? '0.0.0.0',
     port: intFrom(env, 'CONTROLLER_PORT', 9650, 0, 65535),
-    logLevel: level as ControllerConfig['logLevel'],
+    logLevel: level,
     gatewayMac,
     pollMs: intFrom(env, 'SDN_POLL_MS', 500, 10, 60_000),
     statusFlushMs: intFrom(env, 'SDN_STATUS_FLUSH_MS', 50, 1, 60_000),

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { ConfigError, intFrom, logLevelFrom } from '#sdn/config';
 
 /** The directory's configuration, read and validated once at start. */
 export interface DirectoryConfig {
@@ -16,22 +17,10 @@ export interface DirectoryConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
-export class ConfigError extends Error {}
-
-function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
+export { ConfigError };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfig {
-  const level = env.LOG_LEVEL ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-    throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
-  }
+  const level = logLevelFrom(env);
   const operatorKey = env.SDN_OPERATOR_KEY ?? null;
   if (operatorKey !== null && operatorKey.length < 24) {
     throw new ConfigError('SDN_OPERATOR_KEY must be at least 24 characters');
@@ -45,6 +34,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     operatorKey,
     maxBatch: intFrom(env, 'SDN_WRITE_BATCH', 256, 1, 10000),
     poolSize: intFrom(env, 'SDN_DB_POOL', 8, 2, 200),
-    logLevel: level as DirectoryConfig['logLevel'],
+    logLevel: level,
   };
 }

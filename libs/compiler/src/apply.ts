@@ -84,30 +84,17 @@ export class PendingChanges {
     for (const t of TABLES) {
       const c = delta[t];
       if (!c) continue;
-      let m = this.tables.get(t);
-      if (!m) {
-        m = new Map();
-        this.tables.set(t, m);
-      }
-      for (const key of c.remove) this.set(m, key, null);
-      for (const e of c.upsert as AnyEntry[]) this.set(m, (keyOf[t] as (x: AnyEntry) => string)(e), e);
+      const m = this.table(t);
+      for (const key of c.remove) this.record(m, key, null);
+      for (const e of c.upsert as AnyEntry[]) this.record(m, (keyOf[t] as (x: AnyEntry) => string)(e), e);
     }
   }
 
   mergePending(other: PendingChanges): void {
     for (const [t, om] of other.tables) {
-      let m = this.tables.get(t);
-      if (!m) {
-        m = new Map();
-        this.tables.set(t, m);
-      }
-      for (const [k, v] of om) this.set(m, k, v);
+      const m = this.table(t);
+      for (const [k, v] of om) this.record(m, k, v);
     }
-  }
-
-  private set(m: Map<string, AnyEntry | null>, key: string, v: AnyEntry | null): void {
-    if (!m.has(key)) this.count++;
-    m.set(key, v);
   }
 
   /** The buffer of one table (created on demand), to write with `record`. */
@@ -122,7 +109,8 @@ export class PendingChanges {
 
   /** Records the newest value of a key (null: removed) in a table buffer from `table()`. */
   record(m: Map<string, AnyEntry | null>, key: string, v: AnyEntry | null): void {
-    this.set(m, key, v);
+    if (!m.has(key)) this.count++;
+    m.set(key, v);
   }
 
   toDelta(): HostDelta {

@@ -311,38 +311,17 @@ export class Engine {
 
   /** Per host, the change of its state since the previous call (minimal: keys written back to their old value are left out). */
   takeDeltas(): Map<string, HostDelta> {
-    const out = new Map<string, HostDelta>();
-    for (const book of this.dirty) {
-      const delta: HostDelta = {};
-      let any = false;
-      for (const [table, touches] of book.touched) {
-        const upsert: AnyEntry[] = [];
-        const remove: string[] = [];
-        for (const [key, t] of touches) {
-          const now = t.tab.get(key);
-          if (sameEntry(table, t.before as never, now as never)) continue;
-          if (now === undefined) remove.push(key);
-          else upsert.push(now);
-        }
-        if (upsert.length || remove.length) {
-          (delta as Record<string, unknown>)[table] = { upsert, remove };
-          any = true;
-        }
-      }
-      book.touched = new Map();
-      book.dirty = false;
-      if (any) out.set(book.hostId, delta);
-    }
-    this.dirty.clear();
-    return out;
+    const pending = new Map<string, PendingChanges>();
+    this.takeChangesInto((hostId) => getOrNew(pending, hostId, () => new PendingChanges()));
+    return new Map([...pending].map(([hostId, p]) => [hostId, p.toDelta()]));
   }
 
   /**
-   * The same changes as takeDeltas, written straight into coalescing buffers
-   * (what the controller keeps per agent) with the keys the engine already
-   * has: no delta objects, no key recomputed. `target` is asked once per host
-   * whose state changed and returns its buffer, or null to drop the host's
-   * changes (they are consumed either way).
+   * The changes since the previous call, written straight into coalescing
+   * buffers (what the controller keeps per agent) with the keys the engine
+   * already has: no delta objects, no key recomputed. `target` is asked once
+   * per host whose state changed and returns its buffer, or null to drop the
+   * host's changes (they are consumed either way).
    */
   takeChangesInto(target: (hostId: string) => PendingChanges | null): void {
     for (const book of this.dirty) {

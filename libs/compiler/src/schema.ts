@@ -111,3 +111,14 @@ export const SCHEMA: { [T in TableName]: TableSchema<T> } = {
     ['stateful', bool],
   ],
 };
+
+/**
+ * SCHEMA as parallel arrays per table (names, types): what the hot loops over
+ * every field of every entry (digest, wire codec) read, instead of tuples.
+ */
+export const LAYOUT: Readonly<Record<TableName, { readonly names: readonly string[]; readonly types: readonly FieldType[] }>> = Object.fromEntries(
+  (Object.keys(SCHEMA) as TableName[]).map((t) => [
+    t,
+    { names: (SCHEMA[t] as TableSchema<TableName>).map((f) => f[0] as string), types: (SCHEMA[t] as TableSchema<TableName>).map((f) => f[1]) },
+  ]),
+) as Record<TableName, { names: string[]; types: FieldType[] }>;

@@ -5,12 +5,14 @@
  *
  * Strings of one message go into a string table at its start and fields refer
  * to them by index: a subnet id, a domain id or a VTEP address repeated over
- * thousands of entries costs one or two bytes per use. Table strings that look
+ * thousands of entries is stored once and costs one or two bytes per use
+ * (values that occur once per message, like an endpoint's id, are appended
+ * without looking for an earlier copy). Table strings that look
  * like a UUID, an IPv4 address, a MAC or an IPv4 prefix are stored in binary
  * (16, 4, 6, 5 bytes) when the text round-trips exactly.
  * Pure: no sockets, timers or logging.
  */
-import { SCHEMA, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
+import { LAYOUT, TABLES, type AnyEntry, type TableName } from '#sdn/compiler';
 
 /** Every decoding failure; the receiver closes the connection with it. */
 export class WireError extends Error {
@@ -143,7 +145,6 @@ function writeHex(w: Writer, s: string, kind: number, count: number, positions: 
   return true;
 }
 
-const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 const UUID_PAIRS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const MAC_PAIRS = [0, 3, 6, 9, 12, 15];
@@ -296,9 +297,6 @@ export class StringTable {
 
 // ------------------------------------------------------------------ entries
 
-type Field = readonly [string, FieldType];
-const fieldsOf = (t: TableName) => SCHEMA[t] as unknown as readonly Field[];
-
 /**
  * Fields whose value occurs once per message (an endpoint's id, address, MAC:
  * an endpoint is one entry per table on a host) go into the string table
@@ -307,13 +305,8 @@ const fieldsOf = (t: TableName) => SCHEMA[t] as unknown as readonly Field[];
  */
 const ONCE_PER_MESSAGE = new Set(['endpointId', 'mac', 'ip', 'cidr', 'ifName']);
 
-/** Per table, the schema as parallel arrays (the codec's loops read no tuples). */
-const LAYOUT = Object.fromEntries(
-  TABLES.map((t) => [
-    t,
-    { names: fieldsOf(t).map((f) => f[0]), types: fieldsOf(t).map((f) => f[1]), once: fieldsOf(t).map((f) => ONCE_PER_MESSAGE.has(f[0])) },
-  ]),
-) as Record<TableName, { names: string[]; types: FieldType[]; once: boolean[] }>;
+/** Per table, which fields (in schema order) are ONCE_PER_MESSAGE. */
+const ONCE = Object.fromEntries(TABLES.map((t) => [t, LAYOUT[t].names.map((n) => ONCE_PER_MESSAGE.has(n))])) as Record<TableName, boolean[]>;
 
 /**
  * First pass: registers an entry's strings, appending the index of each
@@ -322,7 +315,8 @@ const LAYOUT = Object.fromEntries(
  */
 export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry, refs: number[]): void {
   const e = entry as unknown as Record<string, unknown>;
-  const { names, types, once } = LAYOUT[table];
+  const { names, types } = LAYOUT[table];
+  const once = ONCE[table];
   for (let k = 0; k < names.length; k++) {
     const t = types[k].t;
     if (t === 'str') refs.push(once[k] ? st.add(e[names[k]] as string) : st.ref(e[names[k]] as string));

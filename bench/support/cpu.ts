@@ -1,0 +1,45 @@
+/**
+ * CPU accounting for the benchmarks, from /proc. Wall-clock rates on a shared
+ * 2-core VM swing with whatever else runs; CPU per operation does not, so it
+ * is the figure to compare between changes.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+const USER_HZ = 100;
+
+/** CPU seconds (user + system) used so far by a process and its descendants, Postgres apart. */
+export function treeCpu(root: number): { postgres: number; other: number } {
+  const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const f = stat.slice(close + 2).split(' ');
+      procs.set(Number(name), { ppid: Number(f[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(f[11]) + Number(f[12])) / USER_HZ });
+    } catch {
+      /* gone */
+    }
+  }
+  const out = { postgres: 0, other: 0 };
+  for (const [pid, p] of procs) {
+    let q = pid;
+    for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
+    if (q !== root) continue;
+    if (p.comm.startsWith('postgres')) out.postgres += p.cpu;
+    else out.other += p.cpu;
+  }
+  return out;
+}
+
+/** Whole machine: CPU seconds in user and kernel mode, idle, and context switches so far (/proc/stat). */
+export function machineCpu(): { user: number; system: number; idle: number; switches: number } {
+  const stat = readFileSync('/proc/stat', 'utf8');
+  const f = stat.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return {
+    user: (f[0] + f[1]) / USER_HZ,
+    system: (f[2] + f[5] + f[6]) / USER_HZ,
+    idle: (f[3] + f[4]) / USER_HZ,
+    switches: Number(/\nctxt (\d+)/.exec(stat)?.[1] ?? 0),
+  };
+}
