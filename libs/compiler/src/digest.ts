@@ -5,23 +5,53 @@
  * both ends; a delta carries the digest its result must have, and the agent
  * rejects a delta whose result differs (it then gets a snapshot).
  */
-import { SCHEMA } from './schema';
+import { LAYOUT, SCHEMA } from './schema';
 import { AnyEntry, EntryByTable, HostState, TABLES, TableName } from './state';
 
-/** 64-bit string hash (cyrb53 mixing, both 32-bit halves kept). */
-export function hash64(text: string, seed = 0): [number, number] {
-  let h1 = 0xdeadbeef ^ seed;
-  let h2 = 0x41c6ce57 ^ seed;
+// The two 32-bit lanes of the hash being computed (cyrb53 mixing, both halves
+// kept): start, feed text, finish. Module state, so that the per-entry hash
+// allocates nothing and shares one definition with hash64.
+let laneA = 0;
+let laneB = 0;
+
+function start(seed: number): void {
+  laneA = 0xdeadbeef ^ seed;
+  laneB = 0x41c6ce57 ^ seed;
+}
+
+function feed(text: string): void {
+  let h1 = laneA;
+  let h2 = laneB;
   for (let i = 0; i < text.length; i++) {
     const ch = text.charCodeAt(i);
     h1 = Math.imul(h1 ^ ch, 2654435761);
     h2 = Math.imul(h2 ^ ch, 1597334677);
   }
+  laneA = h1;
+  laneB = h2;
+}
+
+function finish(): void {
+  let h1 = laneA;
+  let h2 = laneB;
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
   h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
   h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return [h1 >>> 0, h2 >>> 0];
+  laneA = h1 >>> 0;
+  laneB = h2 >>> 0;
+}
+
+/** The fingerprint's field separator and its text for null. */
+const SEPARATOR = '\u001f';
+const NULL_TEXT = '\u0000';
+
+/** 64-bit string hash (cyrb53 mixing, both 32-bit halves kept). */
+export function hash64(text: string, seed = 0): [number, number] {
+  start(seed);
+  feed(text);
+  finish();
+  return [laneA, laneB];
 }
 
 /** 12 lower-case hex digits (48 bits) of the hash of a text: for derived names. */
@@ -41,9 +71,9 @@ export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T
   for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
     const v = e[name];
     if (type.t === 'ports') parts.push((v as { from: number; to: number }[]).map((p) => `${p.from}-${p.to}`).join(','));
-    else parts.push(v === null ? '\u0000' : String(v));
+    else parts.push(v === null ? NULL_TEXT : String(v));
   }
-  fp = parts.join('\u001f');
+  fp = parts.join(SEPARATOR);
   fingerprints.set(entry, fp);
   return fp;
 }
@@ -69,18 +99,6 @@ export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | un
 
 const entryHashes = new WeakMap<object, [number, number]>();
 
-/** Per table, the field names in schema order and which of them are port lists (the loop below reads no tuples). */
-const FIELDS = Object.fromEntries(
-  (Object.keys(SCHEMA) as TableName[]).map((t) => [
-    t,
-    { names: SCHEMA[t].map((f) => f[0] as string), ports: SCHEMA[t].map((f) => f[1].t === 'ports') },
-  ]),
-) as Record<TableName, { names: string[]; ports: boolean[] }>;
-
-// the two lanes of the last hashEntry() call (no array per call)
-let laneA = 0;
-let laneB = 0;
-
 /**
  * hash64(fingerprint(table, entry)) into laneA/laneB, computed by feeding the
  * fingerprint's characters to the hash without building the string. One flat
@@ -88,39 +106,21 @@ let laneB = 0;
  * receive.
  */
 function hashEntry(table: TableName, entry: AnyEntry): void {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < table.length; i++) {
-    const ch = table.charCodeAt(i);
-    h1 = Math.imul(h1 ^ ch, 2654435761);
-    h2 = Math.imul(h2 ^ ch, 1597334677);
-  }
-  const { names, ports } = FIELDS[table];
+  start(0);
+  feed(table);
+  const { names, types } = LAYOUT[table];
   const e = entry as unknown as Record<string, unknown>;
   for (let k = 0; k < names.length; k++) {
-    h1 = Math.imul(h1 ^ 0x1f, 2654435761);
-    h2 = Math.imul(h2 ^ 0x1f, 1597334677);
+    feed(SEPARATOR);
     const v = e[names[k]];
-    let text: string;
-    if (typeof v === 'string') text = v;
-    else if (v === null) text = '\u0000';
-    else if (ports[k]) {
+    if (typeof v === 'string') feed(v);
+    else if (v === null) feed(NULL_TEXT);
+    else if (types[k].t === 'ports') {
       const ps = v as { from: number; to: number }[];
-      text = '';
-      for (let i = 0; i < ps.length; i++) text += `${i ? ',' : ''}${ps[i].from}-${ps[i].to}`;
-    } else text = String(v);
-    for (let i = 0; i < text.length; i++) {
-      const ch = text.charCodeAt(i);
-      h1 = Math.imul(h1 ^ ch, 2654435761);
-      h2 = Math.imul(h2 ^ ch, 1597334677);
-    }
+      for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
+    } else feed(String(v));
   }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
-  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
-  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  laneA = h1 >>> 0;
-  laneB = h2 >>> 0;
+  finish();
 }
 
 /** hash64(fingerprint(table, entry)), cached per entry object (the controller shares entry objects between hosts). */

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { HostDelta, HostState } from '#sdn/compiler';
-import { CLOSE_AUTH_FAILED, decode, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION } from './messages';
+import { CLOSE_AUTH_FAILED, decode, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION, type Delta, type Snapshot } from './messages';
 
 export interface ResumePoint {
   /** epoch of the controller that sent `version` ('' when unknown) */
@@ -43,24 +43,11 @@ interface Replyable {
   nack(reason: string): boolean;
 }
 
-export interface SnapshotEvent extends Replyable {
-  epoch: string;
-  version: number;
-  revision: number;
-  digest: string;
-  state: HostState;
-}
+/** A snapshot as received, with its answer. */
+export interface SnapshotEvent extends Snapshot, Replyable {}
 
-export interface DeltaEvent extends Replyable {
-  epoch: string;
-  /** the version the delta applies to */
-  fromVersion: number;
-  version: number;
-  revision: number;
-  /** digest the state must have after applying the delta */
-  digest: string;
-  delta: HostDelta;
-}
+/** A delta as received, with its answer. */
+export interface DeltaEvent extends Delta, Replyable {}
 
 export interface AgentClientEvents {
   connected: [];
