@@ -261,15 +261,17 @@ export class Controller {
     }
     this.metrics.changes.inc(batch.length);
     this.stats.revision = this.engine.revision;
-    // each changed host's changes go straight into its coalescing buffer (dropped when a snapshot is due anyway)
+    // each changed host's changes become (or join) its coalescing buffer (dropped when a snapshot is due anyway)
     const changed: HostStream[] = [];
-    this.engine.takeChangesInto((hostId) => {
-      if (this.isExternalHost(hostId)) return null;
+    this.engine.takeChanges((hostId, changes) => {
+      if (this.isExternalHost(hostId)) return;
       const s = this.streamOf(hostId);
       s.changeSeq++;
       s.blocked = false;
       changed.push(s);
-      return s.pendingValid ? s.pending : null;
+      if (!s.pendingValid) return;
+      if (s.pending.size === 0) s.pending = changes;
+      else s.pending.mergePending(changes);
     });
     for (const s of changed) if (s.pendingValid) this.boundPending(s);
     for (const h of deletedHosts) this.dropHost(h);

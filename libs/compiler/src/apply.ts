@@ -109,8 +109,10 @@ export class PendingChanges {
 
   /** Records the newest value of a key (null: removed) in a table buffer from `table()`. */
   record(m: Map<string, AnyEntry | null>, key: string, v: AnyEntry | null): void {
-    if (!m.has(key)) this.count++;
+    // one map operation: the size says whether the key was new
+    const n = m.size;
     m.set(key, v);
+    this.count += m.size - n;
   }
 
   toDelta(): HostDelta {

@@ -12,8 +12,8 @@
  * (compile.ts) on the same model; the property tests check exactly that.
  *
  * Writes go through `put`/`del`, which keep each host's digest current and
- * remember the value a key had before the first write since the last
- * `takeDeltas()`, so that deltas are minimal and coalesced.
+ * record the newest value of every key written since the last
+ * `takeChanges()`, so that a host's changes are coalesced per key.
  */
 import type {
   AclRule,
@@ -75,19 +75,12 @@ export interface ExternalRoute {
 /** The pseudo-section that holds the `host` entry. */
 const HOST_SECTION = '';
 
-interface Touch {
-  /** the table (of its section) the key lives in now: where takeDeltas reads the current value */
-  tab: Map<string, AnyEntry>;
-  before: AnyEntry | undefined;
-}
-
 /** One host's state, by domain section, with its running digest and the keys written since the last delta. */
 class HostBook {
   readonly sections = new Map<string, HostState>();
   readonly digest = new StateDigest();
-  touched = new Map<TableName, Map<string, Touch>>();
-  /** in Engine.dirty (a flag, so that writes do not look the set up each time) */
-  dirty = false;
+  /** the newest value of every key written since the last takeChanges (null: removed); null when none was (the book is in Engine.dirty exactly when not null) */
+  changes: PendingChanges | null = null;
   /** the Engine.changeEpoch in which this host was last added to changeHosts */
   changeMark = -1;
   // the section written last: consecutive writes to one section (the common case) skip the map lookup
@@ -229,10 +222,7 @@ export class Engine {
       this.loading = false;
     }
     this.revision = snap.revision;
-    for (const b of this.books.values()) {
-      b.touched = new Map();
-      b.dirty = false;
-    }
+    for (const b of this.books.values()) b.changes = null;
     this.dirty.clear();
   }
 
@@ -309,37 +299,27 @@ export class Engine {
     return this.changeHosts;
   }
 
-  /** Per host, the change of its state since the previous call (minimal: keys written back to their old value are left out). */
+  /** Per host, the change of its state since the previous call. */
   takeDeltas(): Map<string, HostDelta> {
-    const pending = new Map<string, PendingChanges>();
-    this.takeChangesInto((hostId) => getOrNew(pending, hostId, () => new PendingChanges()));
-    return new Map([...pending].map(([hostId, p]) => [hostId, p.toDelta()]));
+    const out = new Map<string, HostDelta>();
+    this.takeChanges((hostId, changes) => out.set(hostId, changes.toDelta()));
+    return out;
   }
 
   /**
-   * The changes since the previous call, written straight into coalescing
-   * buffers (what the controller keeps per agent) with the keys the engine
-   * already has: no delta objects, no key recomputed. `target` is asked once
-   * per host whose state changed and returns its buffer, or null to drop the
-   * host's changes (they are consumed either way).
+   * Hands over, per host whose state was written since the previous call, the
+   * newest value of every key written (null: removed), and starts afresh. The
+   * buffer is the engine's own and is not used by it again: the controller
+   * adopts it as the agent's pending changes, or merges it into them. A key
+   * written and then written back to its old value within one call's span is
+   * still listed (with its current value): correct, if not minimal, and what
+   * keeps a write at one map operation here.
    */
-  takeChangesInto(target: (hostId: string) => PendingChanges | null): void {
+  takeChanges(consume: (hostId: string, changes: PendingChanges) => void): void {
     for (const book of this.dirty) {
-      let out: PendingChanges | null | undefined;
-      for (const [table, touches] of book.touched) {
-        let m: Map<string, AnyEntry | null> | null = null;
-        for (const [key, t] of touches) {
-          const now = t.tab.get(key);
-          if (sameEntry(table, t.before as never, now as never)) continue;
-          if (out === undefined) out = target(book.hostId);
-          if (out === null) break;
-          m ??= out.table(table);
-          out.record(m, key, now ?? null);
-        }
-        if (out === null) break;
-      }
-      book.touched = new Map();
-      book.dirty = false;
+      const c = book.changes;
+      book.changes = null;
+      if (c !== null && c.size > 0) consume(book.hostId, c);
     }
     this.dirty.clear();
   }
@@ -798,21 +778,15 @@ export class Engine {
 
   // ------------------------------------------------------------------ writes
 
-  private touch(book: HostBook, tab: Map<string, AnyEntry>, table: TableName, key: string, before: AnyEntry | undefined): void {
+  /** Remembers the newest value of a key for the next takeChanges, and that the host changed in the current change. */
+  private record(book: HostBook, table: TableName, key: string, value: AnyEntry | null): void {
     if (this.loading) return;
-    let m = book.touched.get(table);
-    if (!m) {
-      m = new Map();
-      book.touched.set(table, m);
-    }
-    const t = m.get(key);
-    // the first write since the last delta keeps the value before it; later ones only say where the key lives now
-    if (t === undefined) m.set(key, { tab, before });
-    else t.tab = tab;
-    if (!book.dirty) {
-      book.dirty = true;
+    let c = book.changes;
+    if (c === null) {
+      c = book.changes = new PendingChanges();
       this.dirty.add(book);
     }
+    c.record(c.table(table), key, value);
     if (book.changeMark !== this.changeEpoch) {
       book.changeMark = this.changeEpoch;
       this.changeHosts.add(book.hostId);
@@ -824,7 +798,7 @@ export class Engine {
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;
     if (sameEntry(table, cur, entry)) return;
-    this.touch(book, tab, table, key, cur);
+    this.record(book, table, key, entry);
     if (cur) book.digest.remove(table, cur);
     book.digest.add(table, entry);
     tab.set(key, entry);
@@ -834,7 +808,7 @@ export class Engine {
     const tab = book.sections.get(section)?.[table] as Map<string, AnyEntry> | undefined;
     const cur = tab?.get(key);
     if (!tab || cur === undefined) return;
-    this.touch(book, tab, table, key, cur);
+    this.record(book, table, key, null);
     book.digest.remove(table, cur);
     tab.delete(key);
   }

@@ -61,11 +61,6 @@ export class Writer {
     }
     this.buf[this.pos++] = v;
   }
-  bytes(b: Uint8Array): void {
-    this.room(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
   utf8(s: string): void {
     const n = Buffer.byteLength(s);
     this.varuint(n);
@@ -98,15 +93,17 @@ export class Reader {
     }
     throw new WireError(`varint too long at offset ${this.pos}`);
   }
-  bytes(n: number): Buffer {
+  /** Moves past n bytes and returns where they start (no Buffer view made: the hot path reads them from buf). */
+  skip(n: number): number {
     this.need(n);
-    const b = this.buf.subarray(this.pos, this.pos + n);
+    const at = this.pos;
     this.pos += n;
-    return b;
+    return at;
   }
   utf8(): string {
     const n = this.varuint();
-    return this.bytes(n).toString('utf8');
+    const at = this.skip(n);
+    return this.buf.toString('utf8', at, at + n);
   }
   get done(): boolean {
     return this.pos === this.buf.length;
@@ -227,35 +224,39 @@ function readTableString(r: Reader): string {
     case KIND_UTF8:
       return r.utf8();
     case KIND_UUID: {
-      const b = r.bytes(16);
+      const b = r.buf;
+      const from = r.skip(16);
       let at = 0;
       for (let i = 0; i < 16; i++) {
         if (i === 4 || i === 6 || i === 8 || i === 10) scratch[at++] = 45; // -
-        at = hexPair(at, b[i]);
+        at = hexPair(at, b[from + i]);
       }
       return scratch.toString('latin1', 0, at);
     }
     case KIND_MAC: {
-      const b = r.bytes(6);
+      const b = r.buf;
+      const from = r.skip(6);
       let at = 0;
       for (let i = 0; i < 6; i++) {
         if (i > 0) scratch[at++] = 58; // :
-        at = hexPair(at, b[i]);
+        at = hexPair(at, b[from + i]);
       }
       return scratch.toString('latin1', 0, at);
     }
     case KIND_IPV4:
     case KIND_IPV4_CIDR: {
-      const b = r.bytes(kind === KIND_IPV4 ? 4 : 5);
+      const b = r.buf;
+      const from = r.skip(kind === KIND_IPV4 ? 4 : 5);
       let at = 0;
       for (let i = 0; i < 4; i++) {
         if (i > 0) scratch[at++] = 46; // .
-        at = decimal(at, b[i]);
+        at = decimal(at, b[from + i]);
       }
       if (kind === KIND_IPV4_CIDR) {
-        if (b[4] > 32) throw new WireError(`bad IPv4 prefix length ${b[4]}`);
+        const len = b[from + 4];
+        if (len > 32) throw new WireError(`bad IPv4 prefix length ${len}`);
         scratch[at++] = 47; // /
-        at = decimal(at, b[4]);
+        at = decimal(at, len);
       }
       return scratch.toString('latin1', 0, at);
     }
@@ -379,9 +380,23 @@ export function writeEntry(w: Writer, table: TableName, entry: AnyEntry, refs: n
   return at;
 }
 
+/**
+ * Per table, a function making an entry from its field values in schema
+ * order: one object literal, generated from LAYOUT, so that every decoded
+ * entry of a table has one shape (fields assigned by name in a loop leave the
+ * stores megamorphic and each object migrating through shapes). Field names
+ * are the schema's own identifiers, never wire data.
+ */
+const MAKE = Object.fromEntries(
+  TABLES.map((t) => [t, new Function('v', `return { ${LAYOUT[t].names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(', ')} };`)]),
+) as Record<TableName, (v: unknown[]) => AnyEntry>;
+
+/** The field values of the entry being decoded (entries are read one at a time). */
+const values: unknown[] = new Array(Math.max(...TABLES.map((t) => LAYOUT[t].names.length))).fill(null);
+
 export function readEntry(r: Reader, strings: string[], table: TableName): AnyEntry {
   const { names, types } = LAYOUT[table];
-  const e: Record<string, unknown> = {};
+  const e = values;
   for (let k = 0; k < names.length; k++) {
     const name = names[k];
     const type = types[k];
@@ -389,36 +404,36 @@ export function readEntry(r: Reader, strings: string[], table: TableName): AnyEn
       case 'str': {
         const i = r.varuint();
         if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
-        e[name] = strings[i];
+        e[k] = strings[i];
         break;
       }
       case 'nstr': {
         const i = r.varuint();
         if (i > strings.length) throw new WireError(`${table}: string index ${i - 1} out of ${strings.length}`);
-        e[name] = i === 0 ? null : strings[i - 1];
+        e[k] = i === 0 ? null : strings[i - 1];
         break;
       }
       case 'uint':
-        e[name] = r.varuint();
+        e[k] = r.varuint();
         break;
       case 'nuint': {
         const v = r.varuint();
-        e[name] = v === 0 ? null : v - 1;
+        e[k] = v === 0 ? null : v - 1;
         break;
       }
       case 'bool':
-        e[name] = r.u8() === 1;
+        e[k] = r.u8() === 1;
         break;
       case 'family': {
         const f = r.u8();
         if (f !== 4 && f !== 6) throw new WireError(`${table}.${name}: bad address family ${f}`);
-        e[name] = f;
+        e[k] = f;
         break;
       }
       case 'enum': {
         const i = r.u8();
         if (i >= type.values.length) throw new WireError(`${table}.${name}: enum index ${i} out of range`);
-        e[name] = type.values[i];
+        e[k] = type.values[i];
         break;
       }
       case 'ports': {
@@ -426,7 +441,7 @@ export function readEntry(r: Reader, strings: string[], table: TableName): AnyEn
         if (n > 65536) throw new WireError(`${table}.${name}: ${n} port ranges`);
         const ps: { from: number; to: number }[] = [];
         for (let j = 0; j < n; j++) ps.push({ from: r.varuint(), to: r.varuint() });
-        e[name] = ps;
+        e[k] = ps;
         break;
       }
       default: {
@@ -435,7 +450,7 @@ export function readEntry(r: Reader, strings: string[], table: TableName): AnyEn
       }
     }
   }
-  return e as unknown as AnyEntry;
+  return MAKE[table](e);
 }
 
 export const tableIndex = (t: TableName) => TABLES.indexOf(t);
