@@ -17,6 +17,7 @@ import { Engine, PendingChanges } from '#sdn/compiler';
 import type { Change, PolicyGroup, Subnet } from '#sdn/model';
 import { decode, encodeDelta, StateMirror } from '#sdn/wire';
 import { World } from '../libs/compiler/test/support/world';
+import { calibrate } from './support/cpu';
 
 const env = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -54,6 +55,7 @@ function topology(): { world: World; subnets: Subnet[]; groups: PolicyGroup[][] 
 }
 
 function main() {
+  const speed = [calibrate(), calibrate(), calibrate()].sort((a, b) => a - b)[1];
   const { world, subnets, groups } = topology();
   const hosts = world.list('host');
   const engine = new Engine();
@@ -124,6 +126,7 @@ function main() {
   const us = (ms: number) => `${((ms * 1000) / ENDPOINTS).toFixed(1)} µs`;
   const line = (k: string, v: string) => console.log(`${k.padEnd(40)} ${v}`);
   console.log(`\npipeline benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${PER_NETWORK} hosts per network, batches of ${BATCH}, deltas every ${WINDOW}`);
+  line('machine speed (bench:scale\'s; lower = faster)', `${speed.toFixed(0)} ms`);
   line('controller: engine (apply + changes)', `${(engineMs / 1000).toFixed(2)} s, ${us(engineMs)} per endpoint`);
   line('controller: encoding deltas', `${(encodeMs / 1000).toFixed(2)} s, ${us(encodeMs)} per endpoint`);
   line('agents: decode + apply + digest', `${(agentMs / 1000).toFixed(2)} s, ${us(agentMs)} per endpoint`);

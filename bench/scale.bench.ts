@@ -29,7 +29,7 @@ import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
 import { freePort } from '../test/support/directory';
-import { machineCpu, treeCpu } from './support/cpu';
+import { calibrate, machineCpu, treeCpu } from './support/cpu';
 
 const env = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -49,24 +49,6 @@ const TARGET_P99_MS = 1000;
 const TARGET_RSS = 1.5 * 1024 ** 3;
 const OVN_SECONDS_100K = 1288;
 const VENDOR_SECONDS = 600;
-
-/**
- * A fixed CPU-bound job (hashing, map and string work), timed: this VM's speed
- * moves by ±20% between runs (other guests on the same cores), and this figure
- * says how fast the machine was when the benchmark ran. Lower is faster.
- */
-function calibrate(): number {
-  const t = performance.now();
-  const m = new Map<string, number>();
-  let h = 0;
-  for (let i = 0; i < 400_000; i++) {
-    const k = `key-${i % 50_000}-${(i * 2654435761) >>> 0}`;
-    for (let j = 0; j < k.length; j++) h = Math.imul(h ^ k.charCodeAt(j), 16777619);
-    m.set(k.slice(0, 12), h);
-  }
-  if (m.size === 0) throw new Error('unreachable');
-  return performance.now() - t;
-}
 
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));

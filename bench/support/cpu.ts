@@ -43,3 +43,21 @@ export function machineCpu(): { user: number; system: number; idle: number; swit
     switches: Number(/\nctxt (\d+)/.exec(stat)?.[1] ?? 0),
   };
 }
+
+/**
+ * A fixed CPU-bound job (hashing, map and string work), timed: this VM's speed
+ * moves by ±20% between runs (other guests on the same cores), and this figure
+ * says how fast the machine was when a benchmark ran. Lower is faster.
+ */
+export function calibrate(): number {
+  const t = performance.now();
+  const m = new Map<string, number>();
+  let h = 0;
+  for (let i = 0; i < 400_000; i++) {
+    const k = `key-${i % 50_000}-${(i * 2654435761) >>> 0}`;
+    for (let j = 0; j < k.length; j++) h = Math.imul(h ^ k.charCodeAt(j), 16777619);
+    m.set(k.slice(0, 12), h);
+  }
+  if (m.size === 0) throw new Error('unreachable');
+  return performance.now() - t;
+}

@@ -118,8 +118,9 @@ interface EndpointEntries {
   local?: EntryByTable['localEndpoints'];
   remote?: EntryByTable['remoteEndpoints'];
   route?: EntryByTable['routes'];
-  /** set elements by their key (setElementKey): the key is built once, not once per host */
-  elements: Map<string, EntryByTable['setElements']>;
+  /** set elements and their keys (setElementKey), in parallel arrays: the key is built once, not once per host, and walking them allocates nothing */
+  elementKeys: string[];
+  elements: EntryByTable['setElements'][];
 }
 
 const inc = <K>(m: Map<K, number>, k: K): number => {
@@ -611,14 +612,14 @@ export class Engine {
     if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!, e.id);
     else if (subnetHosts?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!, e.id);
     else this.put(book, e.domainId, 'routes', x.route!, e.id);
-    for (const [key, el] of x.elements) this.put(book, e.domainId, 'setElements', el, key);
+    for (let i = 0; i < x.elements.length; i++) this.put(book, e.domainId, 'setElements', x.elements[i], x.elementKeys[i]);
   }
 
   private delEndpoint(book: HostBook, e: Endpoint): void {
     this.del(book, e.domainId, 'localEndpoints', e.id);
     this.del(book, e.domainId, 'remoteEndpoints', e.id);
     this.del(book, e.domainId, 'routes', e.id);
-    for (const key of this.entriesOf(e).elements.keys()) this.del(book, e.domainId, 'setElements', key);
+    for (const key of this.entriesOf(e).elementKeys) this.del(book, e.domainId, 'setElements', key);
   }
 
   /** Entry objects of a placed endpoint, built once and shared by all hosts. */
@@ -630,14 +631,19 @@ export class Engine {
       local: localEndpointEntry(e),
       remote: remoteEndpointEntry(e, vtep),
       route: routeEntry(e, vtep),
-      elements: new Map(),
+      elementKeys: [],
+      elements: [],
     };
     const members = this.domainMemberSets.get(e.domainId);
     if (members) {
       const fam = endpointFamily(e);
       const cidr = hostPrefix(e.ip);
       const join = (n: string | undefined) => {
-        if (n !== undefined) x!.elements.set(setElementKey(n, cidr), setElementEntry(n, cidr));
+        if (n === undefined) return;
+        const key = setElementKey(n, cidr);
+        if (x!.elementKeys.includes(key)) return;
+        x!.elementKeys.push(key);
+        x!.elements.push(setElementEntry(n, cidr));
       };
       join(members.get(e.id)?.[fam]);
       for (const g of e.policyGroupIds) join(members.get(g)?.[fam]);
@@ -712,7 +718,7 @@ export class Engine {
         if (e.hostId === H) put('localEndpoints', x.local!);
         else if (held) put('remoteEndpoints', x.remote!);
         else put('routes', x.route!);
-        for (const [key, el] of x.elements) put('setElements', el, key);
+        for (let i = 0; i < x.elements.length; i++) put('setElements', x.elements[i], x.elementKeys[i]);
       }
     }
     for (const r of this.externalRoutes.get(D.id)?.values() ?? []) {
