@@ -262,7 +262,7 @@ export class Database {
           statement(
             `WITH entries AS (
                INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
-               SELECT r, k, o, i, e, s, $2 FROM json_to_recordset($1::json) AS t(r bigint, k text, o text, i uuid, e uuid, s jsonb)
+               SELECT r, k, o, i, e, s, $2 FROM json_to_recordset($1::json) AS t(r bigint, k text, o text, i uuid, e uuid, s json)
              ), counter AS (
                UPDATE revision_counter SET revision = $3 WHERE id = 1
              )
