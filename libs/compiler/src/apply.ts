@@ -17,8 +17,9 @@ export function applyDelta(state: HostState, delta: HostDelta, digest?: StateDig
       digest?.remove(t, cur);
       tab.delete(key);
     }
+    const keyFn = keyOf[t] as (x: AnyEntry) => string;
     for (const e of c.upsert as AnyEntry[]) {
-      const key = (keyOf[t] as (x: AnyEntry) => string)(e);
+      const key = keyFn(e);
       const cur = tab.get(key);
       if (cur !== undefined) digest?.remove(t, cur);
       digest?.add(t, e);

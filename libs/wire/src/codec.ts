@@ -12,7 +12,7 @@
  * (16, 4, 6, 5 bytes) when the text round-trips exactly.
  * Pure: no sockets, timers or logging.
  */
-import { LAYOUT, TABLES, type AnyEntry, type TableName } from '#sdn/compiler';
+import { LAYOUT, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
 
 /** Every decoding failure; the receiver closes the connection with it. */
 export class WireError extends Error {
@@ -394,8 +394,16 @@ const MAKE = Object.fromEntries(
 /** The field values of the entry being decoded (entries are read one at a time). */
 const values: unknown[] = new Array(Math.max(...TABLES.map((t) => LAYOUT[t].names.length))).fill(null);
 
-export function readEntry(r: Reader, strings: string[], table: TableName): AnyEntry {
+/** Reads n entries of one table (the table's layout and maker looked up once). */
+export function readEntries(r: Reader, strings: string[], table: TableName, n: number): AnyEntry[] {
   const { names, types } = LAYOUT[table];
+  const make = MAKE[table];
+  const out: AnyEntry[] = new Array(n);
+  for (let j = 0; j < n; j++) out[j] = readEntry(r, strings, table, names, types, make);
+  return out;
+}
+
+function readEntry(r: Reader, strings: string[], table: TableName, names: readonly string[], types: readonly FieldType[], make: (v: unknown[]) => AnyEntry): AnyEntry {
   const e = values;
   for (let k = 0; k < names.length; k++) {
     const name = names[k];
@@ -450,7 +458,7 @@ export function readEntry(r: Reader, strings: string[], table: TableName): AnyEn
       }
     }
   }
-  return MAKE[table](e);
+  return make(e);
 }
 
 export const tableIndex = (t: TableName) => TABLES.indexOf(t);

@@ -20,7 +20,7 @@
  * removed keys.
  */
 import { emptyHostState, keyOf, TABLES, type AnyEntry, type HostDelta, type HostState, type TableName } from '#sdn/compiler';
-import { collectEntry, readEntry, Reader, StringTable, tableAt, tableIndex, WireError, writeEntry, Writer } from './codec';
+import { collectEntry, readEntries, Reader, StringTable, tableAt, tableIndex, WireError, writeEntry, Writer } from './codec';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -125,8 +125,7 @@ function readBody(r: Reader): Section[] {
     seen.add(table);
     const nu = r.varuint();
     if (nu > r.buf.length) throw new WireError(`${table}: ${nu} entries in a ${r.buf.length}-byte message`);
-    const upsert: AnyEntry[] = new Array(nu);
-    for (let k = 0; k < nu; k++) upsert[k] = readEntry(r, strings, table);
+    const upsert = readEntries(r, strings, table, nu);
     const nr = r.varuint();
     if (nr > r.buf.length) throw new WireError(`${table}: ${nr} removals in a ${r.buf.length}-byte message`);
     const remove: string[] = new Array(nr);
