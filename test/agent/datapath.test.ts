@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { HostState } from '#sdn/compiler';
-import { Datapath, readDomain, domainNs, listDomainNamespaces, ApplyError } from '#sdn/datapath';
+import { Datapath, domainNs, listDomainNamespaces, ApplyError } from '#sdn/datapath';
 import { Api, startTestDirectory, TestDirectory } from '../support/directory';
 import { CompiledModel, datapathFor, deltaBetween } from '../support/agent';
 import { greeting, inNs, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';

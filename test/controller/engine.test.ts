@@ -2,7 +2,6 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { AnyEntry, applyDelta, compileAll, describeDifference, digestOf, emptyHostState, Engine, entryHash, fingerprint, hash64, HostState, sameEntry, StateDigest, TABLES } from '#sdn/compiler';
-import type { Endpoint, Host, PolicyGroup, Subnet } from '#sdn/model';
 import { World } from '../../libs/compiler/test/support/world';
 
 /** Random operations on an in-memory stand-in of the directory. Each op picks its targets from the world by index. */

@@ -144,10 +144,7 @@ export class Controller {
   injectExternal(changes: Change[]): void {
     if (changes.length === 0 || this.stopped) return;
     this.buffer.push(...changes);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
   }
 
   /** Federation: the prefixes of a domain behind other networks' VTEPs (type-5 routes). */
@@ -155,10 +152,7 @@ export class Controller {
     if (this.stopped) return;
     this.engine.setExternalRoutes(domainId, routes);
     this.externalDirty = true;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
   }
 
   private isExternalHost(hostId: string): boolean {
@@ -191,10 +185,7 @@ export class Controller {
     this.subscription = this.store.follow(this.engine.revision).subscribe({
       next: (ch) => {
         this.buffer.push(ch);
-        if (!this.flushScheduled) {
-          this.flushScheduled = true;
-          setImmediate(() => this.flush());
-        }
+        this.scheduleFlush();
       },
       error: (e: Error) => {
         this.log.error('change log follow failed; rebuilding from the database', { error: e.message });
@@ -235,6 +226,13 @@ export class Controller {
     }
   }
 
+  /** Changes arriving together (one event-loop turn) are applied as one batch. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
   /** Applies the buffered changes as one batch and sends what they changed. */
   private flush(): void {
     this.flushScheduled = false;
@@ -262,18 +260,16 @@ export class Controller {
     this.metrics.changes.inc(batch.length);
     this.stats.revision = this.engine.revision;
     // each changed host's changes become (or join) its coalescing buffer (dropped when a snapshot is due anyway)
-    const changed: HostStream[] = [];
     this.engine.takeChanges((hostId, changes) => {
       if (this.isExternalHost(hostId)) return;
       const s = this.streamOf(hostId);
       s.changeSeq++;
       s.blocked = false;
-      changed.push(s);
       if (!s.pendingValid) return;
       if (s.pending.size === 0) s.pending = changes;
       else s.pending.mergePending(changes);
+      this.boundPending(s);
     });
-    for (const s of changed) if (s.pendingValid) this.boundPending(s);
     for (const h of deletedHosts) this.dropHost(h);
     for (const [id, { at, revision }] of endpoints) {
       if (this.engine.isPlaced(id)) this.track(id, revision, at);

@@ -138,7 +138,7 @@ export class Federation {
   async start(): Promise<void> {
     const snap = await this.store.loadSnapshot();
     this.revision = snap.revision;
-    for (const [kind, coll] of Object.entries(COLLECTIONS) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
+    for (const [kind, coll] of Object.entries(SNAPSHOT_COLLECTION) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
       this.objects.set(kind, new Map((snap[coll] as Array<{ id: string }>).map((x) => [x.id, x])));
     }
     for (const h of snap.hosts) this.setLocalVtep(h.id, h.vtepIp);
@@ -335,7 +335,7 @@ export class Federation {
 
   private snapshot(): ModelSnapshot {
     const snap = { revision: this.revision } as ModelSnapshot;
-    for (const [kind, coll] of Object.entries(COLLECTIONS) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
+    for (const [kind, coll] of Object.entries(SNAPSHOT_COLLECTION) as Array<[Change['kind'], keyof Omit<ModelSnapshot, 'revision'>]>) {
       (snap as unknown as Record<string, unknown[]>)[coll] = [...this.objects.get(kind)!.values()];
     }
     return snap;
@@ -593,4 +593,3 @@ function receivedOf(r: RibRoute): ReceivedRoute {
   };
 }
 
-const COLLECTIONS = SNAPSHOT_COLLECTION;

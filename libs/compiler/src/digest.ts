@@ -5,7 +5,7 @@
  * both ends; a delta carries the digest its result must have, and the agent
  * rejects a delta whose result differs (it then gets a snapshot).
  */
-import { LAYOUT, SCHEMA } from './schema';
+import { LAYOUT } from './schema';
 import { AnyEntry, EntryByTable, HostState, TABLES, TableName } from './state';
 
 // The two 32-bit lanes of the hash being computed (cyrb53 mixing, both halves
@@ -60,22 +60,21 @@ export function shortHash(text: string): string {
   return (a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0')).slice(0, 12);
 }
 
-const fingerprints = new WeakMap<object, string>();
-
-/** Canonical text of an entry: its fields in schema order. Cached per entry object (entries are immutable). */
+/**
+ * Canonical text of an entry: its fields in schema order. The definition the
+ * digest hashes (hashEntry feeds the same characters without building the
+ * text); kept as the reference the tests check hashEntry and sameEntry against.
+ */
 export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T]): string {
-  let fp = fingerprints.get(entry);
-  if (fp !== undefined) return fp;
   const parts: string[] = [table];
   const e = entry as unknown as Record<string, unknown>;
-  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
-    const v = e[name];
-    if (type.t === 'ports') parts.push((v as { from: number; to: number }[]).map((p) => `${p.from}-${p.to}`).join(','));
+  const { names, types } = LAYOUT[table];
+  for (let k = 0; k < names.length; k++) {
+    const v = e[names[k]];
+    if (types[k].t === 'ports') parts.push((v as { from: number; to: number }[]).map((p) => `${p.from}-${p.to}`).join(','));
     else parts.push(v === null ? NULL_TEXT : String(v));
   }
-  fp = parts.join(SEPARATOR);
-  fingerprints.set(entry, fp);
-  return fp;
+  return parts.join(SEPARATOR);
 }
 
 /** Field-by-field equality in schema terms (what the fingerprints would say, without building them). */
@@ -84,10 +83,11 @@ export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | un
   if (a === undefined || b === undefined) return false;
   const x = a as unknown as Record<string, unknown>;
   const y = b as unknown as Record<string, unknown>;
-  for (const [name, type] of SCHEMA[table] as ReadonlyArray<readonly [string, { t: string }]>) {
-    const u = x[name];
-    const v = y[name];
-    if (type.t === 'ports') {
+  const { names, types } = LAYOUT[table];
+  for (let k = 0; k < names.length; k++) {
+    const u = x[names[k]];
+    const v = y[names[k]];
+    if (types[k].t === 'ports') {
       const p = u as { from: number; to: number }[];
       const q = v as { from: number; to: number }[];
       if (p.length !== q.length) return false;
@@ -148,27 +148,23 @@ export class StateDigest {
   constructor(private readonly cached = true) {}
 
   add(table: TableName, entry: AnyEntry): void {
-    if (this.cached) {
-      const [x, y] = entryHash(table, entry);
-      this.a = (this.a + x) >>> 0;
-      this.b = (this.b + y) >>> 0;
-    } else {
-      hashEntry(table, entry);
-      this.a = (this.a + laneA) >>> 0;
-      this.b = (this.b + laneB) >>> 0;
-    }
+    this.hash(table, entry);
+    this.a = (this.a + laneA) >>> 0;
+    this.b = (this.b + laneB) >>> 0;
   }
 
   remove(table: TableName, entry: AnyEntry): void {
-    if (this.cached) {
-      const [x, y] = entryHash(table, entry);
-      this.a = (this.a - x) >>> 0;
-      this.b = (this.b - y) >>> 0;
-    } else {
-      hashEntry(table, entry);
-      this.a = (this.a - laneA) >>> 0;
-      this.b = (this.b - laneB) >>> 0;
-    }
+    this.hash(table, entry);
+    this.a = (this.a - laneA) >>> 0;
+    this.b = (this.b - laneB) >>> 0;
+  }
+
+  /** The entry's hash into laneA/laneB, from the per-object cache when this digest uses it. */
+  private hash(table: TableName, entry: AnyEntry): void {
+    if (!this.cached) return hashEntry(table, entry);
+    const h = entryHash(table, entry);
+    laneA = h[0];
+    laneB = h[1];
   }
 
   /** 16 hex digits */

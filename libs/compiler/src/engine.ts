@@ -223,8 +223,6 @@ export class Engine {
       this.loading = false;
     }
     this.revision = snap.revision;
-    for (const b of this.books.values()) b.changes = null;
-    this.dirty.clear();
   }
 
   private loading = false;
@@ -778,7 +776,7 @@ export class Engine {
         for (const key of [...cur[t].keys()]) if (!next || !next[t].has(key)) this.del(book, domainId, t, key);
       }
     }
-    if (next) for (const t of TABLES) for (const e of next[t].values()) this.put(book, domainId, t, e as never);
+    if (next) for (const t of TABLES) for (const [key, e] of next[t]) this.put(book, domainId, t, e as never, key);
     if (!next) book.dropSection(domainId);
   }
 

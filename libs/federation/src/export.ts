@@ -27,7 +27,7 @@ import { evpnKey, ZERO_ESI } from '#sdn/bgp';
 import type { Change, Domain, Endpoint, ModelSnapshot, Uuid } from '#sdn/model';
 import { routerMacOf } from '#sdn/compiler';
 import { parseCommunityTag } from './communities';
-import { emptyTouched, FederationModel, hostSubnetKey, Touched } from './model';
+import { emptyTouched, FederationModel, Touched } from './model';
 
 export interface FederationConfig {
   /** local AS number: default route targets are `asn:l3Vni` (asn taken modulo 2^16 when it is a 4-octet AS) */

@@ -27,7 +27,6 @@ export interface ModelStore {
   close(): Promise<void>;
 }
 
-const COLLECTION = SNAPSHOT_COLLECTION;
 
 export function rowToChange(r: any): Change {
   return {
@@ -92,7 +91,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         const snap = emptySnapshot(Number(rev.rows[0].revision));
         // the newest entry of every object that still exists is its current state
         const rows = await c.query(LATEST_STATES(''));
-        for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
+        for (const r of rows.rows) (snap[SNAPSHOT_COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
         // operational endpoint status lives in the table, not in the log
         const status = await c.query(`SELECT id, status FROM endpoints WHERE status <> 'pending'`);
         if (status.rows.length) {
@@ -112,7 +111,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
     async loadSnapshotAt(revision) {
       const snap = emptySnapshot(revision);
       const rows = await pool.query(LATEST_STATES('WHERE revision <= $1'), [revision]);
-      for (const r of rows.rows) (snap[COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
+      for (const r of rows.rows) (snap[SNAPSHOT_COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
       return snap;
     },
 

@@ -9,7 +9,6 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import type { HostDelta, HostState } from '#sdn/compiler';
 import { CLOSE_AUTH_FAILED, decode, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION, type Delta, type Snapshot } from './messages';
 
 export interface ResumePoint {

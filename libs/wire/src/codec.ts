@@ -142,7 +142,6 @@ function writeHex(w: Writer, s: string, kind: number, count: number, positions: 
   return true;
 }
 
-
 const UUID_PAIRS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const MAC_PAIRS = [0, 3, 6, 9, 12, 15];
 
@@ -218,31 +217,32 @@ function decimal(at: number, v: number): number {
   return at;
 }
 
+/** Per byte, whether a separator precedes its hex pair in the text: where the text positions (UUID_PAIRS, MAC_PAIRS) skip a character. */
+const breaksOf = (pairs: readonly number[]) => pairs.map((p, i) => i > 0 && p !== pairs[i - 1] + 2);
+const UUID_BREAKS = breaksOf(UUID_PAIRS);
+const MAC_BREAKS = breaksOf(MAC_PAIRS);
+
+/** Reads `count` bytes as lower-case hex pairs, with `sep` before the positions marked in `breaks`. */
+function readHex(r: Reader, count: number, sep: number, breaks: readonly boolean[]): string {
+  const b = r.buf;
+  const from = r.skip(count);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (breaks[i]) scratch[at++] = sep;
+    at = hexPair(at, b[from + i]);
+  }
+  return scratch.toString('latin1', 0, at);
+}
+
 function readTableString(r: Reader): string {
   const kind = r.u8();
   switch (kind) {
     case KIND_UTF8:
       return r.utf8();
-    case KIND_UUID: {
-      const b = r.buf;
-      const from = r.skip(16);
-      let at = 0;
-      for (let i = 0; i < 16; i++) {
-        if (i === 4 || i === 6 || i === 8 || i === 10) scratch[at++] = 45; // -
-        at = hexPair(at, b[from + i]);
-      }
-      return scratch.toString('latin1', 0, at);
-    }
-    case KIND_MAC: {
-      const b = r.buf;
-      const from = r.skip(6);
-      let at = 0;
-      for (let i = 0; i < 6; i++) {
-        if (i > 0) scratch[at++] = 58; // :
-        at = hexPair(at, b[from + i]);
-      }
-      return scratch.toString('latin1', 0, at);
-    }
+    case KIND_UUID:
+      return readHex(r, 16, 45 /* - */, UUID_BREAKS);
+    case KIND_MAC:
+      return readHex(r, 6, 58 /* : */, MAC_BREAKS);
     case KIND_IPV4:
     case KIND_IPV4_CIDR: {
       const b = r.buf;
@@ -404,52 +404,51 @@ export function readEntries(r: Reader, strings: string[], table: TableName, n: n
 }
 
 function readEntry(r: Reader, strings: string[], table: TableName, names: readonly string[], types: readonly FieldType[], make: (v: unknown[]) => AnyEntry): AnyEntry {
-  const e = values;
+  const v = values;
   for (let k = 0; k < names.length; k++) {
-    const name = names[k];
     const type = types[k];
     switch (type.t) {
       case 'str': {
         const i = r.varuint();
         if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
-        e[k] = strings[i];
+        v[k] = strings[i];
         break;
       }
       case 'nstr': {
         const i = r.varuint();
         if (i > strings.length) throw new WireError(`${table}: string index ${i - 1} out of ${strings.length}`);
-        e[k] = i === 0 ? null : strings[i - 1];
+        v[k] = i === 0 ? null : strings[i - 1];
         break;
       }
       case 'uint':
-        e[k] = r.varuint();
+        v[k] = r.varuint();
         break;
       case 'nuint': {
-        const v = r.varuint();
-        e[k] = v === 0 ? null : v - 1;
+        const n = r.varuint();
+        v[k] = n === 0 ? null : n - 1;
         break;
       }
       case 'bool':
-        e[k] = r.u8() === 1;
+        v[k] = r.u8() === 1;
         break;
       case 'family': {
         const f = r.u8();
-        if (f !== 4 && f !== 6) throw new WireError(`${table}.${name}: bad address family ${f}`);
-        e[k] = f;
+        if (f !== 4 && f !== 6) throw new WireError(`${table}.${names[k]}: bad address family ${f}`);
+        v[k] = f;
         break;
       }
       case 'enum': {
         const i = r.u8();
-        if (i >= type.values.length) throw new WireError(`${table}.${name}: enum index ${i} out of range`);
-        e[k] = type.values[i];
+        if (i >= type.values.length) throw new WireError(`${table}.${names[k]}: enum index ${i} out of range`);
+        v[k] = type.values[i];
         break;
       }
       case 'ports': {
         const n = r.varuint();
-        if (n > 65536) throw new WireError(`${table}.${name}: ${n} port ranges`);
+        if (n > 65536) throw new WireError(`${table}.${names[k]}: ${n} port ranges`);
         const ps: { from: number; to: number }[] = [];
         for (let j = 0; j < n; j++) ps.push({ from: r.varuint(), to: r.varuint() });
-        e[k] = ps;
+        v[k] = ps;
         break;
       }
       default: {
@@ -458,7 +457,7 @@ function readEntry(r: Reader, strings: string[], table: TableName, names: readon
       }
     }
   }
-  return make(e);
+  return make(v);
 }
 
 export const tableIndex = (t: TableName) => TABLES.indexOf(t);

@@ -23,7 +23,6 @@ import type {
 } from '#sdn/model';
 import { SNAPSHOT_COLLECTION } from '#sdn/model';
 
-const COLLECTION = SNAPSHOT_COLLECTION;
 
 export class World {
   revision = 0;
@@ -78,7 +77,7 @@ export class World {
 
   snapshot(): ModelSnapshot {
     const snap = { revision: this.revision } as ModelSnapshot;
-    for (const k of Object.keys(COLLECTION) as ResourceKind[]) (snap as unknown as Record<string, unknown[]>)[COLLECTION[k]] = this.list(k).map((x) => ({ ...x }));
+    for (const k of Object.keys(SNAPSHOT_COLLECTION) as ResourceKind[]) (snap as unknown as Record<string, unknown[]>)[SNAPSHOT_COLLECTION[k]] = this.list(k).map((x) => ({ ...x }));
     return snap;
   }
 
