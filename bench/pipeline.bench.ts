@@ -6,50 +6,34 @@
  * Deterministic work, so that a change to the hot path can be measured
  * without the noise of the full system (bench:scale is the figure that counts).
  *
- * Same shape as bench:scale: SCALE_NETWORKS (500) networks with groups
- * web/app/db and the 7-rule policy, SCALE_HOSTS (200) hosts,
- * SCALE_ENDPOINTS (100000) endpoints, SCALE_HOSTS_PER_NETWORK (8); changes are
- * applied in batches of PIPELINE_BATCH (32, what the controller sees per
- * flush under load) and each host's changes are encoded every
- * PIPELINE_WINDOW (150) endpoints (50 ms at 3,000 endpoints/s).
+ * The topology, placement and SCALE_* sizes are bench:scale's
+ * (support/scale-topology.ts); changes are applied in batches of
+ * PIPELINE_BATCH (32, what the controller sees per flush under load) and each
+ * host's changes are encoded every PIPELINE_WINDOW (150) endpoints (50 ms at
+ * 3,000 endpoints/s).
  */
 import { Engine, PendingChanges } from '#sdn/compiler';
 import type { Change, PolicyGroup, Subnet } from '#sdn/model';
 import { decode, encodeDelta, StateMirror } from '#sdn/wire';
 import { World } from '../libs/compiler/test/support/world';
 import { calibrate } from './support/cpu';
+import { GROUPS, placement, POLICY, policyRule, positiveInt, scaleSize } from './support/scale-topology';
 
-const env = (name: string, fallback: number) => {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
-const NETWORKS = env('SCALE_NETWORKS', 500);
-const HOSTS = env('SCALE_HOSTS', 200);
-const ENDPOINTS = env('SCALE_ENDPOINTS', 100_000);
-const PER_NETWORK = Math.min(HOSTS, env('SCALE_HOSTS_PER_NETWORK', 8));
-const BATCH = env('PIPELINE_BATCH', 32);
-const WINDOW = env('PIPELINE_WINDOW', 150);
+const SIZE = scaleSize();
+const BATCH = positiveInt('PIPELINE_BATCH', 32);
+const WINDOW = positiveInt('PIPELINE_WINDOW', 150);
 
 function topology(): { world: World; subnets: Subnet[]; groups: PolicyGroup[][] } {
   const w = new World(true);
-  const hosts = Array.from({ length: HOSTS }, () => w.host());
+  for (let i = 0; i < SIZE.hosts; i++) w.host();
   const subnets: Subnet[] = [];
   const groups: PolicyGroup[][] = [];
-  for (let i = 0; i < NETWORKS; i++) {
+  for (let i = 0; i < SIZE.networks; i++) {
     const d = w.domain(w.enterprise(`e${i}`));
     subnets.push(w.subnet(w.zone(d)));
-    const [web, app, db] = ['web', 'app', 'db'].map((n) => w.group(d, n));
-    groups.push([web, app, db]);
-    const pg = (g: PolicyGroup) => ({ type: 'policyGroup' as const, id: g.id });
-    const any = { type: 'any' as const, id: null };
-    w.rule(d, { priority: 10, direction: 'ingress', action: 'allow', appliesTo: pg(web), peer: any, protocol: 'tcp', destinationPorts: ['80', '443'] });
-    w.rule(d, { priority: 20, direction: 'ingress', action: 'allow', appliesTo: pg(app), peer: pg(web), protocol: 'tcp', destinationPorts: ['8080'] });
-    w.rule(d, { priority: 30, direction: 'ingress', action: 'allow', appliesTo: pg(db), peer: pg(app), protocol: 'tcp', destinationPorts: ['5432'] });
-    w.rule(d, { priority: 40, direction: 'ingress', action: 'deny', appliesTo: pg(db), peer: pg(web), protocol: 'any' });
-    w.rule(d, { priority: 10, direction: 'egress', action: 'allow', appliesTo: pg(web), peer: pg(app), protocol: 'tcp', destinationPorts: ['8080'] });
-    w.rule(d, { priority: 20, direction: 'egress', action: 'allow', appliesTo: pg(app), peer: pg(db), protocol: 'tcp', destinationPorts: ['5432'] });
-    w.rule(d, { priority: 30, direction: 'egress', action: 'allow', appliesTo: any, peer: any, protocol: 'udp', destinationPorts: ['53'] });
+    const gs = GROUPS.map((n) => w.group(d, n));
+    groups.push(gs);
+    for (const r of POLICY) w.rule(d, policyRule(r, gs.map((g) => g.id)));
   }
   return { world: w, subnets, groups };
 }
@@ -60,12 +44,10 @@ function main() {
   const hosts = world.list('host');
   const engine = new Engine();
   engine.load(world.snapshot());
-  const stride = Math.max(1, Math.floor(HOSTS / PER_NETWORK));
   const first = world.log.length;
-  for (let i = 0; i < ENDPOINTS; i++) {
-    const net = i % NETWORKS;
-    const round = Math.floor(i / NETWORKS);
-    world.endpoint(subnets[net], hosts[(net + (round % PER_NETWORK) * stride) % HOSTS], [groups[net][i % 3]], `ep-${i}`);
+  for (let i = 0; i < SIZE.endpoints; i++) {
+    const { network, host, group } = placement(i, SIZE);
+    world.endpoint(subnets[network], hosts[host], [groups[network][group]], `ep-${i}`);
   }
   const changes: Change[] = world.log.slice(first);
 
@@ -123,14 +105,14 @@ function main() {
     }
     agentMs += performance.now() - t;
   }
-  const us = (ms: number) => `${((ms * 1000) / ENDPOINTS).toFixed(1)} µs`;
+  const us = (ms: number) => `${((ms * 1000) / SIZE.endpoints).toFixed(1)} µs`;
   const line = (k: string, v: string) => console.log(`${k.padEnd(40)} ${v}`);
-  console.log(`\npipeline benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${PER_NETWORK} hosts per network, batches of ${BATCH}, deltas every ${WINDOW}`);
+  console.log(`\npipeline benchmark: ${SIZE.networks} networks, ${SIZE.hosts} hosts, ${SIZE.endpoints} endpoints, ${SIZE.perNetwork} hosts per network, batches of ${BATCH}, deltas every ${WINDOW}`);
   line('machine speed (bench:scale\'s; lower = faster)', `${speed.toFixed(0)} ms`);
   line('controller: engine (apply + changes)', `${(engineMs / 1000).toFixed(2)} s, ${us(engineMs)} per endpoint`);
   line('controller: encoding deltas', `${(encodeMs / 1000).toFixed(2)} s, ${us(encodeMs)} per endpoint`);
   line('agents: decode + apply + digest', `${(agentMs / 1000).toFixed(2)} s, ${us(agentMs)} per endpoint`);
-  line('deltas / entries / bytes', `${frames} / ${entries} / ${(bytes / 1024 ** 2).toFixed(1)} MiB (${(bytes / ENDPOINTS).toFixed(0)} B per endpoint)`);
+  line('deltas / entries / bytes', `${frames} / ${entries} / ${(bytes / 1024 ** 2).toFixed(1)} MiB (${(bytes / SIZE.endpoints).toFixed(0)} B per endpoint)`);
   let mismatched = 0;
   for (const h of hosts) if (mirrors.get(h.id)!.digest.value() !== engine.digestOf(h.id)) mismatched++;
   line('agents whose digest != engine', String(mismatched));

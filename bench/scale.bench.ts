@@ -14,11 +14,9 @@
  * process is the controller and nothing else, so its peak RSS is the
  * controller's.
  *
- * Scale with env vars: SCALE_NETWORKS (500), SCALE_HOSTS (200),
- * SCALE_ENDPOINTS (100000), SCALE_CLIENTS (64), SCALE_AGENT_PROCESSES (2),
- * SCALE_HOSTS_PER_NETWORK (8):
- * each network's endpoints are spread round-robin over that many hosts, and
- * the networks round-robin over all hosts.
+ * Topology, placement and the SCALE_* sizes: support/scale-topology.ts (each
+ * network's endpoints spread round-robin over SCALE_HOSTS_PER_NETWORK hosts,
+ * the networks round-robin over all hosts).
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -30,18 +28,10 @@ import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
 import { freePort } from '../test/support/directory';
 import { calibrate, machineCpu, treeCpu } from './support/cpu';
+import { scaleSize } from './support/scale-topology';
 
-const env = (name: string, fallback: number) => {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
-const NETWORKS = env('SCALE_NETWORKS', 500);
-const HOSTS = env('SCALE_HOSTS', 200);
-const ENDPOINTS = env('SCALE_ENDPOINTS', 100_000);
-const CLIENTS = env('SCALE_CLIENTS', 64);
-const PER_NETWORK = Math.min(HOSTS, env('SCALE_HOSTS_PER_NETWORK', 8));
-const AGENT_PROCESSES = Math.min(HOSTS, env('SCALE_AGENT_PROCESSES', 2));
+const SIZE = scaleSize();
+const { networks: NETWORKS, hosts: HOSTS, endpoints: ENDPOINTS, clients: CLIENTS, perNetwork: PER_NETWORK, agentProcesses: AGENT_PROCESSES } = SIZE;
 const KEY = 'bench-operator-key-0123456789abcdef';
 
 const TARGET_SECONDS = 30;
@@ -94,7 +84,7 @@ async function main() {
     const calibration = [calibrate(), calibrate(), calibrate()].sort((a, b) => a - b)[1];
     // ---------------------------------------------------------------- topology
     const t0 = performance.now();
-    const params = { url, key: KEY, networks: NETWORKS, hosts: HOSTS, endpoints: ENDPOINTS, clients: CLIENTS, perNetwork: PER_NETWORK };
+    const params = { url, key: KEY, ...SIZE };
     const { hosts } = await ask<{ hosts: { id: string; credential: string; vtepIp: string }[] }>({ type: 'setup', params }, 'setup');
     const setupSeconds = (performance.now() - t0) / 1000;
 

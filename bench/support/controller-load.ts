@@ -11,15 +11,11 @@
  * its body parsed.
  */
 import { connect, Socket } from 'node:net';
+import { GROUPS, placement, POLICY, policyRule, ScaleSize } from './scale-topology';
 
-interface Params {
+interface Params extends ScaleSize {
   url: string;
   key: string;
-  networks: number;
-  hosts: number;
-  endpoints: number;
-  clients: number;
-  perNetwork: number;
 }
 
 let p: Params;
@@ -120,21 +116,8 @@ async function setup() {
     const d = await call('POST', `/api/v1/enterprises/${e.id}/domains`, { name: 'd' });
     const z = await call('POST', `/api/v1/domains/${d.id}/zones`, { name: 'z' });
     subnets[i] = (await call('POST', `/api/v1/zones/${z.id}/subnets`, { name: 's', cidr: '10.0.0.0/16' })).id;
-    const [web, app, db] = await Promise.all(['web', 'app', 'db'].map(async (n) => (await call('POST', `/api/v1/domains/${d.id}/policy-groups`, { name: n })).id));
-    groups[i] = [web, app, db];
-    const pg = (id: string) => ({ type: 'policyGroup', id });
-    const any = { type: 'any', id: null };
-    // the 7-rule policy of every network, referencing its groups
-    const rules = [
-      { priority: 10, direction: 'ingress', action: 'allow', appliesTo: pg(web), peer: any, protocol: 'tcp', destinationPorts: ['80', '443'] },
-      { priority: 20, direction: 'ingress', action: 'allow', appliesTo: pg(app), peer: pg(web), protocol: 'tcp', destinationPorts: ['8080'] },
-      { priority: 30, direction: 'ingress', action: 'allow', appliesTo: pg(db), peer: pg(app), protocol: 'tcp', destinationPorts: ['5432'] },
-      { priority: 40, direction: 'ingress', action: 'deny', appliesTo: pg(db), peer: pg(web), protocol: 'any' },
-      { priority: 10, direction: 'egress', action: 'allow', appliesTo: pg(web), peer: pg(app), protocol: 'tcp', destinationPorts: ['8080'] },
-      { priority: 20, direction: 'egress', action: 'allow', appliesTo: pg(app), peer: pg(db), protocol: 'tcp', destinationPorts: ['5432'] },
-      { priority: 30, direction: 'egress', action: 'allow', appliesTo: any, peer: any, protocol: 'udp', destinationPorts: ['53'] },
-    ];
-    for (const r of rules) await call('POST', `/api/v1/domains/${d.id}/acl-rules`, r);
+    groups[i] = await Promise.all(GROUPS.map(async (n) => (await call('POST', `/api/v1/domains/${d.id}/policy-groups`, { name: n })).id));
+    for (const r of POLICY) await call('POST', `/api/v1/domains/${d.id}/acl-rules`, policyRule(r, groups[i]));
   });
   await parallel(p.hosts, async (i) => {
     const h = await call('POST', '/api/v1/hosts', { name: `h${i}`, vtepIp: `10.255.${i >> 8}.${(i & 255) + 1}` });
@@ -142,15 +125,12 @@ async function setup() {
   });
 }
 
-/** Endpoint i goes to network i mod N, on one of the network's hosts (round-robin), in group web/app/db by turn. */
+/** Creates the endpoints, placed as scale-topology's placement() says. */
 async function run(): Promise<number> {
-  const stride = Math.max(1, Math.floor(p.hosts / p.perNetwork));
   const start = performance.now();
   await parallel(p.endpoints, async (i) => {
-    const net = i % p.networks;
-    const round = Math.floor(i / p.networks);
-    const host = hosts[(net + (round % p.perNetwork) * stride) % p.hosts];
-    await call('POST', `/api/v1/subnets/${subnets[net]}/endpoints`, { name: `ep-${i}`, externalId: `ext-${i}`, hostId: host.id, policyGroupIds: [groups[net][i % 3]] });
+    const { network, host, group } = placement(i, p);
+    await call('POST', `/api/v1/subnets/${subnets[network]}/endpoints`, { name: `ep-${i}`, externalId: `ext-${i}`, hostId: hosts[host].id, policyGroupIds: [groups[network][group]] });
   });
   return (performance.now() - start) / 1000;
 }
