@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestDirectory, TestDirectory, OPERATOR_KEY } from '../support/directory';
 import { startTestController } from '../support/controller';
 import type { RunningController } from '../../apps/controller/src/controller';
-import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
+import { AgentProcess, registerHostsAndStartAgents, stopAgentProcess, until } from '../support/agent-process';
 import { CniChain, makeCniPath, runPlugin } from '../support/agent-cni';
 import { inNs, NetnsWorld, ping, runPrefix, sh } from '../support/netns';
 
@@ -17,7 +17,7 @@ describe('CNI plugin chained with the reference plugins', () => {
   let t: TestDirectory;
   let controller: RunningController;
   const agents: AgentProcess[] = [];
-  const hostIds = new Map<string, string>();
+  let hostIds = new Map<string, string>();
   let cniPath: ReturnType<typeof makeCniPath>;
   let subnet: any;
   let web: any;
@@ -43,19 +43,13 @@ describe('CNI plugin chained with the reference plugins', () => {
     world.setup(2);
     t = await startTestDirectory();
     controller = await startTestController(t.db.url);
-    const creds = new Map<string, string>();
-    for (const h of world.hosts) {
-      const made = await t.api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
-      hostIds.set(h.name, made.id);
-      creds.set(h.name, made.credential);
-    }
+    hostIds = await registerHostsAndStartAgents(world, t.api, controller.agentUrl, agents);
     const ent = await t.api.make('/api/v1/enterprises', { name: 'cni' });
     const dom = await t.api.make(`/api/v1/enterprises/${ent.id}/domains`, { name: 'cni', defaultIngressAction: 'deny', defaultEgressAction: 'allow' });
     const zone = await t.api.make(`/api/v1/domains/${dom.id}/zones`, { name: 'z' });
     subnet = await t.api.make(`/api/v1/zones/${zone.id}/subnets`, { name: 's', cidr: '10.7.0.0/24' });
     web = await t.api.make(`/api/v1/domains/${dom.id}/policy-groups`, { name: 'web' });
     await t.api.make(`/api/v1/domains/${dom.id}/acl-rules`, { priority: 10, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: web.id }, peer: { type: 'policyGroup', id: web.id }, protocol: 'icmp' });
-    for (const h of world.hosts) agents.push(await startAgentProcess(h, { controllerUrl: controller.agentUrl, hostId: hostIds.get(h.name)!, credential: creds.get(h.name)! }));
     cniPath = makeCniPath();
     for (const h of world.hosts) {
       chains.set(

@@ -11,7 +11,7 @@ import { DockerPlugin } from '../../apps/agent/src/docker';
 import { OPERATOR_KEY, startTestDirectory, TestDirectory } from '../support/directory';
 import { startTestController } from '../support/controller';
 import type { RunningController } from '../../apps/controller/src/controller';
-import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
+import { AgentProcess, registerHostsAndStartAgents, stopAgentProcess, until } from '../support/agent-process';
 import { docker, TestDockerd } from '../support/agent-docker';
 import { NetnsWorld, runPrefix, sh } from '../support/netns';
 
@@ -23,7 +23,7 @@ describe('Docker remote network and IPAM driver', () => {
   const agents: AgentProcess[] = [];
   let plugin: DockerPlugin;
   let dockerd: TestDockerd;
-  const hostIds = new Map<string, string>();
+  let hostIds = new Map<string, string>();
   const ids: Record<string, any> = {};
   const ipOf = async (c: string) => (await docker(dockerd.sock, ['inspect', '-f', '{{(index .NetworkSettings.Networks "net1").IPAddress}}', c])).out.trim();
   const exec = (c: string, cmd: string[]) => docker(dockerd.sock, ['exec', c, ...cmd]);
@@ -32,13 +32,7 @@ describe('Docker remote network and IPAM driver', () => {
     world.setup(2);
     t = await startTestDirectory();
     controller = await startTestController(t.db.url);
-    const creds = new Map<string, string>();
-    for (const h of world.hosts) {
-      const made = await t.api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
-      hostIds.set(h.name, made.id);
-      creds.set(h.name, made.credential);
-    }
-    for (const h of world.hosts) agents.push(await startAgentProcess(h, { controllerUrl: controller.agentUrl, hostId: hostIds.get(h.name)!, credential: creds.get(h.name)! }));
+    hostIds = await registerHostsAndStartAgents(world, t.api, controller.agentUrl, agents);
     const ent = await t.api.make('/api/v1/enterprises', { name: 'dk' });
     ids.dom = await t.api.make(`/api/v1/enterprises/${ent.id}/domains`, { name: 'dk', defaultIngressAction: 'deny', defaultEgressAction: 'allow' });
     ids.zone = await t.api.make(`/api/v1/domains/${ids.dom.id}/zones`, { name: 'z' });

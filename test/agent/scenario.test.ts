@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { OPERATOR_KEY, startTestDirectory, TestDirectory } from '../support/directory';
 import { startTestController } from '../support/controller';
 import type { RunningController } from '../../apps/controller/src/controller';
-import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
+import { AgentProcess, registerHostsAndStartAgents, stopAgentProcess, until } from '../support/agent-process';
 import { CniChain, makeCniPath } from '../support/agent-cni';
 import { greeting, inNs, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';
 
@@ -18,7 +18,7 @@ describe('three hosts, two tenants, agents and CNI end to end', () => {
   let t: TestDirectory;
   let controller: RunningController;
   const agents: AgentProcess[] = [];
-  const hostIds = new Map<string, string>();
+  let hostIds = new Map<string, string>();
   let cniPath: ReturnType<typeof makeCniPath>;
   const ids: Record<string, any> = {};
   const c: Record<string, { ns: string; ip: string; mac: string; host: string; attach: any; chain: CniChain; result: any }> = {};
@@ -50,13 +50,7 @@ describe('three hosts, two tenants, agents and CNI end to end', () => {
     t = await startTestDirectory();
     controller = await startTestController(t.db.url);
     cniPath = makeCniPath([]);
-    const creds = new Map<string, string>();
-    for (const h of world.hosts) {
-      const made = await t.api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
-      hostIds.set(h.name, made.id);
-      creds.set(h.name, made.credential);
-    }
-    for (const h of world.hosts) agents.push(await startAgentProcess(h, { controllerUrl: controller.agentUrl, hostId: hostIds.get(h.name)!, credential: creds.get(h.name)! }));
+    hostIds = await registerHostsAndStartAgents(world, t.api, controller.agentUrl, agents);
     const api = t.api;
     const entA = await api.make('/api/v1/enterprises', { name: 'sc-a' });
     ids.domA = await api.make(`/api/v1/enterprises/${entA.id}/domains`, { name: 'a', defaultIngressAction: 'deny', defaultEgressAction: 'allow' });

@@ -6,7 +6,8 @@
  */
 import { spawn, ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { TestHost } from './netns';
+import type { Api } from './directory';
+import type { NetnsWorld, TestHost } from './netns';
 
 export interface AgentProcess {
   proc: ChildProcess;
@@ -87,4 +88,22 @@ export async function until<T>(what: string, cond: () => Promise<T | null | unde
     if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Registers every host of a namespace world in the directory (named
+ * `${prefix}-${host}`) and starts one agent per host against the controller,
+ * pushing each onto `agents` as it starts (so that the caller's cleanup stops
+ * those that did if a later one fails). Returns the host ids by host name.
+ */
+export async function registerHostsAndStartAgents(world: NetnsWorld, api: Api, controllerUrl: string, agents: AgentProcess[]): Promise<Map<string, string>> {
+  const hostIds = new Map<string, string>();
+  const credentials = new Map<string, string>();
+  for (const h of world.hosts) {
+    const made = await api.make('/api/v1/hosts', { name: `${world.prefix}-${h.name}`, vtepIp: h.vtep });
+    hostIds.set(h.name, made.id);
+    credentials.set(h.name, made.credential);
+  }
+  for (const h of world.hosts) agents.push(await startAgentProcess(h, { controllerUrl, hostId: hostIds.get(h.name)!, credential: credentials.get(h.name)! }));
+  return hostIds;
 }
