@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import { Client, Pool } from 'pg';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { createModelStore } from '../../libs/store/src';
 import { makeTree, startTestDatabase, startTestDirectory, TestDatabase, TestDirectory } from '../support/directory';
@@ -180,5 +182,73 @@ describe('the change log', () => {
     const next = await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after-restart' });
     assert.ok(!eps.some((e) => e.ip === next.ip));
     assertGapFree(await allChanges(one));
+  });
+
+  it('answers a write only once the durable mark covers it, and confirms again on a new connection when its own was cut', async () => {
+    const pg = new Pool({ connectionString: db.url, max: 8 });
+    try {
+      const { subnet } = await makeTree(one.api, 'durable', '10.3.0.0/24');
+      const mark = async () => Number((await pg.query('SELECT revision FROM durable_revision WHERE id = 1')).rows[0].revision);
+      const seen = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: `d${i}` }).then(async (r) => ({ revision: r.body.revision, mark: await mark() })),
+        ),
+      );
+      for (const s of seen) assert.ok(s.mark >= s.revision, `answered revision ${s.revision} while the durable mark was ${s.mark}`);
+      // the confirming connection dies: the next batch still gets confirmed (one retry on a new connection)
+      const killed = await pg.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sdn-directory-confirm'`);
+      assert.ok(killed.rows.length >= 1, 'the directories confirm on their own connection');
+      const r = await one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after-cut' });
+      assert.equal(r.status, 201);
+      assert.ok((await mark()) >= r.body.revision);
+    } finally {
+      await pg.end();
+    }
+  });
+
+  it('serves followers nothing beyond the durable mark, and raises a mark stranded by a writer that died before confirming', async () => {
+    const pg = new Client({ connectionString: db.url });
+    await pg.connect();
+    const store = createModelStore(db.url, { pollMs: 50 });
+    // a writer that commits a change without waiting for the disk, then dies before confirming it
+    const strand = async (name: string) => {
+      await pg.query('BEGIN');
+      await pg.query('SET LOCAL synchronous_commit TO off');
+      const rev = Number((await pg.query('SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE')).rows[0].revision) + 1;
+      const id = randomUUID();
+      const state = { id, name, description: '', revision: rev, createdAt: new Date().toISOString(), updatedAt: new Date().toISOString() };
+      await pg.query(`INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at) VALUES ($1, 'enterprise', 'create', $2, $2, $3, now())`, [
+        rev,
+        id,
+        JSON.stringify(state),
+      ]);
+      await pg.query('UPDATE revision_counter SET revision = $1 WHERE id = 1', [rev]);
+      await pg.query('COMMIT');
+      return rev;
+    };
+    try {
+      const known = (await allChanges(one)).length;
+      const rev = await strand('stranded-1');
+      assert.equal(rev, known + 1);
+      // committed, but neither the API's change log, nor the store, nor a snapshot shows it
+      assert.equal((await allChanges(one)).length, known);
+      assert.deepEqual(await store.readChanges(known, 10), []);
+      assert.equal((await store.loadSnapshot()).revision, known);
+      // a follower that finds the counter ahead of the mark and not moving confirms it itself
+      const got = await firstValueFrom(store.follow(known).pipe(take(1)));
+      assert.equal(got.revision, rev);
+      assert.equal((got.state as any).name, 'stranded-1');
+      assert.equal((await allChanges(one)).length, known + 1);
+      // a directory starting up confirms what its predecessor left
+      const rev2 = await strand('stranded-2');
+      assert.equal((await allChanges(one)).length, known + 1);
+      await one.restart();
+      const log = await allChanges(one);
+      assert.equal(log.length, rev2);
+      assertGapFree(log);
+    } finally {
+      await store.close();
+      await pg.end();
+    }
   });
 });

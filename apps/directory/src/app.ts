@@ -93,6 +93,8 @@ export async function startDirectory(config: DirectoryConfig): Promise<RunningDi
     const applied = await runMigrations(databaseUrl);
     if (applied.length) log.info('migrations applied', { migrations: applied });
     const db = new Database(databaseUrl, { poolSize: config.poolSize, maxBatch: config.maxBatch });
+    // what a previous process committed and died before confirming becomes visible to followers now
+    await db.confirmDurable();
     const adapter = new FastifyAdapter({ bodyLimit: 1024 * 1024, maxParamLength: 200 });
     const app = await NestFactory.create<NestFastifyApplication>(DirectoryModule.build(db), adapter, { logger: ['error', 'warn'] });
     const metrics = app.get(Metrics);

@@ -3,6 +3,7 @@ import { ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Client } from 'pg';
 import type { Change } from '#sdn/model';
+import { DURABLE_ONLY } from '#sdn/store';
 import { Caller, CurrentCaller, scopeOf } from '../common/auth';
 import { ValidationFailed } from '../common/errors';
 import { log } from '../common/log';
@@ -21,9 +22,10 @@ export function rowToChange(r: any): Change {
 }
 
 /**
- * Knows the newest committed revision and wakes followers when it moves:
- * commits of this process directly, commits of other processes through
- * LISTEN sdn_changes, and a slow poll in case a notification was missed.
+ * Knows the newest durable revision (the change log is served up to it, see
+ * #sdn/store) and wakes followers when it moves: confirmed commits of this
+ * process directly, those of other processes through LISTEN sdn_changes, and
+ * a slow poll in case a notification was missed.
  */
 @Injectable()
 export class ChangeFeed implements OnModuleDestroy {
@@ -38,7 +40,7 @@ export class ChangeFeed implements OnModuleDestroy {
   }
 
   async start(): Promise<void> {
-    const rows = await this.db.read<{ revision: string }>('SELECT revision FROM revision_counter WHERE id = 1');
+    const rows = await this.db.read<{ revision: string }>('SELECT revision FROM durable_revision WHERE id = 1');
     this.latest = Number(rows[0].revision);
     await this.connect();
     this.poll = setInterval(() => void this.refresh(), 1000);
@@ -60,7 +62,7 @@ export class ChangeFeed implements OnModuleDestroy {
 
   private async refresh(): Promise<void> {
     try {
-      const rows = await this.db.read<{ revision: string }>('SELECT revision FROM revision_counter WHERE id = 1');
+      const rows = await this.db.read<{ revision: string }>('SELECT revision FROM durable_revision WHERE id = 1');
       this.advance(Number(rows[0].revision));
     } catch {
       /* database away: readyz reports it */
@@ -98,7 +100,7 @@ export class ChangeFeed implements OnModuleDestroy {
   async read(caller: Caller, after: number, limit: number): Promise<Change[]> {
     const scope = scopeOf(caller);
     const rows = await this.db.read(
-      `SELECT * FROM change_log WHERE revision > $1 AND ($3::uuid IS NULL OR enterprise_id = $3) ORDER BY revision LIMIT $2`,
+      `SELECT * FROM change_log WHERE revision > $1 AND ${DURABLE_ONLY} AND ($3::uuid IS NULL OR enterprise_id = $3) ORDER BY revision LIMIT $2`,
       [after, limit, scope],
     );
     return rows.map(rowToChange);
@@ -160,6 +162,8 @@ export class ChangesController {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    // Node holds the headers back until the first write, which may be a keep-alive 15 s away
+    raw.flushHeaders();
     let open = true;
     raw.on('close', () => {
       open = false;
