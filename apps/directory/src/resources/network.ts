@@ -475,11 +475,13 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.
       const groupIds = [...new Set(input.policyGroupIds)];
       const scope = scopeOf(caller);
       // everything in the cache: no query at all (see parent-cache.ts for why staleness is safe)
-      const cached = cache.get(parentId);
-      if (cached && (!input.hostId || cache.get(input.hostId)) && groupIds.every((g) => cache.get(g))) {
+      // each row read once, at one time: a second look could find it expired in between
+      const now = Date.now();
+      const cached = cache.get(parentId, now);
+      const groups = groupIds.map((g) => cache.get(g, now));
+      if (cached && (!input.hostId || cache.get(input.hostId, now)) && groups.every((g) => g !== undefined)) {
         if (scope !== null && cached.enterprise_id !== scope) throw new NotFound('subnet', parentId);
-        const groups = groupIds.map((g) => cache.get(g)!);
-        return { parent: cached, prepared: judgeGroups(groups, input.policyGroupIds, cached.domain_id, cached.enterprise_id) };
+        return { parent: cached, prepared: judgeGroups(groups as Row[], input.policyGroupIds, cached.domain_id, cached.enterprise_id) };
       }
       // subnet, host and groups in one round trip
       const [row] = await read(
