@@ -207,7 +207,7 @@ export class Database {
           await c.connect();
           this.confirmer = c;
         }
-        await this.confirmer.query(CONFIRM_DURABLE);
+        await this.confirmer.query(statement(CONFIRM_DURABLE));
         return;
       } catch (e) {
         await this.confirmer?.end().catch(() => undefined);
