@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { createModelStore } from '../../libs/store/src';
+import { waitUntil } from '../support/controller';
 import { makeTree, startTestDatabase, startTestDirectory, TestDatabase, TestDirectory } from '../support/directory';
 
 async function allChanges(t: TestDirectory) {
@@ -202,6 +203,37 @@ describe('the change log', () => {
       assert.equal(r.status, 201);
       assert.ok((await mark()) >= r.body.revision);
     } finally {
+      await pg.end();
+    }
+  });
+
+  it('answers 503 outcome-unknown when the database cannot confirm a committed write, which is then there to read back', async () => {
+    const pg = new Pool({ connectionString: db.url, max: 4 });
+    const blocker = await pg.connect();
+    try {
+      const { subnet } = await makeTree(one.api, 'unconfirmed', '10.4.0.0/24');
+      // the confirmation waits for this row lock; its connection is then cut, twice (it retries once)
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT * FROM durable_revision WHERE id = 1 FOR UPDATE');
+      const pending = one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'unconfirmed', externalId: 'u-1' });
+      const waiting = `FROM pg_stat_activity WHERE application_name = 'sdn-directory-confirm' AND wait_event_type = 'Lock'`;
+      for (let cut = 0; cut < 2; cut++) {
+        await waitUntil(async () => Number((await pg.query(`SELECT count(*) AS n ${waiting}`)).rows[0].n) > 0, 'a confirmation waiting for the lock', 5000);
+        await pg.query(`SELECT pg_terminate_backend(pid) ${waiting}`);
+      }
+      const r = await pending;
+      assert.equal(r.status, 503);
+      assert.equal(r.body.type, '/problems/outcome-unknown');
+      assert.match(r.body.detail, /read it back/);
+      await blocker.query('COMMIT');
+      // it was committed: the retry the problem suggests finds it by its externalId
+      const again = await one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'unconfirmed', externalId: 'u-1' });
+      assert.equal(again.status, 200);
+      assert.equal(again.body.externalId, 'u-1');
+      assertGapFree(await allChanges(one));
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
       await pg.end();
     }
   });

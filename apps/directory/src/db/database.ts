@@ -216,8 +216,8 @@ export class Database {
         return;
       } catch (e) {
         await c?.end().catch(() => undefined);
-        // a dropped connection is retried once on a new one; a database that is down fails the batch
-        if (attempt > 0 || isDbError(e)) throw e;
+        // once more on a new connection (this one was dropped or its backend killed); a database that is down fails the batch
+        if (attempt > 0) throw e;
       }
     }
   }
