@@ -1,51 +1,18 @@
 import { strict as assert } from 'node:assert';
-import { after, before, describe, it } from 'node:test';
-import { AnyEntry, compileAll, describeDifference, HostState, TABLES } from '#sdn/compiler';
-import { createModelStore, ModelStore } from '#sdn/store';
-import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
-import { settled, SimHost, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
-import type { RunningController } from '../../apps/controller/src/controller';
+import { describe, it } from 'node:test';
+import { AnyEntry, HostState, TABLES } from '#sdn/compiler';
+import { makeTree } from '../support/directory';
+import { controllerTestWorld, settled, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
 
-let t: TestDirectory;
-let store: ModelStore;
-
-before(async () => {
-  t = await startTestDirectory();
-  store = createModelStore(t.db.url);
-});
-after(async () => {
-  await store.close();
-  await t.stop();
-});
-
-let hostSeq = 0;
-async function makeHost(): Promise<SimHost> {
-  hostSeq++;
-  const h = await t.api.make('/api/v1/hosts', { name: `s${hostSeq}`, vtepIp: `203.0.113.${hostSeq}` });
-  return { id: h.id, credential: h.credential, vtepIp: h.vtepIp };
-}
-const endpoint = (subnetId: string, hostId: string | null, policyGroupIds: string[] = []) =>
-  t.api.make(`/api/v1/subnets/${subnetId}/endpoints`, { name: `ep${Math.random().toString(36).slice(2, 8)}`, hostId, policyGroupIds });
-
-async function settle(c: RunningController, agents: SimulatedAgent[]): Promise<Map<string, HostState>> {
-  const snap = await store.loadSnapshot();
-  await waitUntil(() => settled(c, snap.revision, agents), `settled at revision ${snap.revision}`);
-  return compileAll(snap, c.controller.engine.opts);
-}
-function assertSame(agents: SimulatedAgent[], ref: Map<string, HostState>, c?: RunningController): void {
-  for (const a of agents) {
-    const want = ref.get(a.host.id)!;
-    if (c) assert.deepEqual(describeDifference(c.controller.engine.stateOf(a.host.id), want), [], `controller, host ${a.host.id}`);
-    assert.deepEqual(describeDifference(a.state, want), [], `agent, host ${a.host.id}`);
-  }
-}
+const w = controllerTestWorld({ namePrefix: 's', vtepNet: '203.0.113' });
+const { makeHost, endpoint, settle, assertSame } = w;
 
 describe('controller scenarios', () => {
   it('resumes agents after a controller restart without resending their state', async () => {
-    const { subnet } = await makeTree(t.api, 'restart');
+    const { subnet } = await makeTree(w.t.api, 'restart');
     const hosts = [await makeHost(), await makeHost(), await makeHost()];
     for (let i = 0; i < 9; i++) await endpoint(subnet.id, hosts[i % 3].id);
-    let c = await startTestController(t.db.url);
+    let c = await startTestController(w.t.db.url);
     const port = c.port;
     const agents = hosts.map((h) => new SimulatedAgent(c.agentUrl, h, { minBackoffMs: 20 }));
     try {
@@ -53,7 +20,7 @@ describe('controller scenarios', () => {
       const before = agents.map((a) => a.snapshots);
       assert.deepEqual(before, [1, 1, 1]);
       await c.close();
-      c = await startTestController(t.db.url, { port });
+      c = await startTestController(w.t.db.url, { port });
       await waitUntil(() => agents.every((a) => a.connects === 2), 'agents reconnected');
       assertSame(agents, await settle(c, agents), c);
       // a change after the restart arrives as a delta
@@ -66,8 +33,8 @@ describe('controller scenarios', () => {
       // the model changes while no controller runs: the next one rebuilds each agent's state at its revision and sends a delta
       await c.close();
       const during = [await endpoint(subnet.id, hosts[1].id), await endpoint(subnet.id, hosts[2].id)];
-      await t.api.del(`/api/v1/endpoints/${e.id}`);
-      c = await startTestController(t.db.url, { port });
+      await w.t.api.del(`/api/v1/endpoints/${e.id}`);
+      c = await startTestController(w.t.db.url, { port });
       await waitUntil(() => agents.every((a) => a.connects === 3), 'agents reconnected again');
       assertSame(agents, await settle(c, agents), c);
       assert.ok(agents[0].state.remoteEndpoints.has(during[0].id) && !agents[0].state.localEndpoints.has(e.id));
@@ -79,12 +46,12 @@ describe('controller scenarios', () => {
   });
 
   it('sends one coalesced delta to an agent that missed many versions', async () => {
-    const { subnet, domain } = await makeTree(t.api, 'missed', '10.9.0.0/16');
-    const g = await t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'g' });
-    await t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, { priority: 1, direction: 'ingress', action: 'allow', peer: { type: 'policyGroup', id: g.id } });
+    const { subnet, domain } = await makeTree(w.t.api, 'missed', '10.9.0.0/16');
+    const g = await w.t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'g' });
+    await w.t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, { priority: 1, direction: 'ingress', action: 'allow', peer: { type: 'policyGroup', id: g.id } });
     const hosts = [await makeHost(), await makeHost()];
     for (const h of hosts) await endpoint(subnet.id, h.id, [g.id]);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     const stay = new SimulatedAgent(c.agentUrl, hosts[0]);
     let away = new SimulatedAgent(c.agentUrl, hosts[1]);
     try {
@@ -92,7 +59,7 @@ describe('controller scenarios', () => {
       await away.stop();
       const created = [];
       for (let i = 0; i < 60; i++) created.push(await endpoint(subnet.id, hosts[i % 2].id, i % 3 ? [g.id] : []));
-      for (const e of created.slice(0, 20)) await t.api.del(`/api/v1/endpoints/${e.id}`);
+      for (const e of created.slice(0, 20)) await w.t.api.del(`/api/v1/endpoints/${e.id}`);
       await settle(c, [stay]);
       const stream = c.controller.streams.get(hosts[1].id)!;
       assert.ok(stream.version - stream.acked <= 1, 'nothing queued per version for the absent agent');
@@ -111,10 +78,10 @@ describe('controller scenarios', () => {
   });
 
   it('never lets a stalled agent slow the others, and sends it one coalesced delta when it catches up', async () => {
-    const { subnet } = await makeTree(t.api, 'slow', '10.11.0.0/16');
+    const { subnet } = await makeTree(w.t.api, 'slow', '10.11.0.0/16');
     const hosts = [await makeHost(), await makeHost()];
     for (const h of hosts) await endpoint(subnet.id, h.id);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     const fast = new SimulatedAgent(c.agentUrl, hosts[0]);
     const slow = new SimulatedAgent(c.agentUrl, hosts[1]);
     try {
@@ -122,7 +89,7 @@ describe('controller scenarios', () => {
       slow.stall();
       const created: Array<{ id: string }> = [];
       for (let i = 0; i < 30; i++) created.push(await endpoint(subnet.id, hosts[0].id));
-      const snap = await store.loadSnapshot();
+      const snap = await w.store.loadSnapshot();
       await waitUntil(() => settled(c, snap.revision, [fast]), 'the fast agent is current');
       for (const e of created) assert.ok(fast.state.localEndpoints.has(e.id));
       assert.equal(slow.held, 1, 'one message in flight to the stalled agent, the rest coalesced');
@@ -134,7 +101,7 @@ describe('controller scenarios', () => {
       assertSame([fast, slow], await settle(c, [fast, slow]), c);
       assert.equal(slow.deltas - deltasBefore, 2, 'the held delta, then one coalesced delta');
       assert.equal(slow.snapshots, 1);
-      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${created[29].id}`)).body.status === 'active', 'active after the slow host acked');
+      await waitUntil(async () => (await w.t.api.get(`/api/v1/endpoints/${created[29].id}`)).body.status === 'active', 'active after the slow host acked');
     } finally {
       await fast.stop();
       await slow.stop();
@@ -143,9 +110,9 @@ describe('controller scenarios', () => {
   });
 
   it('shows a moved or regrouped endpoint as pending until every host that must learn the change acknowledged it', async () => {
-    const { domain, subnet } = await makeTree(t.api, 'moving', '10.12.0.0/16');
-    const web = await t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'web' });
-    await t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
+    const { domain, subnet } = await makeTree(w.t.api, 'moving', '10.12.0.0/16');
+    const web = await w.t.api.make(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'web' });
+    await w.t.api.make(`/api/v1/domains/${domain.id}/acl-rules`, {
       priority: 10,
       direction: 'ingress',
       action: 'allow',
@@ -159,16 +126,16 @@ describe('controller scenarios', () => {
     // both hosts keep an endpoint of the subnet: both must learn where e is and which groups it is in
     await endpoint(subnet.id, hosts[0].id);
     await endpoint(subnet.id, hosts[1].id);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     const a0 = new SimulatedAgent(c.agentUrl, hosts[0]);
     const a1 = new SimulatedAgent(c.agentUrl, hosts[1]);
-    const status = async () => (await t.api.get(`/api/v1/endpoints/${e.id}`)).body.status;
+    const status = async () => (await w.t.api.get(`/api/v1/endpoints/${e.id}`)).body.status;
     try {
       await settle(c, [a0, a1]);
       await waitUntil(async () => (await status()) === 'active', 'active at first');
       for (const change of [{ hostId: hosts[1].id }, { policyGroupIds: [web.id] }]) {
         a1.stall();
-        const r = await t.api.patch(`/api/v1/endpoints/${e.id}`, change);
+        const r = await w.t.api.patch(`/api/v1/endpoints/${e.id}`, change);
         assert.equal(r.status, 200, JSON.stringify(r.body));
         assert.equal(r.body.status, 'pending', `${JSON.stringify(change)}: pending from the commit on`);
         // the other host acknowledges; the stalled one has not: still pending, whatever the controller writes meanwhile
@@ -180,16 +147,16 @@ describe('controller scenarios', () => {
       }
       assert.ok(a1.state.localEndpoints.has(e.id), 'the endpoint now lives on the second host');
       // a rename changes nothing on any host: the endpoint stays active
-      const renamed = await t.api.patch(`/api/v1/endpoints/${e.id}`, { name: 'renamed' });
+      const renamed = await w.t.api.patch(`/api/v1/endpoints/${e.id}`, { name: 'renamed' });
       assert.equal(renamed.body.status, 'active');
       // a status write for an older revision (an activation that finished just as the endpoint changed) leaves the newer change pending
       await a0.stop();
       await a1.stop();
-      const moved = await t.api.patch(`/api/v1/endpoints/${e.id}`, { hostId: hosts[0].id });
+      const moved = await w.t.api.patch(`/api/v1/endpoints/${e.id}`, { hostId: hosts[0].id });
       assert.equal(moved.body.status, 'pending');
-      await store.setEndpointStatus([{ id: e.id, revision: moved.body.revision - 1 }], 'active');
+      await w.store.setEndpointStatus([{ id: e.id, revision: moved.body.revision - 1 }], 'active');
       assert.equal(await status(), 'pending', 'not overridden by a stale activation');
-      await store.setEndpointStatus([{ id: e.id, revision: moved.body.revision }], 'active');
+      await w.store.setEndpointStatus([{ id: e.id, revision: moved.body.revision }], 'active');
       assert.equal(await status(), 'active');
     } finally {
       await a0.stop();
@@ -199,10 +166,10 @@ describe('controller scenarios', () => {
   });
 
   it('resumes an agent whose last ack was lost with the connection, without a snapshot', async () => {
-    const { subnet } = await makeTree(t.api, 'lostack', '10.12.0.0/16');
+    const { subnet } = await makeTree(w.t.api, 'lostack', '10.12.0.0/16');
     const hosts = [await makeHost(), await makeHost()];
     for (const h of hosts) await endpoint(subnet.id, h.id);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     const other = new SimulatedAgent(c.agentUrl, hosts[0]);
     let agent = new SimulatedAgent(c.agentUrl, hosts[1]);
     try {
@@ -226,13 +193,13 @@ describe('controller scenarios', () => {
   });
 
   it('reports an agent that rejects a version, resends it a snapshot, and leaves the others alone', async () => {
-    const a = await makeTree(t.api, 'nackA', '10.10.0.0/24');
-    const b = await makeTree(t.api, 'nackB', '10.10.0.0/24');
+    const a = await makeTree(w.t.api, 'nackA', '10.10.0.0/24');
+    const b = await makeTree(w.t.api, 'nackB', '10.10.0.0/24');
     const hosts = [await makeHost(), await makeHost()];
     await endpoint(a.subnet.id, hosts[0].id);
     await endpoint(a.subnet.id, hosts[1].id);
     await endpoint(b.subnet.id, hosts[0].id);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     let refuse = false;
     const good = new SimulatedAgent(c.agentUrl, hosts[0]);
     const picky = new SimulatedAgent(c.agentUrl, hosts[1], { reject: (m) => (refuse ? `nft: Could not process rule: No such file or directory (version ${m.version})` : null) });
@@ -247,8 +214,8 @@ describe('controller scenarios', () => {
       assert.match(await (await fetch(`${c.url}/metrics`)).text(), new RegExp(`sdn_agent_nacks_total\\{host="${hosts[1].id}"\\} [1-9]`));
       // the other agent keeps getting its changes, and endpoints the picky host need not know activate
       const eb = await endpoint(b.subnet.id, hosts[0].id);
-      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${eb.id}`)).body.status === 'active', 'eb active');
-      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status === 'error', 'e1 shown as error: a host refused it');
+      await waitUntil(async () => (await w.t.api.get(`/api/v1/endpoints/${eb.id}`)).body.status === 'active', 'eb active');
+      await waitUntil(async () => (await w.t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status === 'error', 'e1 shown as error: a host refused it');
       assert.ok(good.state.localEndpoints.has(e1.id) && good.state.localEndpoints.has(eb.id));
       assert.equal(good.nacks, 0);
       assert.equal(good.snapshots, 1);
@@ -257,7 +224,7 @@ describe('controller scenarios', () => {
       await endpoint(a.subnet.id, hosts[0].id); // a change unblocks the rejected snapshot
       assertSame([good, picky], await settle(c, [good, picky]), c);
       assert.ok(picky.snapshots >= 2);
-      await waitUntil(async () => (await t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status === 'active', 'e1 active');
+      await waitUntil(async () => (await w.t.api.get(`/api/v1/endpoints/${e1.id}`)).body.status === 'active', 'e1 active');
     } finally {
       await good.stop();
       await picky.stop();
@@ -266,14 +233,14 @@ describe('controller scenarios', () => {
   });
 
   it('keeps tenants apart: a host holds only the domains it has endpoints in', async () => {
-    const a = await makeTree(t.api, 'isoA', '10.20.0.0/24');
-    const b = await makeTree(t.api, 'isoB', '10.20.0.0/24'); // the same addresses in another enterprise
-    const a2 = await t.api.make(`/api/v1/enterprises/${a.enterprise.id}/domains`, { name: 'isoA-2' });
-    const a2z = await t.api.make(`/api/v1/domains/${a2.id}/zones`, { name: 'z' });
-    const a2s = await t.api.make(`/api/v1/zones/${a2z.id}/subnets`, { name: 's', cidr: '10.21.0.0/24' });
+    const a = await makeTree(w.t.api, 'isoA', '10.20.0.0/24');
+    const b = await makeTree(w.t.api, 'isoB', '10.20.0.0/24'); // the same addresses in another enterprise
+    const a2 = await w.t.api.make(`/api/v1/enterprises/${a.enterprise.id}/domains`, { name: 'isoA-2' });
+    const a2z = await w.t.api.make(`/api/v1/domains/${a2.id}/zones`, { name: 'z' });
+    const a2s = await w.t.api.make(`/api/v1/zones/${a2z.id}/subnets`, { name: 's', cidr: '10.21.0.0/24' });
     for (const tree of [a, b]) {
-      const g = await t.api.make(`/api/v1/domains/${tree.domain.id}/policy-groups`, { name: 'web' });
-      await t.api.make(`/api/v1/domains/${tree.domain.id}/acl-rules`, { priority: 5, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: g.id } });
+      const g = await w.t.api.make(`/api/v1/domains/${tree.domain.id}/policy-groups`, { name: 'web' });
+      await w.t.api.make(`/api/v1/domains/${tree.domain.id}/acl-rules`, { priority: 5, direction: 'ingress', action: 'allow', appliesTo: { type: 'policyGroup', id: g.id } });
     }
     const [h1, h2, h3] = [await makeHost(), await makeHost(), await makeHost()];
     await endpoint(a.subnet.id, h1.id);
@@ -281,11 +248,11 @@ describe('controller scenarios', () => {
     await endpoint(b.subnet.id, h2.id);
     await endpoint(b.subnet.id, h3.id);
     await endpoint(a2s.id, h3.id);
-    const c = await startTestController(t.db.url);
+    const c = await startTestController(w.t.db.url);
     const agents = [h1, h2, h3].map((h) => new SimulatedAgent(c.agentUrl, h));
     try {
       assertSame(agents, await settle(c, agents), c);
-      const snap = await store.loadSnapshot();
+      const snap = await w.store.loadSnapshot();
       const domainsOf = (s: HostState) => new Set([...s.domains.keys()]);
       assert.deepEqual(domainsOf(agents[0].state), new Set([a.domain.id]));
       assert.deepEqual(domainsOf(agents[1].state), new Set([a.domain.id, b.domain.id]));
@@ -316,7 +283,7 @@ describe('controller scenarios', () => {
       const visitor = await endpoint(b.subnet.id, h1.id);
       await settle(c, agents);
       assert.ok(agents[0].state.domains.has(b.domain.id));
-      await t.api.del(`/api/v1/endpoints/${visitor.id}`);
+      await w.t.api.del(`/api/v1/endpoints/${visitor.id}`);
       assertSame(agents, await settle(c, agents), c);
       assert.deepEqual(domainsOf(agents[0].state), new Set([a.domain.id]));
     } finally {

@@ -2,10 +2,14 @@
  * Controller test support: start a real controller against a test database,
  * and simulated agents speaking the real protocol over loopback.
  */
-import type { HostState } from '#sdn/compiler';
+import { strict as assert } from 'node:assert';
+import { after, before } from 'node:test';
+import { compileAll, describeDifference, type HostState } from '#sdn/compiler';
+import { createModelStore, type ModelStore } from '#sdn/store';
 import { AgentClient, DeltaEvent, SnapshotEvent, StateMirror } from '#sdn/wire';
 import { loadConfig } from '../../apps/controller/src/config';
 import { ControllerOptions, RunningController, startController } from '../../apps/controller/src/controller';
+import { startTestDirectory, type TestDirectory } from './directory';
 
 export async function startTestController(databaseUrl: string, opts: ControllerOptions & { port?: number } = {}): Promise<RunningController> {
   return startController(
@@ -131,4 +135,49 @@ export function settled(c: RunningController, revision: number, agents: Simulate
     if (a.mirror.version !== s.acked) return false;
   }
   return true;
+}
+
+/**
+ * What a controller test file shares: a directory (and its database) and a
+ * model store for the whole file, hosts and endpoints made through the API,
+ * and the check of every agent (and the controller) against the state
+ * compiled from the database. `t` and `store` are set before the first test.
+ */
+export function controllerTestWorld(hosts: { namePrefix: string; vtepNet: string }) {
+  let hostSeq = 0;
+  const w = {
+    t: undefined as unknown as TestDirectory,
+    store: undefined as unknown as ModelStore,
+    async makeHost(): Promise<SimHost> {
+      hostSeq++;
+      const h = await w.t.api.make('/api/v1/hosts', { name: `${hosts.namePrefix}${hostSeq}`, vtepIp: `${hosts.vtepNet}.${hostSeq}` });
+      return { id: h.id, credential: h.credential, vtepIp: h.vtepIp };
+    },
+    endpoint(subnetId: string, hostId: string | null, policyGroupIds: string[] = []) {
+      return w.t.api.make(`/api/v1/subnets/${subnetId}/endpoints`, { name: `ep${Math.random().toString(36).slice(2, 8)}`, hostId, policyGroupIds });
+    },
+    /** Waits until the controller and agents are settled at the database's revision, then returns the reference states. */
+    async settle(c: RunningController, agents: SimulatedAgent[]): Promise<Map<string, HostState>> {
+      const snap = await w.store.loadSnapshot();
+      await waitUntil(() => settled(c, snap.revision, agents), `settled at revision ${snap.revision}`);
+      return compileAll(snap, c.controller.engine.opts);
+    },
+    /** Every agent (and the controller's view of its host, when given) holds the reference state. */
+    assertSame(agents: SimulatedAgent[], ref: Map<string, HostState>, c?: RunningController): void {
+      for (const a of agents) {
+        const want = ref.get(a.host.id)!;
+        if (c) assert.deepEqual(describeDifference(c.controller.engine.stateOf(a.host.id), want), [], `controller vs database, host ${a.host.id}`);
+        assert.deepEqual(describeDifference(a.state, want), [], `agent vs database, host ${a.host.id}`);
+      }
+    },
+  };
+  before(async () => {
+    w.t = await startTestDirectory();
+    w.store = createModelStore(w.t.db.url);
+  });
+  after(async () => {
+    await w.store?.close();
+    await w.t?.stop();
+  });
+  return w;
 }

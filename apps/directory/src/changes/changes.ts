@@ -3,23 +3,11 @@ import { ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Client } from 'pg';
 import type { Change } from '#sdn/model';
-import { DURABLE_ONLY } from '#sdn/store';
+import { DURABLE_ONLY, rowToChange } from '#sdn/store';
 import { Caller, CurrentCaller, scopeOf } from '../common/auth';
 import { ValidationFailed } from '../common/errors';
 import { log } from '../common/log';
 import { Database } from '../db/database';
-
-export function rowToChange(r: any): Change {
-  return {
-    revision: Number(r.revision),
-    kind: r.kind,
-    op: r.op,
-    id: r.object_id,
-    enterpriseId: r.enterprise_id,
-    state: r.state,
-    committedAt: (r.committed_at as Date).toISOString(),
-  } as Change;
-}
 
 /**
  * Knows the newest durable revision (the change log is served up to it, see

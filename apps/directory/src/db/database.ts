@@ -203,11 +203,14 @@ export class Database {
    */
   async confirmDurable(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      let c = this.confirmers.pop();
+      // the retry takes a new connection: an idle one may have been cut as well
+      let c = attempt === 0 ? this.confirmers.pop() : undefined;
       try {
         if (!c) {
-          c = new Client({ connectionString: this.url, application_name: 'sdn-directory-confirm' });
-          c.on('error', () => undefined);
+          const fresh = new Client({ connectionString: this.url, application_name: 'sdn-directory-confirm' });
+          // cut while idle: not to be used again
+          fresh.on('error', () => (this.confirmers = this.confirmers.filter((x) => x !== fresh)));
+          c = fresh;
           await c.connect();
         }
         await c.query(statement(CONFIRM_DURABLE));
