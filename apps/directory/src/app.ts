@@ -93,12 +93,6 @@ export async function startDirectory(config: DirectoryConfig): Promise<RunningDi
     const applied = await runMigrations(databaseUrl);
     if (applied.length) log.info('migrations applied', { migrations: applied });
     const db = new Database(databaseUrl, { poolSize: config.poolSize, maxBatch: config.maxBatch });
-    // what a previous process committed and died before confirming becomes visible to followers now
-    await db.confirmDurable();
-    const [sync] = await db.read<{ synchronous_commit: string }>('SHOW synchronous_commit');
-    if (sync?.synchronous_commit === 'off') {
-      log.warn('synchronous_commit is off for this database: a write is answered before it is on disk, and a crash of Postgres can lose acknowledged changes');
-    }
     const adapter = new FastifyAdapter({ bodyLimit: 1024 * 1024, maxParamLength: 200 });
     const app = await NestFactory.create<NestFastifyApplication>(DirectoryModule.build(db), adapter, { logger: ['error', 'warn'] });
     const metrics = app.get(Metrics);

@@ -9,9 +9,6 @@ import { SNAPSHOT_COLLECTION } from '#sdn/model';
  * other follower). The change log is the contract: every entry carries the
  * full new state of one object, revisions are gap-free, and commits are
  * serialized, so a reader that sees revision N has seen every revision < N.
- * Readers stop at the durable mark (`durable_revision`): the directory commits
- * without waiting for the disk and raises the mark once the disk has synced,
- * so an entry a reader sees survives a crash of the database.
  */
 export interface ModelStore {
   /** the whole model at one revision (one REPEATABLE READ transaction) */
@@ -74,23 +71,6 @@ const LATEST_STATES = (where: string) =>
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
-/**
- * Raises the durable mark to the newest committed revision. Run on its own
- * (autocommit, with the session's synchronous_commit): when it returns, the
- * WAL up to its own commit record is on disk, and so is every commit that was
- * visible when it ran, the counter's included. GREATEST keeps the mark from
- * going back when two of these race. Notifies followers with the new mark.
- */
-export const CONFIRM_DURABLE = `
-  WITH d AS (
-    UPDATE durable_revision SET revision = GREATEST(revision, (SELECT revision FROM revision_counter WHERE id = 1)) WHERE id = 1
-    RETURNING revision
-  )
-  SELECT revision, pg_notify('sdn_changes', revision::text) FROM d`;
-
-/** The change-log entries a follower may see: up to the durable mark. */
-export const DURABLE_ONLY = 'revision <= (SELECT revision FROM durable_revision WHERE id = 1)';
-
 export function createModelStore(databaseUrl: string, opts: { pollMs?: number; poolSize?: number } = {}): ModelStore {
   const pool = new Pool({ connectionString: databaseUrl, max: opts.poolSize ?? 4, application_name: 'sdn-store' });
   pool.on('error', () => undefined);
@@ -98,27 +78,8 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
   const closers = new Set<() => Promise<void>>();
 
   async function readChanges(after: number, limit: number): Promise<Change[]> {
-    const r = await pool.query(`SELECT * FROM change_log WHERE revision > $1 AND ${DURABLE_ONLY} ORDER BY revision LIMIT $2`, [after, limit]);
+    const r = await pool.query('SELECT * FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2', [after, limit]);
     return r.rows.map(rowToChange);
-  }
-
-  /**
-   * A mark left behind by a writer that died between its commit and its
-   * confirmation is raised here: when two checks in a row see the counter
-   * ahead of the mark and not moving, nobody else is going to confirm it.
-   */
-  let stuckAt = -1;
-  async function repairMark(): Promise<void> {
-    const r = await pool.query('SELECT (SELECT revision FROM revision_counter WHERE id = 1) AS counter, (SELECT revision FROM durable_revision WHERE id = 1) AS durable');
-    const counter = Number(r.rows[0].counter);
-    if (counter <= Number(r.rows[0].durable)) {
-      stuckAt = -1;
-    } else if (counter !== stuckAt) {
-      stuckAt = counter;
-    } else {
-      await pool.query(CONFIRM_DURABLE);
-      stuckAt = -1;
-    }
   }
 
   return {
@@ -126,10 +87,10 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
       const c = await pool.connect();
       try {
         await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const rev = await c.query('SELECT revision FROM durable_revision WHERE id = 1');
+        const rev = await c.query('SELECT revision FROM revision_counter WHERE id = 1');
         const snap = emptySnapshot(Number(rev.rows[0].revision));
         // the newest entry of every object that still exists is its current state
-        const rows = await c.query(LATEST_STATES('WHERE revision <= $1'), [snap.revision]);
+        const rows = await c.query(LATEST_STATES(''));
         for (const r of rows.rows) (snap[SNAPSHOT_COLLECTION[r.kind as ResourceKind]] as unknown[]).push(r.state);
         // operational endpoint status lives in the table, not in the log
         const status = await c.query(`SELECT id, status FROM endpoints WHERE status <> 'pending'`);
@@ -164,22 +125,21 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         // a NOTIFY that arrives while a read is running must not be lost: the next sleep returns at once
         let notified = false;
         let listener: Client | null = null;
-        // resolves true when woken by a notification, false when the time ran out
         const sleep = (ms: number) =>
-          new Promise<boolean>((resolve) => {
+          new Promise<void>((resolve) => {
             if (notified) {
               notified = false;
-              resolve(true);
+              resolve();
               return;
             }
             const t = setTimeout(() => {
               wake = null;
-              resolve(false);
+              resolve();
             }, ms);
             wake = () => {
               clearTimeout(t);
               wake = null;
-              resolve(true);
+              resolve();
             };
           });
         const listen = async () => {
@@ -202,11 +162,9 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
         };
         const loop = async () => {
           await listen();
-          let quiet = false;
           while (!stopped) {
             try {
               if (!listener) await listen();
-              if (quiet) await repairMark();
               notified = false; // this read sees everything committed before it
               const batch = await readChanges(cursor, 5000);
               for (const ch of batch) {
@@ -215,13 +173,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
                 cursor = ch.revision;
                 sub.next(ch);
               }
-              if (batch.length < 5000) {
-                const woken = await sleep(pollMs);
-                // nothing read, then a poll period without a notification: look for a stranded mark
-                quiet = batch.length === 0 && !woken;
-              } else {
-                quiet = false;
-              }
+              if (batch.length < 5000) await sleep(pollMs);
             } catch (e) {
               if (stopped) return;
               if (e instanceof Error && e.message.startsWith('change log gap')) {

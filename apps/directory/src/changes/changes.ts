@@ -3,17 +3,16 @@ import { ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Client } from 'pg';
 import type { Change } from '#sdn/model';
-import { DURABLE_ONLY, rowToChange } from '#sdn/store';
+import { rowToChange } from '#sdn/store';
 import { Caller, CurrentCaller, scopeOf } from '../common/auth';
 import { ValidationFailed } from '../common/errors';
 import { log } from '../common/log';
 import { Database } from '../db/database';
 
 /**
- * Knows the newest durable revision (the change log is served up to it, see
- * #sdn/store) and wakes followers when it moves: confirmed commits of this
- * process directly, those of other processes through LISTEN sdn_changes, and
- * a slow poll in case a notification was missed.
+ * Knows the newest committed revision and wakes followers when it moves:
+ * commits of this process directly, commits of other processes through
+ * LISTEN sdn_changes, and a slow poll in case a notification was missed.
  */
 @Injectable()
 export class ChangeFeed implements OnModuleDestroy {
@@ -28,7 +27,7 @@ export class ChangeFeed implements OnModuleDestroy {
   }
 
   async start(): Promise<void> {
-    const rows = await this.db.read<{ revision: string }>('SELECT revision FROM durable_revision WHERE id = 1');
+    const rows = await this.db.read<{ revision: string }>('SELECT revision FROM revision_counter WHERE id = 1');
     this.latest = Number(rows[0].revision);
     await this.connect();
     this.poll = setInterval(() => void this.refresh(), 1000);
@@ -50,7 +49,7 @@ export class ChangeFeed implements OnModuleDestroy {
 
   private async refresh(): Promise<void> {
     try {
-      const rows = await this.db.read<{ revision: string }>('SELECT revision FROM durable_revision WHERE id = 1');
+      const rows = await this.db.read<{ revision: string }>('SELECT revision FROM revision_counter WHERE id = 1');
       this.advance(Number(rows[0].revision));
     } catch {
       /* database away: readyz reports it */
@@ -88,7 +87,7 @@ export class ChangeFeed implements OnModuleDestroy {
   async read(caller: Caller, after: number, limit: number): Promise<Change[]> {
     const scope = scopeOf(caller);
     const rows = await this.db.read(
-      `SELECT * FROM change_log WHERE revision > $1 AND ${DURABLE_ONLY} AND ($3::uuid IS NULL OR enterprise_id = $3) ORDER BY revision LIMIT $2`,
+      `SELECT * FROM change_log WHERE revision > $1 AND ($3::uuid IS NULL OR enterprise_id = $3) ORDER BY revision LIMIT $2`,
       [after, limit, scope],
     );
     return rows.map(rowToChange);

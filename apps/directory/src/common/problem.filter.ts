@@ -1,5 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
-import { isDbError, OutcomeUnknown } from '../db/database';
+import { isDbError } from '../db/database';
 import { ProblemError } from './errors';
 import { log } from './log';
 
@@ -39,7 +39,6 @@ export function toProblem(e: unknown): Problem {
     if (e.errors.length > 0) p.errors = e.errors;
     return p;
   }
-  if (e instanceof OutcomeUnknown) return problem(503, 'outcome-unknown', 'Outcome unknown', e.message);
   if (isDbError(e)) return dbProblem(e);
   if (e instanceof HttpException) {
     const status = e.getStatus();

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Client, Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
+import { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ChangeOp, ResourceKind } from '#sdn/model';
-import { CONFIRM_DURABLE } from '#sdn/store';
 
 /**
  * Access to Postgres: a pool for reads, and one serial writer that commits
@@ -26,22 +25,6 @@ import { CONFIRM_DURABLE } from '#sdn/store';
  * Several directory processes may share one database: each batch starts by
  * locking the counter row (FOR UPDATE), which serializes batches across
  * processes, so checks done in code inside a work item see a stable world.
- *
- * Durability without waiting for the disk in the writer: a batch commits with
- * synchronous_commit off, so the counter lock is released, and the next batch
- * runs, while the disk syncs. Nobody is answered yet: a second connection (the
- * confirmer) then runs CONFIRM_DURABLE, an ordinary synchronous commit whose
- * WAL record comes after the batch's, so once it returns the batch is on disk.
- * It raises the durable mark (which bounds every follower of the change log,
- * see #sdn/store) and notifies them; only then are the batch's callers
- * answered and the commit listeners told. One confirmation covers every batch
- * committed before it ran; two may run at once, so a batch committed while
- * one is in flight does not wait for it (Postgres flushes them together). Measured on bench:scale: the writer waiting
- * for the WAL flush left ~10% of the machine idle.
- * What another reader may see in between: a committed but unconfirmed row is
- * visible through the API's reads for the few milliseconds the sync takes, as
- * with any database that replicates synchronously; a crash of Postgres in
- * that window loses it, and its caller, not yet answered, gets an error.
  */
 
 export interface PendingChange {
@@ -86,21 +69,6 @@ interface Item {
 
 class PoisonedBatch extends Error {}
 
-/** Confirmations that may run at once (each on its own connection). */
-const CONFIRMERS = 2;
-
-/** A committed batch waiting for its confirmation: `settle` answers its callers. */
-interface Unconfirmed {
-  settle(error: unknown): void;
-}
-
-/** The batch was committed, but whether it reached the disk is unknown (the database went away before confirming it). */
-export class OutcomeUnknown extends Error {
-  constructor(cause: unknown) {
-    super(`the change was committed but the database did not confirm it was stored (${String((cause as Error)?.message ?? cause)}); read it back before retrying`);
-  }
-}
-
 export interface CommitListener {
   (info: { firstRevision: number; lastRevision: number; changes: number; items: number }): void;
 }
@@ -130,11 +98,7 @@ export class Database {
   private writer: PoolClient | null = null;
   private closed = false;
   private listeners: CommitListener[] = [];
-  private unconfirmed: Unconfirmed[] = [];
-  /** idle confirming connections, outside the pool (whose size bounds readers) */
-  private confirmers: Client[] = [];
-  /** confirmations in flight (at most CONFIRMERS) */
-  private confirming = 0;
+
   constructor(
     readonly url: string,
     private readonly opts: { poolSize: number; maxBatch: number },
@@ -196,65 +160,6 @@ export class Database {
     }
   }
 
-  /**
-   * Raises the durable mark over everything committed so far and waits until
-   * it is on disk (see the header). At start-up it confirms what a previous
-   * process may have committed and died before confirming.
-   */
-  async confirmDurable(): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      // the retry takes a new connection: an idle one may have been cut as well
-      let c = attempt === 0 ? this.confirmers.pop() : undefined;
-      try {
-        if (!c) {
-          const fresh = new Client({ connectionString: this.url, application_name: 'sdn-directory-confirm' });
-          // cut while idle: not to be used again
-          fresh.on('error', () => (this.confirmers = this.confirmers.filter((x) => x !== fresh)));
-          c = fresh;
-          await c.connect();
-        }
-        await c.query(statement(CONFIRM_DURABLE));
-        if (this.closed) await c.end().catch(() => undefined);
-        else this.confirmers.push(c);
-        return;
-      } catch (e) {
-        await c?.end().catch(() => undefined);
-        // once more on a new connection (this one was dropped or its backend killed); a database that is down fails the batch
-        if (attempt > 0) throw e;
-      }
-    }
-  }
-
-  /**
-   * Queues a committed batch for confirmation. Up to CONFIRMERS confirmations
-   * run at once: a batch committed while one is in flight starts its own at
-   * once instead of waiting for it (Postgres flushes concurrent commits
-   * together), which keeps a request's latency at about one disk sync.
-   */
-  private confirm(batch: Unconfirmed): void {
-    this.unconfirmed.push(batch);
-    if (this.confirming < CONFIRMERS) void this.confirmWaiting();
-  }
-
-  private async confirmWaiting(): Promise<void> {
-    this.confirming++;
-    try {
-      while (this.unconfirmed.length > 0) {
-        const waiting = this.unconfirmed;
-        this.unconfirmed = [];
-        let error: unknown = null;
-        try {
-          await this.confirmDurable();
-        } catch (e) {
-          error = new OutcomeUnknown(e);
-        }
-        for (const w of waiting) w.settle(error);
-      }
-    } finally {
-      this.confirming--;
-    }
-  }
-
   private async dropWriter(): Promise<void> {
     if (this.writer) {
       this.writer.release(true);
@@ -274,13 +179,11 @@ export class Database {
     const rollbackHooks: Array<() => void> = [];
     let committed = false;
     try {
-      // one round trip: BEGIN, a commit that does not wait for the disk (confirmed after), and the lock that serializes writers across processes
-      const begun = (await client.query(
-        'BEGIN; SET LOCAL synchronous_commit TO off; SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE',
-      )) as unknown as Array<{
+      // one round trip: BEGIN and the lock that serializes writers across processes
+      const begun = (await client.query('BEGIN; SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE')) as unknown as Array<{
         rows: Array<{ revision: string }>;
       }>;
-      let revision = Number(begun[2].rows[0].revision);
+      let revision = Number(begun[1].rows[0].revision);
       const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown } | undefined> = new Array(batch.length);
       const bulkGroups = new Map<BulkHandler, number[]>();
       const first = revision + 1;
@@ -354,14 +257,16 @@ export class Database {
       }
       if (changes.length > 0) {
         const committedAt = new Date();
-        // one round trip: the entries and the counter (followers are notified by the confirmation)
+        // one round trip: the entries, the counter, the notification
         await client.query(
           statement(
             `WITH entries AS (
                INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)
                SELECT r, k, o, i, e, s, $2 FROM json_to_recordset($1::json) AS t(r bigint, k text, o text, i uuid, e uuid, s json)
+             ), counter AS (
+               UPDATE revision_counter SET revision = $3 WHERE id = 1
              )
-             UPDATE revision_counter SET revision = $3 WHERE id = 1`,
+             SELECT pg_notify('sdn_changes', $4)`,
             [
               // one JSON document: serialised natively, instead of six array parameters escaped in JavaScript
               JSON.stringify(
@@ -376,6 +281,7 @@ export class Database {
               ),
               committedAt,
               revision,
+              String(revision),
             ],
           ),
         );
@@ -383,19 +289,15 @@ export class Database {
       await client.query('COMMIT');
       committed = true;
       for (const fn of commitHooks) fn();
-      const last = revision;
-      this.confirm({
-        settle: (error) => {
-          if (error === null && changes.length > 0) {
-            for (const l of this.listeners) l({ firstRevision: first, lastRevision: last, changes: changes.length, items: batch.length });
-          }
-          batch.forEach((item, i) => {
-            const r = results[i]!;
-            if (!r.ok) item.reject(r.error);
-            else if (error !== null) item.reject(error);
-            else item.resolve(r.value);
-          });
-        },
+      if (changes.length > 0) {
+        for (const l of this.listeners) {
+          l({ firstRevision: first, lastRevision: revision, changes: changes.length, items: batch.length });
+        }
+      }
+      batch.forEach((item, i) => {
+        const r = results[i]!;
+        if (r.ok) item.resolve(r.value);
+        else item.reject(r.error);
       });
     } catch (e) {
       for (const fn of rollbackHooks) fn();
@@ -406,9 +308,8 @@ export class Database {
 
   async close(): Promise<void> {
     this.closed = true;
-    while (this.writing || this.confirming > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.writing) await new Promise((r) => setTimeout(r, 5));
     await this.dropWriter();
-    for (const c of this.confirmers.splice(0)) await c.end().catch(() => undefined);
     await this.pool.end();
   }
 }
