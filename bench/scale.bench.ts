@@ -23,6 +23,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { Client } from 'pg';
 import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
@@ -39,6 +40,28 @@ const TARGET_P99_MS = 1000;
 const TARGET_RSS = 1.5 * 1024 ** 3;
 const OVN_SECONDS_100K = 1288;
 const VENDOR_SECONDS = 600;
+
+/**
+ * WAL flushes (fsyncs, any process) and write transactions so far: on this VM
+ * each synchronous commit's flush costs the whole machine far more than its
+ * disk time, so the count is worth watching. pg_stat_io has WAL rows from
+ * Postgres 18; null when the server cannot say. Postgres publishes backend
+ * statistics about once a second, so the figures lag by up to that much.
+ */
+async function walFlushes(databaseUrl: string): Promise<{ fsyncs: number; writes: number } | null> {
+  const c = new Client({ connectionString: databaseUrl });
+  try {
+    await c.connect();
+    const r = await c.query(
+      `SELECT (SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal') AS fsyncs, (SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal') AS writes`,
+    );
+    return r.rows[0].fsyncs === null ? null : { fsyncs: Number(r.rows[0].fsyncs), writes: Number(r.rows[0].writes) };
+  } catch {
+    return null;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
 
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -120,6 +143,7 @@ async function main() {
     // ------------------------------------------------------------ the run
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
+    const wal0 = await walFlushes(databaseUrl);
     const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
@@ -139,6 +163,9 @@ async function main() {
     gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
     const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    // after Postgres has published the run's statistics
+    await new Promise((r) => setTimeout(r, 1200));
+    const wal1 = await walFlushes(databaseUrl);
 
     // ------------------------------------------------------- correctness check
     const agentReport = async () => {
@@ -226,6 +253,10 @@ async function main() {
     const m0 = cpu0.machine;
     const m1 = cpu1.machine;
     line('machine: user / kernel / idle CPU s', `${(m1.user - m0.user).toFixed(1)} / ${(m1.system - m0.system).toFixed(1)} / ${(m1.idle - m0.idle).toFixed(1)}; ${((m1.switches - m0.switches) / totalSeconds / 1000).toFixed(0)}K context switches/s`);
+    line(
+      'Postgres WAL flushes (fsyncs) / writes',
+      wal0 && wal1 ? `${wal1.fsyncs - wal0.fsyncs} / ${wal1.writes - wal0.writes} (${((wal1.fsyncs - wal0.fsyncs) / totalSeconds).toFixed(0)} flushes/s)` : 'not reported by this server',
+    );
     line('controller restart: model loaded / agents resumed', `${loadSeconds.toFixed(1)} s / ${restartSeconds.toFixed(1)} s; snapshots sent ${after.snapshots - report.snapshots}, deltas ${after.deltas - report.deltas}, digests != ${mismatchedAfter}`);
     line('vs OVN ovn-nbctl on this machine (1,288 s)', `${(OVN_SECONDS_100K / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
     line('vs vendor demonstration (< 600 s)', `${(VENDOR_SECONDS / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);
