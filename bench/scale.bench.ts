@@ -63,6 +63,22 @@ async function walFlushes(databaseUrl: string): Promise<{ fsyncs: number; writes
   }
 }
 
+/** the directory's writer batches so far, from its /metrics (batches that wrote a change; one-statement ones committed and retried) */
+async function writerBatches(url: string): Promise<{ all: number; committed: number; retried: number } | null> {
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    const r = {
+      all: read(/^sdn_directory_write_batch_items_count (\d+)/m),
+      committed: read(/^sdn_directory_write_one_statement_batches_total\{outcome="committed"\} (\d+)/m),
+      retried: read(/^sdn_directory_write_one_statement_batches_total\{outcome="retried"\} (\d+)/m),
+    };
+    return Object.values(r).some(Number.isNaN) ? null : r;
+  } catch {
+    return null;
+  }
+}
+
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
@@ -166,6 +182,7 @@ async function main() {
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walFlushes(databaseUrl);
+    const batches = await writerBatches(url);
 
     // ------------------------------------------------------- correctness check
     const agentReport = async () => {
@@ -256,6 +273,10 @@ async function main() {
     line(
       'Postgres WAL flushes (fsyncs) / writes',
       wal0 && wal1 ? `${wal1.fsyncs - wal0.fsyncs} / ${wal1.writes - wal0.writes} (${((wal1.fsyncs - wal0.fsyncs) / totalSeconds).toFixed(0)} flushes/s)` : 'not reported by this server',
+    );
+    line(
+      "directory writer batches: all / one statement / retried",
+      batches ? `${batches.all} / ${batches.committed} / ${batches.retried} (${(ENDPOINTS / Math.max(1, batches.all)).toFixed(1)} endpoints per batch)` : 'not reported',
     );
     line('controller restart: model loaded / agents resumed', `${loadSeconds.toFixed(1)} s / ${restartSeconds.toFixed(1)} s; snapshots sent ${after.snapshots - report.snapshots}, deltas ${after.deltas - report.deltas}, digests != ${mismatchedAfter}`);
     line('vs OVN ovn-nbctl on this machine (1,288 s)', `${(OVN_SECONDS_100K / totalSeconds).toFixed(0)}x faster${ENDPOINTS === 100_000 ? '' : ' (not the same size)'}`);

@@ -63,6 +63,48 @@ describe('the change log', () => {
     assert.equal(new Set(eps.map((c) => c.state.ip)).size, eps.length);
   });
 
+  it('commits a batch of endpoint creations as one statement, and runs it again the ordinary way after another process wrote or when a row is kept out', async () => {
+    const oneStatement = async (t: TestDirectory) => {
+      const text = await (await fetch(`${t.dir.url}/metrics`)).text();
+      const read = (outcome: string) => Number(new RegExp(`sdn_directory_write_one_statement_batches_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1]);
+      return { committed: read('committed'), retried: read('retried') };
+    };
+    const { subnet } = await makeTree(one.api, 'onestmt', '10.9.0.0/24');
+    // one's writer now knows the counter and the subnet's address pool (loading it is a read): its
+    // next endpoint batch is one statement
+    await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'warm' });
+    const m0 = await oneStatement(one);
+    const a = await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'a', externalId: 'ext-a' });
+    const m1 = await oneStatement(one);
+    assert.deepEqual(m1, { committed: m0.committed + 1, retried: m0.retried });
+
+    // another process writes: one's presumption of the counter is stale, its statement fails the check
+    await two.api.make('/api/v1/enterprises', { name: 'onestmt-other' });
+    const b = await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'b' });
+    const m2 = await oneStatement(one);
+    assert.deepEqual(m2, { committed: m1.committed, retried: m1.retried + 1 });
+
+    // the same externalId again: the row is kept out (ON CONFLICT), the statement fails the count; the
+    // ordinary way answers with the existing endpoint
+    await one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'c' }); // one statement again
+    const again = await one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'a2', externalId: 'ext-a' });
+    assert.equal(again.status, 200);
+    assert.equal(again.body.id, a.id);
+    const m3 = await oneStatement(one);
+    assert.deepEqual(m3, { committed: m2.committed + 1, retried: m2.retried + 1 });
+
+    // nothing lost or duplicated, the log gap-free, each endpoint's revision is its change's
+    const changes = await allChanges(two);
+    assertGapFree(changes);
+    const mine = changes.filter((c) => c.kind === 'endpoint' && c.state?.subnetId === subnet.id);
+    assert.deepEqual(
+      mine.map((c) => c.state.name),
+      ['warm', 'a', 'b', 'c'],
+    );
+    for (const c of mine) assert.equal((await two.api.get(`/api/v1/endpoints/${c.id}`)).body.revision, c.revision);
+    assert.equal(b.revision, mine[2].revision);
+  });
+
   it('refuses, without a dangling row, an endpoint for a subnet, host or group another directory process just deleted', async () => {
     // directory one has just read (and cached) the subnet, host and group; directory two deletes them
     const { zone } = await makeTree(one.api, 'stale', '10.7.0.0/24');

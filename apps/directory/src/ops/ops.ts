@@ -53,6 +53,16 @@ export class Metrics {
         this.set(ipam.exhaustions);
       },
     });
+    new Gauge({
+      name: 'sdn_directory_write_one_statement_batches_total',
+      help: 'writer batches of bulk creations tried as one statement: committed so, or run again the ordinary way (another writer, a row kept out, a database error)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+      collect() {
+        this.set({ outcome: 'committed' }, db.oneStatement.committed);
+        this.set({ outcome: 'retried' }, db.oneStatement.retried);
+      },
+    });
     db.onCommit(({ lastRevision, items }) => {
       this.revision.set(lastRevision);
       this.batchSize.observe(items);

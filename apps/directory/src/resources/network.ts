@@ -351,8 +351,11 @@ function bulkCreateEndpoints(ipam: Ipam, toModel: (r: Row) => Endpoint): BulkHan
         revision: base + i,
       };
     });
-    const inserted = candidates.length
-      ? await tx.query(INSERT_ENDPOINTS, [
+    const went = new Set(
+      candidates.length
+        ? await tx.insertIds(
+            INSERT_ENDPOINTS,
+            [
           JSON.stringify(
             rows.map((r) => ({
               id: r.id,
@@ -370,10 +373,12 @@ function bulkCreateEndpoints(ipam: Ipam, toModel: (r: Row) => Endpoint): BulkHan
               rev: r.revision,
             })),
           ),
-          tx.now,
-        ])
-      : [];
-    const went = new Set(inserted.map((r) => r.id as string));
+              tx.now,
+            ],
+            rows.map((r) => r.id),
+          )
+        : [],
+    );
     const byId = new Map<string, Row>();
     // revisions must stay gap-free: renumber when some rows were kept out
     const fix: Array<[string, number]> = [];
