@@ -48,14 +48,17 @@ const VENDOR_SECONDS = 600;
  * Postgres 18; null when the server cannot say. Postgres publishes backend
  * statistics about once a second, so the figures lag by up to that much.
  */
-async function walFlushes(databaseUrl: string): Promise<{ fsyncs: number; writes: number } | null> {
+async function walFlushes(databaseUrl: string): Promise<{ fsyncs: number; writes: number; bytes: number; fpi: number; checkpoints: number } | null> {
   const c = new Client({ connectionString: databaseUrl });
   try {
     await c.connect();
     const r = await c.query(
-      `SELECT (SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal') AS fsyncs, (SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal') AS writes`,
+      `SELECT (SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal') AS fsyncs, (SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal') AS writes,
+              (SELECT wal_bytes FROM pg_stat_wal) AS bytes, (SELECT wal_fpi FROM pg_stat_wal) AS fpi,
+              (SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints`,
     );
-    return r.rows[0].fsyncs === null ? null : { fsyncs: Number(r.rows[0].fsyncs), writes: Number(r.rows[0].writes) };
+    const w = r.rows[0];
+    return w.fsyncs === null ? null : { fsyncs: Number(w.fsyncs), writes: Number(w.writes), bytes: Number(w.bytes), fpi: Number(w.fpi), checkpoints: Number(w.checkpoints) };
   } catch {
     return null;
   } finally {
@@ -274,6 +277,9 @@ async function main() {
       'Postgres WAL flushes (fsyncs) / writes',
       wal0 && wal1 ? `${wal1.fsyncs - wal0.fsyncs} / ${wal1.writes - wal0.writes} (${((wal1.fsyncs - wal0.fsyncs) / totalSeconds).toFixed(0)} flushes/s)` : 'not reported by this server',
     );
+    if (wal0 && wal1) {
+      line('Postgres WAL written / full-page images / checkpoints', `${mib(wal1.bytes - wal0.bytes)} / ${wal1.fpi - wal0.fpi} / ${wal1.checkpoints - wal0.checkpoints}`);
+    }
     line(
       "directory writer batches: all / one statement / retried",
       batches ? `${batches.all} / ${batches.committed} / ${batches.retried} (${(ENDPOINTS / Math.max(1, batches.all)).toFixed(1)} endpoints per batch)` : 'not reported',
