@@ -110,15 +110,20 @@ function changeLogJson(changes: PendingChange[]): string {
   );
 }
 
-/** the statement of a one-statement batch around a captured INSERT with `k` parameters */
+/**
+ * The statement of a one-statement batch around a captured INSERT with `k`
+ * parameters. Its entries' commit time is Postgres's clock as it writes them
+ * (the statement's own work done), not the writer's before it sent the
+ * statement: activation latency is measured from it.
+ */
 function oneStatementText(insert: string, k: number): string {
   const p = (n: number) => `$${k + n}`;
   return `WITH ins AS (${insert}),
-    entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(`${p(1)}`, p(2))}),
-    counter AS (UPDATE revision_counter SET revision = revision + ${p(3)}::bigint WHERE id = 1 RETURNING revision)
-    SELECT sdn_check((SELECT count(*) FROM ins) = ${p(4)}::bigint, 'every row of the batch went in')
-       AND sdn_check((SELECT revision FROM counter) = ${p(5)}::bigint, 'no other writer since the last batch') AS ok,
-       pg_notify('sdn_changes', ${p(6)})`;
+    entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(p(1), '(SELECT clock_timestamp())')}),
+    counter AS (UPDATE revision_counter SET revision = revision + ${p(2)}::bigint WHERE id = 1 RETURNING revision)
+    SELECT sdn_check((SELECT count(*) FROM ins) = ${p(3)}::bigint, 'every row of the batch went in')
+       AND sdn_check((SELECT revision FROM counter) = ${p(4)}::bigint, 'no other writer since the last batch') AS ok,
+       pg_notify('sdn_changes', ${p(5)})`;
 }
 
 export interface CommitListener {
@@ -394,7 +399,7 @@ export class Database {
     if (ins === null || changes.length === 0 || results.some((r) => !r.ok && r.error instanceof NeedsTransaction)) return undo();
     const text = oneStatementText(ins.sql, ins.params.length);
     try {
-      await client.query(statement(text, [...ins.params, changeLogJson(changes), new Date(), revision - first + 1, ins.ids.length, revision, String(revision)]));
+      await client.query(statement(text, [...ins.params, changeLogJson(changes), revision - first + 1, ins.ids.length, revision, String(revision)]));
     } catch (e) {
       undo();
       if (!isDbError(e)) throw e; // the connection: the batch fails as an ordinary one would
