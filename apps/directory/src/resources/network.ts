@@ -351,30 +351,29 @@ function bulkCreateEndpoints(ipam: Ipam, toModel: (r: Row) => Endpoint): BulkHan
         revision: base + i,
       };
     });
+    const json = JSON.stringify(
+      rows.map((r) => ({
+        id: r.id,
+        ent: r.enterprise_id,
+        dom: r.domain_id,
+        zone: r.zone_id,
+        sub: r.subnet_id,
+        host: r.host_id,
+        kind: r.kind,
+        name: r.name,
+        ext: r.external_id,
+        mac: r.mac,
+        ip: r.ip,
+        groups: r.policy_group_ids,
+        rev: r.revision,
+      })),
+    );
+    // which rows went in (the guard or the externalId conflict may keep some out)
     const went = new Set(
       candidates.length
         ? await tx.insertIds(
             INSERT_ENDPOINTS,
-            [
-          JSON.stringify(
-            rows.map((r) => ({
-              id: r.id,
-              ent: r.enterprise_id,
-              dom: r.domain_id,
-              zone: r.zone_id,
-              sub: r.subnet_id,
-              host: r.host_id,
-              kind: r.kind,
-              name: r.name,
-              ext: r.external_id,
-              mac: r.mac,
-              ip: r.ip,
-              groups: r.policy_group_ids,
-              rev: r.revision,
-            })),
-          ),
-              tx.now,
-            ],
+            [json, tx.now],
             rows.map((r) => r.id),
           )
         : [],
