@@ -42,13 +42,15 @@ const OVN_SECONDS_100K = 1288;
 const VENDOR_SECONDS = 600;
 
 /**
- * WAL flushes (fsyncs, any process) and write transactions so far: on this VM
- * each synchronous commit's flush costs the whole machine far more than its
- * disk time, so the count is worth watching. pg_stat_io has WAL rows from
- * Postgres 18; null when the server cannot say. Postgres publishes backend
- * statistics about once a second, so the figures lag by up to that much.
+ * Postgres's WAL so far: flushes (fsyncs, any process) and writes from
+ * pg_stat_io (WAL rows from Postgres 18), bytes and full-page images from
+ * pg_stat_wal, checkpoints. On this VM each synchronous commit's flush costs
+ * the whole machine far more than its disk time, so the count is worth
+ * watching; a checkpoint during the run would add full-page images. Null when
+ * the server cannot say. Postgres publishes backend statistics about once a
+ * second, so the figures lag by up to that much.
  */
-async function walFlushes(databaseUrl: string): Promise<{ fsyncs: number; writes: number; bytes: number; fpi: number; checkpoints: number } | null> {
+async function walStats(databaseUrl: string): Promise<{ fsyncs: number; writes: number; bytes: number; fpi: number; checkpoints: number } | null> {
   const c = new Client({ connectionString: databaseUrl });
   try {
     await c.connect();
@@ -162,7 +164,7 @@ async function main() {
     // ------------------------------------------------------------ the run
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
-    const wal0 = await walFlushes(databaseUrl);
+    const wal0 = await walStats(databaseUrl);
     const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
@@ -184,7 +186,7 @@ async function main() {
     const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
-    const wal1 = await walFlushes(databaseUrl);
+    const wal1 = await walStats(databaseUrl);
     const batches = await writerBatches(url);
 
     // ------------------------------------------------------- correctness check
@@ -281,7 +283,7 @@ async function main() {
       line('Postgres WAL written / full-page images / checkpoints', `${mib(wal1.bytes - wal0.bytes)} / ${wal1.fpi - wal0.fpi} / ${wal1.checkpoints - wal0.checkpoints}`);
     }
     line(
-      "directory writer batches: all / one statement / retried",
+      'directory writer batches: all / one statement / retried',
       batches ? `${batches.all} / ${batches.committed} / ${batches.retried} (${(ENDPOINTS / Math.max(1, batches.all)).toFixed(1)} endpoints per batch)` : 'not reported',
     );
     line('controller restart: model loaded / agents resumed', `${loadSeconds.toFixed(1)} s / ${restartSeconds.toFixed(1)} s; snapshots sent ${after.snapshots - report.snapshots}, deltas ${after.deltas - report.deltas}, digests != ${mismatchedAfter}`);

@@ -92,6 +92,33 @@ class PoisonedBatch extends Error {}
 /** a presuming transaction was asked for something only a real one can do */
 class NeedsTransaction extends Error {}
 
+/** What a batch being written has taken: revisions after `first - 1`, change-log entries, its time. */
+class BatchLog {
+  readonly changes: PendingChange[] = [];
+  readonly now = new Date();
+  readonly first: number;
+
+  constructor(public revision: number) {
+    this.first = revision + 1;
+  }
+
+  /** A transaction writing into this batch: statements through `run`, hooks into the given lists. */
+  tx(run: Pick<Tx, 'query' | 'insertIds'>, commitHooks: Array<() => void>, rollbackHooks: Array<() => void>): Tx {
+    return {
+      query: run.query,
+      insertIds: run.insertIds,
+      nextRevision: () => ++this.revision,
+      peekRevision: () => this.revision + 1,
+      log: (c) => {
+        this.changes.push(c);
+      },
+      now: this.now,
+      onCommit: (fn) => commitHooks.push(fn),
+      onRollback: (fn) => rollbackHooks.push(fn),
+    };
+  }
+}
+
 const CHANGE_LOG_COLUMNS = `INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)`;
 const changeLogRows = (json: string, at: string) =>
   `SELECT r, k, o, i, e, s, ${at} FROM json_to_recordset(${json}::json) AS t(r bigint, k text, o text, i uuid, e uuid, s json)`;
@@ -234,8 +261,8 @@ export class Database {
       this.writer.on('error', () => undefined);
     }
     const client = this.writer;
-    const now = new Date();
-    const changes: PendingChange[] = [];
+    const query: Tx['query'] = async (sql, params) => (await client.query(statement(sql, params))).rows;
+    const insertIds: Tx['insertIds'] = async (sql, params) => (await query(sql, params)).map((r) => r.id as string);
     const commitHooks: Array<() => void> = [];
     const rollbackHooks: Array<() => void> = [];
     let committed = false;
@@ -244,10 +271,9 @@ export class Database {
       const begun = (await client.query('BEGIN; SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE')) as unknown as Array<{
         rows: Array<{ revision: string }>;
       }>;
-      let revision = Number(begun[1].rows[0].revision);
+      const log = new BatchLog(Number(begun[1].rows[0].revision));
       const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown } | undefined> = new Array(batch.length);
       const bulkGroups = new Map<BulkHandler, number[]>();
-      const first = revision + 1;
       for (let index = 0; index < batch.length; index++) {
         const item = batch[index];
         if (item.bulk) {
@@ -256,29 +282,25 @@ export class Database {
           bulkGroups.set(item.bulk, g);
           continue;
         }
-        const startRevision = revision;
-        const startChanges = changes.length;
+        const startRevision = log.revision;
+        const startChanges = log.changes.length;
         const itemCommitHooks: Array<() => void> = [];
         const itemRollbackHooks: Array<() => void> = [];
         let wrote = false;
-        const tx: Tx = {
-          query: async (sql, params) => {
-            if (!/^\s*select/i.test(sql)) wrote = true;
-            return (await client.query(statement(sql, params))).rows;
+        const tx = log.tx(
+          {
+            query: (sql, params) => {
+              if (!/^\s*select/i.test(sql)) wrote = true;
+              return query(sql, params);
+            },
+            insertIds: (sql, params, ids) => {
+              wrote = true;
+              return insertIds(sql, params, ids);
+            },
           },
-          nextRevision: () => ++revision,
-          peekRevision: () => revision + 1,
-          log: (c) => {
-            changes.push(c);
-          },
-          now,
-          onCommit: (fn) => itemCommitHooks.push(fn),
-          onRollback: (fn) => itemRollbackHooks.push(fn),
-          insertIds: async (sql, params) => {
-            wrote = true;
-            return (await client.query(statement(sql, params))).rows.map((r) => r.id as string);
-          },
-        };
+          itemCommitHooks,
+          itemRollbackHooks,
+        );
         try {
           const value = await item.work!(tx);
           results[index] = { ok: true, value };
@@ -288,29 +310,17 @@ export class Database {
           for (const fn of itemRollbackHooks) fn();
           if ((wrote || isDbError(error)) && !alone) throw new PoisonedBatch();
           if (alone) throw error;
-          revision = startRevision;
-          changes.length = startChanges;
+          log.revision = startRevision;
+          log.changes.length = startChanges;
           results[index] = { ok: false, error };
         }
       }
       for (const [handler, indexes] of bulkGroups) {
         const hooks: Array<() => void> = [];
-        const tx: Tx = {
-          query: async (sql, params) => (await client.query(statement(sql, params))).rows,
-          nextRevision: () => ++revision,
-          peekRevision: () => revision + 1,
-          log: (c) => {
-            changes.push(c);
-          },
-          now,
-          onCommit: (fn) => commitHooks.push(fn),
-          onRollback: (fn) => hooks.push(fn),
-          insertIds: async (sql, params) => (await client.query(statement(sql, params))).rows.map((r) => r.id as string),
-        };
         let out;
         try {
           out = await handler(
-            tx,
+            log.tx({ query, insertIds }, commitHooks, hooks),
             indexes.map((i) => batch[i].payload),
           );
         } catch (error) {
@@ -321,37 +331,39 @@ export class Database {
         rollbackHooks.push(...hooks);
         indexes.forEach((i, k) => (results[i] = out[k]));
       }
-      if (changes.length > 0) {
-        const committedAt = new Date();
+      if (log.changes.length > 0) {
         // one round trip: the entries, the counter, the notification
         await client.query(
           statement(
             `WITH entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows('$1', '$2')}),
              counter AS (UPDATE revision_counter SET revision = $3 WHERE id = 1)
              SELECT pg_notify('sdn_changes', $4)`,
-            [changeLogJson(changes), committedAt, revision, String(revision)],
+            [changeLogJson(log.changes), new Date(), log.revision, String(log.revision)],
           ),
         );
       }
       await client.query('COMMIT');
       committed = true;
-      this.lastRevision = revision;
-      for (const fn of commitHooks) fn();
-      if (changes.length > 0) {
-        for (const l of this.listeners) {
-          l({ firstRevision: first, lastRevision: revision, changes: changes.length, items: batch.length });
-        }
-      }
-      batch.forEach((item, i) => {
-        const r = results[i]!;
-        if (r.ok) item.resolve(r.value);
-        else item.reject(r.error);
-      });
+      this.committed(batch, results as Awaited<ReturnType<BulkHandler>>, commitHooks, log);
     } catch (e) {
       for (const fn of rollbackHooks) fn();
       if (!committed) await client.query('ROLLBACK').catch(() => this.dropWriter());
       throw e;
     }
+  }
+
+  /** After a batch's commit: the counter as committed, commit hooks, listeners, callers answered. */
+  private committed(batch: Item[], results: Awaited<ReturnType<BulkHandler>>, commitHooks: Array<() => void>, log: BatchLog): void {
+    this.lastRevision = log.revision;
+    for (const fn of commitHooks) fn();
+    if (log.changes.length > 0) {
+      for (const l of this.listeners) l({ firstRevision: log.first, lastRevision: log.revision, changes: log.changes.length, items: batch.length });
+    }
+    batch.forEach((item, i) => {
+      const r = results[i];
+      if (r.ok) item.resolve(r.value);
+      else item.reject(r.error);
+    });
   }
 
   /**
@@ -362,28 +374,21 @@ export class Database {
     const handler = batch[0].bulk;
     if (this.lastRevision === null || !handler || !this.writer || batch.some((i) => i.bulk !== handler)) return false;
     const client = this.writer;
-    const first = this.lastRevision + 1;
-    let revision = this.lastRevision;
-    const changes: PendingChange[] = [];
+    const log = new BatchLog(this.lastRevision);
     const commitHooks: Array<() => void> = [];
     const rollbackHooks: Array<() => void> = [];
-    let insert: { sql: string; params: unknown[]; ids: string[] } | null = null;
-    const tx: Tx = {
-      query: () => Promise.reject(new NeedsTransaction()),
-      insertIds: (sql, params, ids) => {
-        if (insert) return Promise.reject(new NeedsTransaction());
-        insert = { sql, params, ids };
-        return Promise.resolve(ids);
+    const captured: Array<{ sql: string; params: unknown[]; ids: string[] }> = [];
+    const tx = log.tx(
+      {
+        query: () => Promise.reject(new NeedsTransaction()),
+        insertIds: (sql, params, ids) => {
+          captured.push({ sql, params, ids });
+          return Promise.resolve(ids);
+        },
       },
-      nextRevision: () => ++revision,
-      peekRevision: () => revision + 1,
-      log: (c) => {
-        changes.push(c);
-      },
-      now: new Date(),
-      onCommit: (fn) => commitHooks.push(fn),
-      onRollback: (fn) => rollbackHooks.push(fn),
-    };
+      commitHooks,
+      rollbackHooks,
+    );
     const undo = () => {
       for (const fn of rollbackHooks) fn();
       return false;
@@ -395,11 +400,13 @@ export class Database {
       // a read was needed, or the handler refused: the ordinary way does (and reports) it
       return undo();
     }
-    const ins = insert as { sql: string; params: unknown[]; ids: string[] } | null;
-    if (ins === null || changes.length === 0 || results.some((r) => !r.ok && r.error instanceof NeedsTransaction)) return undo();
+    // one captured INSERT is what one statement can carry
+    const ins = captured.length === 1 ? captured[0] : null;
+    if (ins === null || log.changes.length === 0 || results.some((r) => !r.ok && r.error instanceof NeedsTransaction)) return undo();
     const text = oneStatementText(ins.sql, ins.params.length);
+    const added = log.revision - log.first + 1;
     try {
-      await client.query(statement(text, [...ins.params, changeLogJson(changes), revision - first + 1, ins.ids.length, revision, String(revision)]));
+      await client.query(statement(text, [...ins.params, changeLogJson(log.changes), added, ins.ids.length, log.revision, String(log.revision)]));
     } catch (e) {
       undo();
       if (!isDbError(e)) throw e; // the connection: the batch fails as an ordinary one would
@@ -407,15 +414,8 @@ export class Database {
       this.oneStatement.retried++;
       return false;
     }
-    this.lastRevision = revision;
     this.oneStatement.committed++;
-    for (const fn of commitHooks) fn();
-    for (const l of this.listeners) l({ firstRevision: first, lastRevision: revision, changes: changes.length, items: batch.length });
-    batch.forEach((item, i) => {
-      const r = results[i];
-      if (r.ok) item.resolve(r.value);
-      else item.reject(r.error);
-    });
+    this.committed(batch, results, commitHooks, log);
     return true;
   }
 
