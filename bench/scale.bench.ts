@@ -84,6 +84,34 @@ async function writerBatches(url: string): Promise<{ all: number; committed: num
   }
 }
 
+/**
+ * SCALE_PG_STATEMENTS=1: the embedded Postgres loads pg_stat_statements (it
+ * costs a little), and the run ends with the statements that took the most
+ * Postgres time during the run.
+ */
+const PG_STATEMENTS = process.env.SCALE_PG_STATEMENTS === '1';
+async function pgStatements(databaseUrl: string, phase: 'reset' | 'print'): Promise<void> {
+  const c = new Client({ connectionString: databaseUrl });
+  try {
+    await c.connect();
+    if (phase === 'reset') {
+      await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+      await c.query('SELECT pg_stat_statements_reset()');
+      return;
+    }
+    const r = await c.query(
+      `SELECT calls, total_exec_time AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`,
+    );
+    console.log('\nPostgres statements by execution time during the run (pg_stat_statements):');
+    for (const row of r.rows) {
+      console.log(`  ${(Number(row.ms) / 1000).toFixed(2).padStart(7)} s ${String(row.calls).padStart(8)} calls ${String(row.rows).padStart(8)} rows  ${row.q}`);
+    }
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
@@ -95,7 +123,7 @@ async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), 'sdn-scale-'));
   const pgPort = await freePort();
   const directory = fork(join(__dirname, 'support', 'directory-process.js'), [], {
-    env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort) },
+    env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort), ...(PG_STATEMENTS ? { SDN_EMBEDDED_PG_SETTINGS: 'shared_preload_libraries=pg_stat_statements' } : {}) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const agentProcs = Array.from({ length: AGENT_PROCESSES }, () =>
@@ -164,6 +192,7 @@ async function main() {
     // ------------------------------------------------------------ the run
     const marks: { activated: number; bytes: number }[] = [];
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
+    if (PG_STATEMENTS) await pgStatements(databaseUrl, 'reset');
     const wal0 = await walStats(databaseUrl);
     const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -188,6 +217,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walStats(databaseUrl);
     const batches = await writerBatches(url);
+    if (PG_STATEMENTS) await pgStatements(databaseUrl, 'print');
 
     // ------------------------------------------------------- correctness check
     const agentReport = async () => {

@@ -85,7 +85,7 @@ export async function startDirectory(config: DirectoryConfig): Promise<RunningDi
   let embedded: EmbeddedPostgresHandle | null = null;
   let databaseUrl = config.databaseUrl;
   if (databaseUrl === null) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, persistent: true });
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, persistent: true, settings: config.embeddedPgSettings });
     databaseUrl = embedded.url;
     log.info('embedded postgres started', { dataDir: config.dataDir, port: config.embeddedPgPort });
   }

@@ -7,6 +7,8 @@ export interface DirectoryConfig {
   databaseUrl: string | null;
   dataDir: string;
   embeddedPgPort: number;
+  /** extra `name=value` server settings for the embedded Postgres (SDN_EMBEDDED_PG_SETTINGS, comma-separated) */
+  embeddedPgSettings: string[];
   host: string;
   port: number;
   /** operator key to install on first start instead of generating one */
@@ -29,6 +31,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     databaseUrl: env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : null,
     dataDir: resolve(env.SDN_DATA_DIR ?? '.data'),
     embeddedPgPort: intFrom(env, 'SDN_EMBEDDED_PG_PORT', 54320, 1024, 65535),
+    embeddedPgSettings: pgSettingsFrom(env.SDN_EMBEDDED_PG_SETTINGS),
     host: env.HOST ?? '0.0.0.0',
     port: intFrom(env, 'PORT', 8080, 0, 65535),
     operatorKey,
@@ -36,4 +39,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     poolSize: intFrom(env, 'SDN_DB_POOL', 8, 2, 200),
     logLevel: level,
   };
+}
+
+/** "a=1,b.c=x" -> ['a=1', 'b.c=x']; a setting that is not name=value is an error, not a surprise at start */
+function pgSettingsFrom(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((item) => {
+    const s = item.trim();
+    if (!/^[a-z_][a-z0-9_.]*=[^\s]+$/i.test(s)) throw new ConfigError(`SDN_EMBEDDED_PG_SETTINGS: "${s}" is not name=value`);
+    return s;
+  });
 }

