@@ -6,7 +6,7 @@
  * IPC: parent -> {type:'start', url, hosts}, {type:'report'}; child -> {type:'ready'}, {type:'report', ...}
  */
 import { stateSize } from '#sdn/compiler';
-import { SimHost, SimulatedAgent } from '../../test/support/controller';
+import { SimHost, SimulatedAgent } from '../../test/support/sim-agent';
 
 let agents: SimulatedAgent[] = [];
 

@@ -1,0 +1,107 @@
+/**
+ * A simulated host agent: speaks the real protocol (libs/wire) over loopback,
+ * applies snapshots and deltas to a StateMirror and acks them. Its own module,
+ * with no directory or controller imports, so that the benchmark's agent
+ * processes load only the wire and compiler libraries.
+ */
+import { type HostState } from '#sdn/compiler';
+import { AgentClient, DeltaEvent, SnapshotEvent, StateMirror } from '#sdn/wire';
+
+export interface SimHost {
+  id: string;
+  credential: string;
+  vtepIp: string;
+}
+
+export interface SimOptions {
+  /** return a reason to reject (nack) a version instead of applying it */
+  reject?: (m: { type: 'snapshot' | 'delta'; version: number }) => string | null;
+  /** resume point at the first connection (an agent that kept its state) */
+  resumeFrom?: SimulatedAgent;
+  minBackoffMs?: number;
+}
+
+/** One simulated host agent: applies snapshots and deltas to a StateMirror and acks. */
+export class SimulatedAgent {
+  mirror = new StateMirror();
+  readonly client: AgentClient;
+  snapshots = 0;
+  deltas = 0;
+  nacks = 0;
+  connects = 0;
+  rejectedWith: string | null = null;
+  /** while stalled, received messages wait unapplied and unacknowledged (a slow agent) */
+  private stalled: Array<() => void> | null = null;
+
+  constructor(
+    url: string,
+    readonly host: SimHost,
+    private readonly opts: SimOptions = {},
+  ) {
+    const prev = opts.resumeFrom;
+    if (prev) this.mirror = prev.mirror;
+    this.client = new AgentClient(url, host.id, host.credential, host.vtepIp, {
+      minBackoffMs: opts.minBackoffMs ?? 50,
+      maxBackoffMs: 1000,
+      resume: prev ? prev.client.lastAcked : undefined,
+    });
+    this.client.on('connected', () => this.connects++);
+    this.client.on('rejected', (r) => (this.rejectedWith = r));
+    this.client.on('error', () => undefined);
+    this.client.on('snapshot', (m) => this.onSnapshot(m));
+    this.client.on('delta', (m) => this.onDelta(m));
+    this.client.start();
+  }
+
+  get state(): HostState {
+    return this.mirror.state;
+  }
+
+  get ackedVersion(): number {
+    return this.client.lastAcked.version;
+  }
+
+  stall(): void {
+    this.stalled ??= [];
+  }
+
+  /** Applies what arrived while stalled, in order, and acks it. */
+  unstall(): void {
+    const held = this.stalled ?? [];
+    this.stalled = null;
+    for (const f of held) f();
+  }
+
+  get held(): number {
+    return this.stalled?.length ?? 0;
+  }
+
+  private onSnapshot(m: SnapshotEvent): void {
+    if (this.stalled) return void this.stalled.push(() => this.onSnapshot(m));
+    this.snapshots++;
+    const why = this.opts.reject?.({ type: 'snapshot', version: m.version }) ?? null;
+    if (why !== null) return this.refuse(m, why);
+    const r = this.mirror.applySnapshot(m);
+    if (r.ok) m.ack();
+    else this.refuse(m, r.reason);
+  }
+
+  private onDelta(m: DeltaEvent): void {
+    if (this.stalled) return void this.stalled.push(() => this.onDelta(m));
+    this.deltas++;
+    const why = this.opts.reject?.({ type: 'delta', version: m.version }) ?? null;
+    if (why !== null) return this.refuse(m, why);
+    const r = this.mirror.applyDelta(m);
+    if (r.ok) m.ack();
+    else this.refuse(m, r.reason);
+  }
+
+  private refuse(m: { nack(reason: string): void }, reason: string): void {
+    this.nacks++;
+    m.nack(reason);
+  }
+
+  stop(): Promise<void> {
+    return this.client.close();
+  }
+}
