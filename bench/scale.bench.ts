@@ -152,6 +152,8 @@ async function main() {
       });
 
     const agentCpuNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).other, 0);
+    const agentFaultsNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).faults.other, 0);
+    const selfFaults = () => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[7]);
 
     const calibration = [calibrate(), calibrate(), calibrate()].sort((a, b) => a - b)[1];
     // ---------------------------------------------------------------- topology
@@ -194,7 +196,7 @@ async function main() {
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'reset');
     const wal0 = await walStats(databaseUrl);
-    const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), selfFaults: selfFaults(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), agentFaults: agentFaultsNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const gcPauses: number[] = [];
@@ -212,7 +214,7 @@ async function main() {
     loopDelay.disable();
     gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
-    const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), dir: treeCpu(directory.pid!), agents: agentCpuNow(), load: treeCpu(load.pid!) };
+    const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), selfFaults: selfFaults(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), agentFaults: agentFaultsNow(), load: treeCpu(load.pid!) };
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walStats(databaseUrl);
@@ -305,6 +307,11 @@ async function main() {
     const m0 = cpu0.machine;
     const m1 = cpu1.machine;
     line('machine: user / kernel / idle CPU s', `${(m1.user - m0.user).toFixed(1)} / ${(m1.system - m0.system).toFixed(1)} / ${(m1.idle - m0.idle).toFixed(1)}; ${((m1.switches - m0.switches) / totalSeconds / 1000).toFixed(0)}K context switches/s`);
+    const kf = (n: number) => `${(n / 1000).toFixed(0)}K`;
+    line(
+      'page faults: controller / directory / postgres / agents',
+      `${kf(cpu1.selfFaults - cpu0.selfFaults)} / ${kf(cpu1.dir.faults.other - cpu0.dir.faults.other)} / ${kf(cpu1.dir.faults.postgres - cpu0.dir.faults.postgres)} / ${kf(cpu1.agentFaults - cpu0.agentFaults)}; machine ${kf(m1.faults - m0.faults)} (${((m1.faults - m0.faults) / totalSeconds / 1000).toFixed(1)}K/s)`,
+    );
     line(
       'Postgres WAL flushes (fsyncs) / writes',
       wal0 && wal1 ? `${wal1.fsyncs - wal0.fsyncs} / ${wal1.writes - wal0.writes} (${((wal1.fsyncs - wal0.fsyncs) / totalSeconds).toFixed(0)} flushes/s)` : 'not reported by this server',
