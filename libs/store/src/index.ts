@@ -78,7 +78,8 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
   const closers = new Set<() => Promise<void>>();
 
   async function readChanges(after: number, limit: number): Promise<Change[]> {
-    const r = await pool.query('SELECT * FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2', [after, limit]);
+    // named: each pooled connection parses and plans it once (the controller runs it a few thousand times a minute)
+    const r = await pool.query({ name: 'sdn-store-read-changes', text: 'SELECT * FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2', values: [after, limit] });
     return r.rows.map(rowToChange);
   }
 
@@ -201,11 +202,12 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
     async setEndpointStatus(items, status) {
       if (items.length === 0) return;
       // a status confirms one revision of the endpoint: an endpoint changed since (moved, regrouped) keeps its `pending`
-      await pool.query(
-        `UPDATE endpoints e SET status = $2 FROM unnest($1::uuid[], $3::bigint[]) AS v(id, revision)
-          WHERE e.id = v.id AND e.revision <= v.revision AND e.status <> $2`,
-        [items.map((x) => x.id), status, items.map((x) => x.revision)],
-      );
+      await pool.query({
+        name: 'sdn-store-set-status',
+        text: `UPDATE endpoints e SET status = $2 FROM unnest($1::uuid[], $3::bigint[]) AS v(id, revision)
+                WHERE e.id = v.id AND e.revision <= v.revision AND e.status <> $2`,
+        values: [items.map((x) => x.id), status, items.map((x) => x.revision)],
+      });
     },
 
     async verifyHostCredential(hostId, token) {
