@@ -202,12 +202,13 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
     async setEndpointStatus(items, status) {
       if (items.length === 0) return;
       // a status confirms one revision of the endpoint: an endpoint changed since (moved, regrouped) keeps its `pending`
-      await pool.query({
-        name: 'sdn-store-set-status',
-        text: `UPDATE endpoints e SET status = $2 FROM unnest($1::uuid[], $3::bigint[]) AS v(id, revision)
-                WHERE e.id = v.id AND e.revision <= v.revision AND e.status <> $2`,
-        values: [items.map((x) => x.id), status, items.map((x) => x.revision)],
-      });
+      // not a named statement: Postgres's generic plan for it (after five runs) is worse than planning
+      // each call with the array in hand (measured in bench:scale: 5.6 s instead of 1.5 s of execution)
+      await pool.query(
+        `UPDATE endpoints e SET status = $2 FROM unnest($1::uuid[], $3::bigint[]) AS v(id, revision)
+          WHERE e.id = v.id AND e.revision <= v.revision AND e.status <> $2`,
+        [items.map((x) => x.id), status, items.map((x) => x.revision)],
+      );
     },
 
     async verifyHostCredential(hostId, token) {
