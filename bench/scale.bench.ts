@@ -123,7 +123,7 @@ async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), 'sdn-scale-'));
   const pgPort = await freePort();
   const directory = fork(join(__dirname, 'support', 'directory-process.js'), [], {
-    env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort), ...(PG_STATEMENTS ? { SDN_EMBEDDED_PG_SETTINGS: 'shared_preload_libraries=pg_stat_statements' } : {}) },
+    env: { ...process.env, SDN_DATA_DIR: dataDir, PORT: '0', SDN_OPERATOR_KEY: KEY, LOG_LEVEL: 'error', SDN_EMBEDDED_PG_PORT: String(pgPort), ...(PG_STATEMENTS ? { SDN_EMBEDDED_PG_SETTINGS: [process.env.SDN_EMBEDDED_PG_SETTINGS, 'shared_preload_libraries=pg_stat_statements'].filter(Boolean).join(',') } : {}) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const agentProcs = Array.from({ length: AGENT_PROCESSES }, () =>
