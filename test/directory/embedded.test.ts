@@ -15,7 +15,12 @@ describe('embedded Postgres settings (SDN_EMBEDDED_PG_SETTINGS)', () => {
       'work_mem=7MB',
       'pg_stat_statements.max=500',
     ]);
-    for (const bad of ['work_mem', 'work_mem=', '=7MB', 'work_mem=7 MB', 'a=1,,b=2', "x=1' -c fsync=off"]) {
+    // a list value keeps its commas
+    assert.deepEqual(loadConfig({ SDN_EMBEDDED_PG_SETTINGS: 'shared_preload_libraries=pg_stat_statements,auto_explain,work_mem=8MB' }).embeddedPgSettings, [
+      'shared_preload_libraries=pg_stat_statements,auto_explain',
+      'work_mem=8MB',
+    ]);
+    for (const bad of ['work_mem', 'work_mem=', '=7MB', 'work_mem=7 MB', ',work_mem=7MB', "x=1' -c fsync=off"]) {
       assert.throws(
         () => loadConfig({ SDN_EMBEDDED_PG_SETTINGS: bad }),
         (e: unknown) => e instanceof ConfigError && /SDN_EMBEDDED_PG_SETTINGS/.test(e.message),
@@ -28,12 +33,13 @@ describe('embedded Postgres settings (SDN_EMBEDDED_PG_SETTINGS)', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('starts the embedded server with them', async () => {
-    const pg = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), persistent: false, settings: ['work_mem=7MB'] });
+    const pg = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), persistent: false, settings: loadConfig({ SDN_EMBEDDED_PG_SETTINGS: 'work_mem=7MB,search_path=public,pg_catalog' }).embeddedPgSettings });
     try {
       const c = new Client({ connectionString: pg.url });
       await c.connect();
       try {
         assert.equal((await c.query('SHOW work_mem')).rows[0].work_mem, '7MB');
+        assert.equal((await c.query('SHOW search_path')).rows[0].search_path, 'public,pg_catalog');
       } finally {
         await c.end();
       }

@@ -41,10 +41,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
   };
 }
 
-/** "a=1,b.c=x" -> ['a=1', 'b.c=x']; a setting that is not name=value is an error, not a surprise at start */
+/**
+ * "a=1,b.c=x" -> ['a=1', 'b.c=x']. A comma starts a new setting only before
+ * another `name=`, so list values keep theirs
+ * ("shared_preload_libraries=pg_stat_statements,auto_explain,work_mem=8MB"
+ * is two settings). A setting that is not name=value is an error, not a
+ * surprise at start.
+ */
 function pgSettingsFrom(raw: string | undefined): string[] {
   if (raw === undefined || raw.trim() === '') return [];
-  return raw.split(',').map((item) => {
+  return raw.split(/,(?=\s*[a-z_][a-z0-9_.]*=)/i).map((item) => {
     const s = item.trim();
     if (!/^[a-z_][a-z0-9_.]*=[^\s]+$/i.test(s)) throw new ConfigError(`SDN_EMBEDDED_PG_SETTINGS: "${s}" is not name=value`);
     return s;
