@@ -28,7 +28,7 @@ import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
 import { freePort } from '../test/support/directory';
-import { calibrate, machineCpu, treeCpu } from './support/cpu';
+import { calibrate, machineCpu, ownFaults, treeCpu } from './support/cpu';
 import { scaleSize } from './support/scale-topology';
 
 const SIZE = scaleSize();
@@ -151,9 +151,8 @@ async function main() {
         load.send(msg);
       });
 
-    const agentCpuNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).other, 0);
-    const agentFaultsNow = () => agentProcs.reduce((n, proc) => n + treeCpu(proc.pid!).faults.other, 0);
-    const selfFaults = () => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[7]);
+    const agentsNow = () =>
+      agentProcs.map((proc) => treeCpu(proc.pid!)).reduce((n, t) => ({ cpu: n.cpu + t.other, faults: n.faults + t.faults.other }), { cpu: 0, faults: 0 });
 
     const calibration = [calibrate(), calibrate(), calibrate()].sort((a, b) => a - b)[1];
     // ---------------------------------------------------------------- topology
@@ -196,7 +195,7 @@ async function main() {
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'reset');
     const wal0 = await walStats(databaseUrl);
-    const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), selfFaults: selfFaults(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), agentFaults: agentFaultsNow(), load: treeCpu(load.pid!) };
+    const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), selfFaults: ownFaults(), dir: treeCpu(directory.pid!), agents: agentsNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const gcPauses: number[] = [];
@@ -214,7 +213,7 @@ async function main() {
     loopDelay.disable();
     gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
-    const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), selfFaults: selfFaults(), dir: treeCpu(directory.pid!), agents: agentCpuNow(), agentFaults: agentFaultsNow(), load: treeCpu(load.pid!) };
+    const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), selfFaults: ownFaults(), dir: treeCpu(directory.pid!), agents: agentsNow(), load: treeCpu(load.pid!) };
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walStats(databaseUrl);
@@ -282,7 +281,7 @@ async function main() {
     const ctlCpu = (cpu1.self.user + cpu1.self.system) / 1e6;
     const dirCpu = cpu1.dir.other - cpu0.dir.other;
     const pgCpu = cpu1.dir.postgres - cpu0.dir.postgres;
-    const agentCpu = cpu1.agents - cpu0.agents;
+    const agentCpu = cpu1.agents.cpu - cpu0.agents.cpu;
     const loadCpu = cpu1.load.other - cpu0.load.other;
     const line = (k: string, v: string) => console.log(`${k.padEnd(44)} ${v}`);
     console.log(`\nscale benchmark: ${NETWORKS} networks, ${HOSTS} hosts, ${ENDPOINTS} endpoints, ${CLIENTS} clients, ${PER_NETWORK} hosts per network`);
@@ -316,7 +315,7 @@ async function main() {
     const kf = (n: number) => `${(n / 1000).toFixed(0)}K`;
     line(
       'page faults: controller / directory / postgres / agents',
-      `${kf(cpu1.selfFaults - cpu0.selfFaults)} / ${kf(cpu1.dir.faults.other - cpu0.dir.faults.other)} / ${kf(cpu1.dir.faults.postgres - cpu0.dir.faults.postgres)} / ${kf(cpu1.agentFaults - cpu0.agentFaults)}; machine ${kf(m1.faults - m0.faults)} (${((m1.faults - m0.faults) / totalSeconds / 1000).toFixed(1)}K/s)`,
+      `${kf(cpu1.selfFaults - cpu0.selfFaults)} / ${kf(cpu1.dir.faults.other - cpu0.dir.faults.other)} / ${kf(cpu1.dir.faults.postgres - cpu0.dir.faults.postgres)} / ${kf(cpu1.agents.faults - cpu0.agents.faults)}; machine ${kf(m1.faults - m0.faults)} (${((m1.faults - m0.faults) / totalSeconds / 1000).toFixed(1)}K/s)`,
     );
     line(
       'Postgres WAL flushes (fsyncs) / writes',

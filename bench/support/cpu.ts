@@ -7,6 +7,19 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 const USER_HZ = 100;
 
+/** One process's /proc/PID/stat: parent, command, CPU seconds and minor page faults so far. */
+function procStat(pid: string): { ppid: number; comm: string; cpu: number; faults: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const close = stat.lastIndexOf(')'); // the command may contain spaces and parentheses
+  const f = stat.slice(close + 2).split(' ');
+  return { ppid: Number(f[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(f[11]) + Number(f[12])) / USER_HZ, faults: Number(f[7]) };
+}
+
+/** Minor page faults of this process so far. */
+export function ownFaults(): number {
+  return procStat('self').faults;
+}
+
 /**
  * CPU seconds (user + system) used so far by a process and its descendants,
  * Postgres apart; and their minor page faults (first touches of memory: on
@@ -17,10 +30,7 @@ export function treeCpu(root: number): { postgres: number; other: number; faults
   for (const name of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(name)) continue;
     try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const f = stat.slice(close + 2).split(' ');
-      procs.set(Number(name), { ppid: Number(f[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(f[11]) + Number(f[12])) / USER_HZ, faults: Number(f[7]) });
+      procs.set(Number(name), procStat(name));
     } catch {
       /* gone */
     }
