@@ -5,7 +5,7 @@
  * both ends; a delta carries the digest its result must have, and the agent
  * rejects a delta whose result differs (it then gets a snapshot).
  */
-import { LAYOUT } from './schema';
+import { LAYOUT, perTable } from './schema';
 import { AnyEntry, EntryByTable, HostState, TABLES, TableName } from './state';
 
 // The two 32-bit lanes of the hash being computed (cyrb53 mixing, both halves
@@ -77,49 +77,74 @@ export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T
   return parts.join(SEPARATOR);
 }
 
+/** Port lists equal range by range. */
+function samePorts(p: { from: number; to: number }[], q: { from: number; to: number }[]): boolean {
+  if (p.length !== q.length) return false;
+  for (let i = 0; i < p.length; i++) if (p[i].from !== q[i].from || p[i].to !== q[i].to) return false;
+  return true;
+}
+
+const SAME = perTable(
+  (names, types, field) =>
+    new Function(
+      'samePorts',
+      `return function (x, y) {
+        let u, v;
+        ${names
+          .map((n, k) =>
+            types[k].t === 'ports'
+              ? `if (!samePorts(x${field(n)}, y${field(n)})) return false;`
+              : `u = x${field(n)}; v = y${field(n)}; if (u !== v && (u === null || v === null || String(u) !== String(v))) return false;`,
+          )
+          .join('\n')}
+        return true;
+      };`,
+    )(samePorts) as (a: AnyEntry, b: AnyEntry) => boolean,
+);
+
 /** Field-by-field equality in schema terms (what the fingerprints would say, without building them). */
 export function sameEntry<T extends TableName>(table: T, a: EntryByTable[T] | undefined, b: EntryByTable[T] | undefined): boolean {
   if (a === b) return true;
   if (a === undefined || b === undefined) return false;
-  const x = a as unknown as Record<string, unknown>;
-  const y = b as unknown as Record<string, unknown>;
-  const { names, types } = LAYOUT[table];
-  for (let k = 0; k < names.length; k++) {
-    const u = x[names[k]];
-    const v = y[names[k]];
-    if (types[k].t === 'ports') {
-      const p = u as { from: number; to: number }[];
-      const q = v as { from: number; to: number }[];
-      if (p.length !== q.length) return false;
-      for (let i = 0; i < p.length; i++) if (p[i].from !== q[i].from || p[i].to !== q[i].to) return false;
-    } else if (u !== v && (u === null || v === null || String(u) !== String(v))) return false;
-  }
-  return true;
+  return SAME[table](a as AnyEntry, b as AnyEntry);
 }
 
 const entryHashes = new WeakMap<object, [number, number]>();
 
+/** A field value that is not a string, fed as the fingerprint writes it. */
+function feedOther(v: unknown, isPorts: boolean): void {
+  if (v === null) feed(NULL_TEXT);
+  else if (isPorts) {
+    const ps = v as { from: number; to: number }[];
+    for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
+  } else feed(String(v));
+}
+
+/** Per table: feeds an entry's fields, each after the separator, as the fingerprint lists them. */
+const FEED_FIELDS = perTable(
+  (names, types, field) =>
+    new Function(
+      'feed',
+      'feedOther',
+      'SEPARATOR',
+      `return function (e) {
+        let v;
+        ${names
+          .map((n, k) => `feed(SEPARATOR); v = e${field(n)}; if (typeof v === 'string') feed(v); else feedOther(v, ${types[k].t === 'ports'});`)
+          .join('\n')}
+      };`,
+    )(feed, feedOther, SEPARATOR) as (e: AnyEntry) => void,
+);
+
 /**
  * hash64(fingerprint(table, entry)) into laneA/laneB, computed by feeding the
- * fingerprint's characters to the hash without building the string. One flat
- * function with no closures and no allocation: agents hash every entry they
- * receive.
+ * fingerprint's characters to the hash without building the string, and
+ * without allocating: agents hash every entry they receive.
  */
 function hashEntry(table: TableName, entry: AnyEntry): void {
   start(0);
   feed(table);
-  const { names, types } = LAYOUT[table];
-  const e = entry as unknown as Record<string, unknown>;
-  for (let k = 0; k < names.length; k++) {
-    feed(SEPARATOR);
-    const v = e[names[k]];
-    if (typeof v === 'string') feed(v);
-    else if (v === null) feed(NULL_TEXT);
-    else if (types[k].t === 'ports') {
-      const ps = v as { from: number; to: number }[];
-      for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
-    } else feed(String(v));
-  }
+  FEED_FIELDS[table](entry);
   finish();
 }
 

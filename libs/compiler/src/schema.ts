@@ -3,7 +3,7 @@
  * It defines the canonical fingerprint of an entry (digest.ts) and the binary
  * layout of an entry on the wire (libs/wire), so both ends agree by construction.
  */
-import type { EntryByTable, TableName } from './state';
+import { TABLES, type EntryByTable, type TableName } from './state';
 
 export type FieldType =
   | { t: 'str' }
@@ -122,3 +122,17 @@ export const LAYOUT: Readonly<Record<TableName, { readonly names: readonly strin
     { names: (SCHEMA[t] as TableSchema<TableName>).map((f) => f[0] as string), types: (SCHEMA[t] as TableSchema<TableName>).map((f) => f[1]) },
   ]),
 ) as Record<TableName, { names: string[]; types: FieldType[] }>;
+
+/**
+ * Per table, a function generated from LAYOUT with the fields written out as
+ * named property reads (`field("vtep")` is `["vtep"]`): every entry of a
+ * table has one shape, so each read is monomorphic, where a loop over the
+ * field names (`e[names[k]]`) makes a megamorphic keyed load per field. For
+ * the loops that run over every field of every entry (digest, equality, wire
+ * encoding). Field names are the schema's own identifiers, never data.
+ */
+export function perTable<F>(
+  make: (names: readonly string[], types: readonly FieldType[], field: (name: string) => string, table: TableName) => F,
+): Record<TableName, F> {
+  return Object.fromEntries(TABLES.map((t) => [t, make(LAYOUT[t].names, LAYOUT[t].types, (n) => `[${JSON.stringify(n)}]`, t)])) as Record<TableName, F>;
+}

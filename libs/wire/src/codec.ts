@@ -12,7 +12,7 @@
  * (16, 4, 6, 5 bytes) when the text round-trips exactly.
  * Pure: no sockets, timers or logging.
  */
-import { LAYOUT, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
+import { LAYOUT, perTable, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
 
 /** Every decoding failure; the receiver closes the connection with it. */
 export class WireError extends Error {
@@ -306,77 +306,93 @@ export class StringTable {
  */
 const ONCE_PER_MESSAGE = new Set(['endpointId', 'mac', 'ip', 'cidr', 'ifName']);
 
-/** Per table, which fields (in schema order) are ONCE_PER_MESSAGE. */
-const ONCE = Object.fromEntries(TABLES.map((t) => [t, LAYOUT[t].names.map((n) => ONCE_PER_MESSAGE.has(n))])) as Record<TableName, boolean[]>;
+/** An enum field's index on the wire; an unknown value is a WireError naming the field. */
+function enumIndex(values: readonly string[], v: unknown, what: string): number {
+  const i = values.indexOf(v as string);
+  if (i < 0) throw new WireError(`${what}: ${String(v)} is not one of ${values.join(', ')}`);
+  return i;
+}
 
-/**
- * First pass: registers an entry's strings, appending the index of each
- * string field (in field order) to `refs`, which writeEntry then consumes:
- * one table lookup per string instead of two.
- */
-export function collectEntry(st: StringTable, table: TableName, entry: AnyEntry, refs: number[]): void {
-  const e = entry as unknown as Record<string, unknown>;
-  const { names, types } = LAYOUT[table];
-  const once = ONCE[table];
-  for (let k = 0; k < names.length; k++) {
-    const t = types[k].t;
-    if (t === 'str') refs.push(once[k] ? st.add(e[names[k]] as string) : st.ref(e[names[k]] as string));
-    else if (t === 'nstr') {
-      const v = e[names[k]];
-      refs.push(v === null ? -1 : st.ref(v as string));
-    }
+function writePorts(w: Writer, ps: { from: number; to: number }[]): void {
+  w.varuint(ps.length);
+  for (const p of ps) {
+    w.varuint(p.from);
+    w.varuint(p.to);
   }
 }
 
-/** Second pass: writes an entry, reading its string indexes from `refs` at `at`; returns the next position in refs. */
-export function writeEntry(w: Writer, table: TableName, entry: AnyEntry, refs: number[], at: number): number {
-  const e = entry as unknown as Record<string, unknown>;
-  const { names, types } = LAYOUT[table];
-  for (let k = 0; k < names.length; k++) {
+/** Per table: the field loops of collectEntries and writeEntries written out (perTable). */
+const COLLECT = perTable(
+  (names, types, field) =>
+    new Function(
+      `return function (st, e, refs) {
+        let v;
+        ${names
+          .map((n, k) => {
+            if (types[k].t === 'str') return `refs.push(st.${ONCE_PER_MESSAGE.has(n) ? 'add' : 'ref'}(e${field(n)}));`;
+            if (types[k].t === 'nstr') return `v = e${field(n)}; refs.push(v === null ? -1 : st.ref(v));`;
+            return '';
+          })
+          .join('\n')}
+      };`,
+    )() as (st: StringTable, e: AnyEntry, refs: number[]) => void,
+);
+
+const WRITE = perTable((names, types, field, table) => {
+  const enums: Array<readonly string[]> = [];
+  const code = names.map((n, k) => {
     const type = types[k];
+    const get = `e${field(n)}`;
     switch (type.t) {
       case 'str':
-        w.varuint(refs[at++]);
-        break;
+        return 'w.varuint(refs[at++]);';
       case 'nstr':
-        w.varuint(refs[at++] + 1); // null (-1) is 0
-        break;
+        return 'w.varuint(refs[at++] + 1);'; // null (-1) is 0
       case 'uint':
-        w.varuint(e[names[k]] as number);
-        break;
-      case 'nuint': {
-        const v = e[names[k]];
-        w.varuint(v === null ? 0 : (v as number) + 1);
-        break;
-      }
+        return `w.varuint(${get});`;
+      case 'nuint':
+        return `v = ${get}; w.varuint(v === null ? 0 : v + 1);`;
       case 'bool':
-        w.u8(e[names[k]] ? 1 : 0);
-        break;
+        return `w.u8(${get} ? 1 : 0);`;
       case 'family':
-        w.u8(e[names[k]] as number);
-        break;
-      case 'enum': {
-        const v = e[names[k]];
-        const i = type.values.indexOf(v as string);
-        if (i < 0) throw new WireError(`${table}.${names[k]}: ${String(v)} is not one of ${type.values.join(', ')}`);
-        w.u8(i);
-        break;
-      }
-      case 'ports': {
-        const ps = e[names[k]] as { from: number; to: number }[];
-        w.varuint(ps.length);
-        for (const p of ps) {
-          w.varuint(p.from);
-          w.varuint(p.to);
-        }
-        break;
-      }
+        return `w.u8(${get});`;
+      case 'enum':
+        enums.push(type.values);
+        return `w.u8(enumIndex(enums[${enums.length - 1}], ${get}, ${JSON.stringify(`${table}.${n}`)}));`;
+      case 'ports':
+        return `writePorts(w, ${get});`;
       default: {
         const _: never = type;
         throw new WireError(`unknown field type ${JSON.stringify(_)}`);
       }
     }
-  }
+  });
+  return new Function(
+    'enumIndex',
+    'writePorts',
+    'enums',
+    `return function (w, e, refs, at) {
+      let v;
+      ${code.join('\n')}
+      return at;
+    };`,
+  )(enumIndex, writePorts, enums) as (w: Writer, e: AnyEntry, refs: number[], at: number) => number;
+});
+
+/**
+ * First pass: registers the strings of a table's entries, appending the index
+ * of each string field (in field order) to `refs`, which writeEntries then
+ * consumes: one string-table lookup per string instead of two.
+ */
+export function collectEntries(st: StringTable, table: TableName, entries: readonly AnyEntry[], refs: number[]): void {
+  const collect = COLLECT[table];
+  for (let i = 0; i < entries.length; i++) collect(st, entries[i], refs);
+}
+
+/** Second pass: writes a table's entries, reading their string indexes from `refs` at `at`; returns the next position in refs. */
+export function writeEntries(w: Writer, table: TableName, entries: readonly AnyEntry[], refs: number[], at: number): number {
+  const write = WRITE[table];
+  for (let i = 0; i < entries.length; i++) at = write(w, entries[i], refs, at);
   return at;
 }
 
@@ -387,9 +403,7 @@ export function writeEntry(w: Writer, table: TableName, entry: AnyEntry, refs: n
  * stores megamorphic and each object migrating through shapes). Field names
  * are the schema's own identifiers, never wire data.
  */
-const MAKE = Object.fromEntries(
-  TABLES.map((t) => [t, new Function('v', `return { ${LAYOUT[t].names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(', ')} };`)]),
-) as Record<TableName, (v: unknown[]) => AnyEntry>;
+const MAKE = perTable((names) => new Function('v', `return { ${names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(', ')} };`) as (v: unknown[]) => AnyEntry);
 
 /** The field values of the entry being decoded (entries are read one at a time). */
 const values: unknown[] = new Array(Math.max(...TABLES.map((t) => LAYOUT[t].names.length))).fill(null);

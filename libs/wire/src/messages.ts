@@ -20,7 +20,7 @@
  * removed keys.
  */
 import { emptyHostState, keyOf, TABLES, type AnyEntry, type HostDelta, type HostState, type TableName } from '#sdn/compiler';
-import { collectEntry, readEntries, Reader, StringTable, tableAt, tableIndex, WireError, writeEntry, Writer } from './codec';
+import { collectEntries, readEntries, Reader, StringTable, tableAt, tableIndex, WireError, writeEntries, Writer } from './codec';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -98,7 +98,7 @@ function writeBody(w: Writer, sections: Section[]): void {
   const st = new StringTable();
   const refs: number[] = [];
   for (const s of sections) {
-    for (const e of s.upsert) collectEntry(st, s.table, e, refs);
+    collectEntries(st, s.table, s.upsert, refs);
     for (const k of s.remove) refs.push(st.ref(k));
   }
   st.write(w);
@@ -107,7 +107,7 @@ function writeBody(w: Writer, sections: Section[]): void {
   for (const s of sections) {
     w.u8(tableIndex(s.table));
     w.varuint(s.upsert.length);
-    for (const e of s.upsert) at = writeEntry(w, s.table, e, refs, at);
+    at = writeEntries(w, s.table, s.upsert, refs, at);
     w.varuint(s.remove.length);
     for (let k = 0; k < s.remove.length; k++) w.varuint(refs[at++]);
   }
