@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { cloneState, compileAll, describeDifference, diffStates, digestOf } from '#sdn/compiler';
+import { cloneState, compileAll, describeDifference, diffStates, digestOf, LAYOUT, TABLES, type FieldType } from '#sdn/compiler';
 import {
   AgentClient,
   AgentServer,
@@ -110,6 +110,58 @@ describe('wire codec', () => {
     assert.throws(() => decode(frame.subarray(0, frame.length - 3)), WireError);
     assert.throws(() => decode(Buffer.from([99])), WireError);
     assert.throws(() => decode(Buffer.concat([frame, Buffer.from([0])])), WireError);
+  });
+
+  it('decodes a corrupted frame to a WireError or to entries whose every field has its schema type, never to another error', () => {
+    const { w } = smallWorld();
+    const state = [...compileAll(w.snapshot()).values()][0];
+    const frame = encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
+    const typed = (v: unknown, t: FieldType): boolean => {
+      switch (t.t) {
+        case 'str':
+          return typeof v === 'string';
+        case 'nstr':
+          return v === null || typeof v === 'string';
+        case 'uint':
+          return Number.isSafeInteger(v) && (v as number) >= 0;
+        case 'nuint':
+          return v === null || (Number.isSafeInteger(v) && (v as number) >= 0);
+        case 'bool':
+          return typeof v === 'boolean';
+        case 'family':
+          return v === 4 || v === 6;
+        case 'enum':
+          return t.values.includes(v as string);
+        case 'ports':
+          return Array.isArray(v) && v.every((p) => Number.isSafeInteger(p.from) && Number.isSafeInteger(p.to));
+      }
+    };
+    let refused = 0;
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(frame.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (edits) => {
+        const bad = Buffer.from(frame);
+        for (const [at, byte] of edits) bad[at] = byte;
+        let m;
+        try {
+          m = decode(bad);
+        } catch (e) {
+          if (!(e instanceof WireError)) throw e;
+          refused++;
+          return;
+        }
+        if (m.type !== 'snapshot') return;
+        for (const t of TABLES) {
+          const { names, types } = LAYOUT[t];
+          for (const e of m.state[t].values()) {
+            assert.deepEqual(Object.keys(e), names);
+            names.forEach((n, k) => assert.ok(typed((e as unknown as Record<string, unknown>)[n], types[k]), `${t}.${n} = ${JSON.stringify((e as never)[n])}`));
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    // most corruptions are caught (string indexes, enums, families, lengths); the rest decode to other values
+    assert.ok(refused > 1000, `only ${refused} of 3000 corruptions refused`);
   });
 });
 

@@ -12,7 +12,7 @@
  * (16, 4, 6, 5 bytes) when the text round-trips exactly.
  * Pure: no sockets, timers or logging.
  */
-import { LAYOUT, perTable, TABLES, type AnyEntry, type FieldType, type TableName } from '#sdn/compiler';
+import { perTable, TABLES, type AnyEntry, type TableName } from '#sdn/compiler';
 
 /** Every decoding failure; the receiver closes the connection with it. */
 export class WireError extends Error {
@@ -396,82 +396,69 @@ export function writeEntries(w: Writer, table: TableName, entries: readonly AnyE
   return at;
 }
 
-/**
- * Per table, a function making an entry from its field values in schema
- * order: one object literal, generated from LAYOUT, so that every decoded
- * entry of a table has one shape (fields assigned by name in a loop leave the
- * stores megamorphic and each object migrating through shapes). Field names
- * are the schema's own identifiers, never wire data.
- */
-const MAKE = perTable((names) => new Function('v', `return { ${names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(', ')} };`) as (v: unknown[]) => AnyEntry);
-
-/** The field values of the entry being decoded (entries are read one at a time). */
-const values: unknown[] = new Array(Math.max(...TABLES.map((t) => LAYOUT[t].names.length))).fill(null);
-
-/** Reads n entries of one table (the table's layout and maker looked up once). */
-export function readEntries(r: Reader, strings: string[], table: TableName, n: number): AnyEntry[] {
-  const { names, types } = LAYOUT[table];
-  const make = MAKE[table];
-  const out: AnyEntry[] = new Array(n);
-  for (let j = 0; j < n; j++) out[j] = readEntry(r, strings, table, names, types, make);
-  return out;
+function readPorts(r: Reader, what: string): { from: number; to: number }[] {
+  const n = r.varuint();
+  if (n > 65536) throw new WireError(`${what}: ${n} port ranges`);
+  const ps: { from: number; to: number }[] = [];
+  for (let j = 0; j < n; j++) ps.push({ from: r.varuint(), to: r.varuint() });
+  return ps;
 }
 
-function readEntry(r: Reader, strings: string[], table: TableName, names: readonly string[], types: readonly FieldType[], make: (v: unknown[]) => AnyEntry): AnyEntry {
-  const v = values;
-  for (let k = 0; k < names.length; k++) {
+/**
+ * Per table, the reader of one entry: its fields read in schema order into
+ * locals, checked, and returned as one object literal, so that every decoded
+ * entry of a table has one shape (fields assigned by name in a loop would
+ * leave the stores megamorphic and each object migrating through shapes).
+ * Generated from LAYOUT (perTable); no wire data reaches the generated text.
+ */
+const READ = perTable((names, types, field, table) => {
+  const enums: Array<readonly string[]> = [];
+  const what = (n: string) => JSON.stringify(`${table}.${n}`);
+  const code = names.map((n, k) => {
     const type = types[k];
+    const f = `f${k}`;
     switch (type.t) {
-      case 'str': {
-        const i = r.varuint();
-        if (i >= strings.length) throw new WireError(`${table}: string index ${i} out of ${strings.length}`);
-        v[k] = strings[i];
-        break;
-      }
-      case 'nstr': {
-        const i = r.varuint();
-        if (i > strings.length) throw new WireError(`${table}: string index ${i - 1} out of ${strings.length}`);
-        v[k] = i === 0 ? null : strings[i - 1];
-        break;
-      }
+      case 'str':
+        return `i = r.varuint(); if (i >= strings.length) throw new WireError(${JSON.stringify(table)} + ': string index ' + i + ' out of ' + strings.length); const ${f} = strings[i];`;
+      case 'nstr':
+        return `i = r.varuint(); if (i > strings.length) throw new WireError(${JSON.stringify(table)} + ': string index ' + (i - 1) + ' out of ' + strings.length); const ${f} = i === 0 ? null : strings[i - 1];`;
       case 'uint':
-        v[k] = r.varuint();
-        break;
-      case 'nuint': {
-        const n = r.varuint();
-        v[k] = n === 0 ? null : n - 1;
-        break;
-      }
+        return `const ${f} = r.varuint();`;
+      case 'nuint':
+        return `i = r.varuint(); const ${f} = i === 0 ? null : i - 1;`;
       case 'bool':
-        v[k] = r.u8() === 1;
-        break;
-      case 'family': {
-        const f = r.u8();
-        if (f !== 4 && f !== 6) throw new WireError(`${table}.${names[k]}: bad address family ${f}`);
-        v[k] = f;
-        break;
-      }
-      case 'enum': {
-        const i = r.u8();
-        if (i >= type.values.length) throw new WireError(`${table}.${names[k]}: enum index ${i} out of range`);
-        v[k] = type.values[i];
-        break;
-      }
-      case 'ports': {
-        const n = r.varuint();
-        if (n > 65536) throw new WireError(`${table}.${names[k]}: ${n} port ranges`);
-        const ps: { from: number; to: number }[] = [];
-        for (let j = 0; j < n; j++) ps.push({ from: r.varuint(), to: r.varuint() });
-        v[k] = ps;
-        break;
-      }
+        return `const ${f} = r.u8() === 1;`;
+      case 'family':
+        return `const ${f} = r.u8(); if (${f} !== 4 && ${f} !== 6) throw new WireError(${what(n)} + ': bad address family ' + ${f});`;
+      case 'enum':
+        enums.push(type.values);
+        return `i = r.u8(); if (i >= enums[${enums.length - 1}].length) throw new WireError(${what(n)} + ': enum index ' + i + ' out of range'); const ${f} = enums[${enums.length - 1}][i];`;
+      case 'ports':
+        return `const ${f} = readPorts(r, ${what(n)});`;
       default: {
         const _: never = type;
         throw new WireError(`unknown field type ${JSON.stringify(_)}`);
       }
     }
-  }
-  return make(v);
+  });
+  return new Function(
+    'WireError',
+    'readPorts',
+    'enums',
+    `return function (r, strings) {
+      let i;
+      ${code.join('\n')}
+      return { ${names.map((n, k) => `${JSON.stringify(n)}: f${k}`).join(', ')} };
+    };`,
+  )(WireError, readPorts, enums) as (r: Reader, strings: string[]) => AnyEntry;
+});
+
+/** Reads n entries of one table. */
+export function readEntries(r: Reader, strings: string[], table: TableName, n: number): AnyEntry[] {
+  const read = READ[table];
+  const out: AnyEntry[] = new Array(n);
+  for (let j = 0; j < n; j++) out[j] = read(r, strings);
+  return out;
 }
 
 export const tableIndex = (t: TableName) => TABLES.indexOf(t);
