@@ -51,18 +51,27 @@ const VENDOR_SECONDS = 600;
  * second, so the figures lag by up to that much.
  */
 async function walStats(databaseUrl: string): Promise<{ fsyncs: number; writes: number; bytes: number; fpi: number; checkpoints: number } | null> {
+  try {
+    return await withClient(databaseUrl, async (c) => {
+      const r = await c.query(
+        `SELECT (SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal') AS fsyncs, (SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal') AS writes,
+                (SELECT wal_bytes FROM pg_stat_wal) AS bytes, (SELECT wal_fpi FROM pg_stat_wal) AS fpi,
+                (SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints`,
+      );
+      const w = r.rows[0];
+      return w.fsyncs === null ? null : { fsyncs: Number(w.fsyncs), writes: Number(w.writes), bytes: Number(w.bytes), fpi: Number(w.fpi), checkpoints: Number(w.checkpoints) };
+    });
+  } catch {
+    return null;
+  }
+}
+
+/** Runs `fn` on a connection of its own, closed afterwards. */
+async function withClient<T>(databaseUrl: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const c = new Client({ connectionString: databaseUrl });
   try {
     await c.connect();
-    const r = await c.query(
-      `SELECT (SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal') AS fsyncs, (SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal') AS writes,
-              (SELECT wal_bytes FROM pg_stat_wal) AS bytes, (SELECT wal_fpi FROM pg_stat_wal) AS fpi,
-              (SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints`,
-    );
-    const w = r.rows[0];
-    return w.fsyncs === null ? null : { fsyncs: Number(w.fsyncs), writes: Number(w.writes), bytes: Number(w.bytes), fpi: Number(w.fpi), checkpoints: Number(w.checkpoints) };
-  } catch {
-    return null;
+    return await fn(c);
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -91,9 +100,7 @@ async function writerBatches(url: string): Promise<{ all: number; committed: num
  */
 const PG_STATEMENTS = process.env.SCALE_PG_STATEMENTS === '1';
 async function pgStatements(databaseUrl: string, phase: 'reset' | 'print'): Promise<void> {
-  const c = new Client({ connectionString: databaseUrl });
-  try {
-    await c.connect();
+  await withClient(databaseUrl, async (c) => {
     if (phase === 'reset') {
       await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
       await c.query('SELECT pg_stat_statements_reset()');
@@ -107,9 +114,7 @@ async function pgStatements(databaseUrl: string, phase: 'reset' | 'print'): Prom
     for (const row of r.rows) {
       console.log(`  ${(Number(row.ms) / 1000).toFixed(2).padStart(7)} s ${String(row.calls).padStart(8)} calls ${String(row.rows).padStart(8)} rows  ${row.q}`);
     }
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  });
 }
 
 const peakRss = () => {

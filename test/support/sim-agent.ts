@@ -5,7 +5,7 @@
  * processes load only the wire and compiler libraries.
  */
 import { type HostState } from '#sdn/compiler';
-import { AgentClient, DeltaEvent, SnapshotEvent, StateMirror } from '#sdn/wire';
+import { AgentClient, DeltaEvent, SnapshotEvent, StateMirror, type ApplyResult } from '#sdn/wire';
 
 export interface SimHost {
   id: string;
@@ -77,21 +77,21 @@ export class SimulatedAgent {
   }
 
   private onSnapshot(m: SnapshotEvent): void {
-    if (this.stalled) return void this.stalled.push(() => this.onSnapshot(m));
-    this.snapshots++;
-    const why = this.opts.reject?.({ type: 'snapshot', version: m.version }) ?? null;
-    if (why !== null) return this.refuse(m, why);
-    const r = this.mirror.applySnapshot(m);
-    if (r.ok) m.ack();
-    else this.refuse(m, r.reason);
+    this.receive('snapshot', m, () => this.mirror.applySnapshot(m));
   }
 
   private onDelta(m: DeltaEvent): void {
-    if (this.stalled) return void this.stalled.push(() => this.onDelta(m));
-    this.deltas++;
-    const why = this.opts.reject?.({ type: 'delta', version: m.version }) ?? null;
+    this.receive('delta', m, () => this.mirror.applyDelta(m));
+  }
+
+  /** Holds a message while stalled; otherwise counts it, applies it (unless told to reject it) and acks or nacks. */
+  private receive(type: 'snapshot' | 'delta', m: SnapshotEvent | DeltaEvent, apply: () => ApplyResult): void {
+    if (this.stalled) return void this.stalled.push(() => this.receive(type, m, apply));
+    if (type === 'snapshot') this.snapshots++;
+    else this.deltas++;
+    const why = this.opts.reject?.({ type, version: m.version }) ?? null;
     if (why !== null) return this.refuse(m, why);
-    const r = this.mirror.applyDelta(m);
+    const r = apply();
     if (r.ok) m.ack();
     else this.refuse(m, r.reason);
   }

@@ -60,6 +60,11 @@ export function shortHash(text: string): string {
   return (a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0')).slice(0, 12);
 }
 
+/** A port list's text in a fingerprint: "from-to" ranges joined by commas. */
+function portsText(ps: { from: number; to: number }[]): string {
+  return ps.map((p) => `${p.from}-${p.to}`).join(',');
+}
+
 /**
  * Canonical text of an entry: its fields in schema order. The definition the
  * digest hashes (hashEntry feeds the same characters without building the
@@ -71,7 +76,7 @@ export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T
   const { names, types } = LAYOUT[table];
   for (let k = 0; k < names.length; k++) {
     const v = e[names[k]];
-    if (types[k].t === 'ports') parts.push((v as { from: number; to: number }[]).map((p) => `${p.from}-${p.to}`).join(','));
+    if (types[k].t === 'ports') parts.push(portsText(v as { from: number; to: number }[]));
     else parts.push(v === null ? NULL_TEXT : String(v));
   }
   return parts.join(SEPARATOR);
@@ -114,10 +119,8 @@ const entryHashes = new WeakMap<object, [number, number]>();
 /** A field value that is not a string, fed as the fingerprint writes it. */
 function feedOther(v: unknown, isPorts: boolean): void {
   if (v === null) feed(NULL_TEXT);
-  else if (isPorts) {
-    const ps = v as { from: number; to: number }[];
-    for (let i = 0; i < ps.length; i++) feed(`${i ? ',' : ''}${ps[i].from}-${ps[i].to}`);
-  } else feed(String(v));
+  else if (isPorts) feed(portsText(v as { from: number; to: number }[]));
+  else feed(String(v));
 }
 
 /** Per table: feeds an entry's fields, each after the separator, as the fingerprint lists them. */

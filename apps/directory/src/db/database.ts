@@ -137,6 +137,9 @@ function changeLogJson(changes: PendingChange[]): string {
   );
 }
 
+/** oneStatementText's texts, per INSERT text and its parameter count */
+const oneStatementTexts = new Map<string, Map<number, string>>();
+
 /**
  * The statement of a one-statement batch around a captured INSERT with `k`
  * parameters. Its entries' commit time is Postgres's clock as it writes them
@@ -144,6 +147,15 @@ function changeLogJson(changes: PendingChange[]): string {
  * statement: activation latency is measured from it.
  */
 function oneStatementText(insert: string, k: number): string {
+  // the same (constant) INSERT every batch: built once, and the same string object keeps its hash for statement()
+  let byCount = oneStatementTexts.get(insert);
+  if (byCount === undefined) oneStatementTexts.set(insert, (byCount = new Map()));
+  let text = byCount.get(k);
+  if (text === undefined) byCount.set(k, (text = buildOneStatementText(insert, k)));
+  return text;
+}
+
+function buildOneStatementText(insert: string, k: number): string {
   const p = (n: number) => `$${k + n}`;
   return `WITH ins AS (${insert}),
     entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(p(1), '(SELECT clock_timestamp())')}),
