@@ -28,7 +28,7 @@ import { loadConfig } from '../apps/controller/src/config';
 import { startController } from '../apps/controller/src/controller';
 import { createLogger } from '../apps/controller/src/log';
 import { freePort } from '../test/support/directory';
-import { calibrate, machineCpu, ownFaults, treeCpu } from './support/cpu';
+import { calibrate, machineCpu, ownFaults, postgresProcs, treeCpu } from './support/cpu';
 import { scaleSize } from './support/scale-topology';
 
 const SIZE = scaleSize();
@@ -77,6 +77,32 @@ async function withClient<T>(databaseUrl: string, fn: (c: Client) => Promise<T>)
   }
 }
 
+/**
+ * Where an API request's time goes, from the directory's /metrics so far: the
+ * server-side time of endpoint creations, the writer's queue wait and its
+ * transactions (each a sum of seconds and a count).
+ */
+async function requestTimes(url: string): Promise<{ server: [number, number]; wait: [number, number]; batch: [number, number] } | null> {
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    // a series not there yet (no such request so far) is zero
+    const pair = (name: string, labels = ''): [number, number] => {
+      const value = (suffix: string) => {
+        const line = text.split('\n').find((l) => l.startsWith(`${name}_${suffix}${labels} `));
+        return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+      };
+      return [value('sum'), value('count')];
+    };
+    return {
+      server: pair('sdn_directory_http_request_duration_seconds', '{method="POST",route="/api/v1/subnets/:parentId/endpoints"}'),
+      wait: pair('sdn_directory_write_queue_seconds'),
+      batch: pair('sdn_directory_write_batch_seconds'),
+    };
+  } catch {
+    return null;
+  }
+}
+
 /** the directory's writer batches so far, from its /metrics (batches that wrote a change; one-statement ones committed and retried) */
 async function writerBatches(url: string): Promise<{ all: number; committed: number; retried: number } | null> {
   try {
@@ -115,6 +141,34 @@ async function pgStatements(databaseUrl: string, phase: 'reset' | 'print'): Prom
       console.log(`  ${(Number(row.ms) / 1000).toFixed(2).padStart(7)} s ${String(row.calls).padStart(8)} calls ${String(row.rows).padStart(8)} rows  ${row.q}`);
     }
   });
+}
+
+/**
+ * Postgres's CPU during the run by process, named by pg_stat_activity
+ * (application name, else backend type), largest first: which connection or
+ * background process spends it.
+ */
+async function postgresRoles(
+  databaseUrl: string,
+  before: Map<number, { cpu: number }>,
+  after: Map<number, { cpu: number }>,
+): Promise<string> {
+  const names = new Map<number, string>();
+  try {
+    await withClient(databaseUrl, async (c) => {
+      const r = await c.query(`SELECT pid, coalesce(nullif(application_name, ''), backend_type) AS who FROM pg_stat_activity`);
+      for (const row of r.rows) names.set(Number(row.pid), String(row.who));
+    });
+  } catch {
+    /* unnamed */
+  }
+  const used = [...after].map(([pid, a]) => ({ who: names.get(pid) ?? 'postmaster or exited', cpu: a.cpu - (before.get(pid)?.cpu ?? 0) }));
+  return used
+    .filter((u) => u.cpu >= 0.05)
+    .sort((a, b) => b.cpu - a.cpu)
+    .slice(0, 8)
+    .map((u) => `${u.who} ${u.cpu.toFixed(1)}`)
+    .join(', ');
 }
 
 const peakRss = () => {
@@ -200,6 +254,8 @@ async function main() {
     const sampler = setInterval(() => marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore }), 25);
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'reset');
     const wal0 = await walStats(databaseUrl);
+    const pg0 = postgresProcs(directory.pid!);
+    const times0 = await requestTimes(url);
     const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), selfFaults: ownFaults(), dir: treeCpu(directory.pid!), agents: agentsNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
@@ -219,10 +275,12 @@ async function main() {
     gcObserver.disconnect();
     marks.push({ activated, bytes: ctl.stats.bytesSent - bytesBefore });
     const cpu1 = { machine: machineCpu(), self: process.cpuUsage(cpu0.self), selfFaults: ownFaults(), dir: treeCpu(directory.pid!), agents: agentsNow(), load: treeCpu(load.pid!) };
+    const pgByRole = await postgresRoles(databaseUrl, pg0, postgresProcs(directory.pid!));
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walStats(databaseUrl);
     const batches = await writerBatches(url);
+    const times1 = await requestTimes(url);
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'print');
 
     // ------------------------------------------------------- correctness check
@@ -322,6 +380,14 @@ async function main() {
       'page faults: controller / directory / postgres / agents',
       `${kf(cpu1.selfFaults - cpu0.selfFaults)} / ${kf(cpu1.dir.faults.other - cpu0.dir.faults.other)} / ${kf(cpu1.dir.faults.postgres - cpu0.dir.faults.postgres)} / ${kf(cpu1.agents.faults - cpu0.agents.faults)}; machine ${kf(m1.faults - m0.faults)} (${((m1.faults - m0.faults) / totalSeconds / 1000).toFixed(1)}K/s)`,
     );
+    line('postgres CPU s by process', pgByRole);
+    if (times0 && times1) {
+      const mean = (k: 'server' | 'wait' | 'batch') => (1000 * (times1[k][0] - times0[k][0])) / Math.max(1, times1[k][1] - times0[k][1]);
+      line(
+        'API request, mean ms: round trip / in directory',
+        `${((1000 * CLIENTS * apiSeconds) / ENDPOINTS).toFixed(1)} / ${mean('server').toFixed(1)} (writer queue ${mean('wait').toFixed(1)}, writer transaction ${mean('batch').toFixed(1)})`,
+      );
+    }
     line(
       'Postgres WAL flushes (fsyncs) / writes',
       wal0 && wal1 ? `${wal1.fsyncs - wal0.fsyncs} / ${wal1.writes - wal0.writes} (${((wal1.fsyncs - wal0.fsyncs) / totalSeconds).toFixed(0)} flushes/s)` : 'not reported by this server',

@@ -77,3 +77,24 @@ export function calibrate(): number {
   if (m.size === 0) throw new Error('unreachable');
   return performance.now() - t;
 }
+
+/** CPU seconds and minor page faults so far of every Postgres process under `root`, by pid. */
+export function postgresProcs(root: number): Map<number, { cpu: number; faults: number }> {
+  const procs = new Map<number, { ppid: number; comm: string; cpu: number; faults: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      procs.set(Number(name), procStat(name));
+    } catch {
+      /* gone */
+    }
+  }
+  const out = new Map<number, { cpu: number; faults: number }>();
+  for (const [pid, p] of procs) {
+    if (!p.comm.startsWith('postgres')) continue;
+    let q = pid;
+    for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
+    if (q === root) out.set(pid, { cpu: p.cpu, faults: p.faults });
+  }
+  return out;
+}

@@ -183,6 +183,33 @@ describe('the whole model over HTTP', () => {
     assert.deepEqual((await t.api.get(`/api/v1/endpoints/${ep.id}`)).body.policyGroupIds, []);
   });
 
+  it("reports the writer's queue wait once per committed change and its transaction time once per batch", async () => {
+    const read = async () => {
+      const text = await (await fetch(`${t.dir.url}/metrics`)).text();
+      const n = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return {
+        waits: n('sdn_directory_write_queue_seconds_count'),
+        waited: n('sdn_directory_write_queue_seconds_sum'),
+        batches: n('sdn_directory_write_batch_seconds_count'),
+        took: n('sdn_directory_write_batch_seconds_sum'),
+        itemBatches: n('sdn_directory_write_batch_items_count'),
+        items: n('sdn_directory_write_batch_items_sum'),
+      };
+    };
+    const { subnet } = await makeTree(t.api, 'writer-metrics', '10.77.0.0/24');
+    const m0 = await read();
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: `w${i}` })));
+    for (const r of replies) assert.equal(r.status, 201);
+    const m1 = await read();
+    // one wait per item and one transaction time per batch, the same batches the batch-size histogram saw
+    assert.equal(m1.waits - m0.waits, m1.items - m0.items);
+    assert.equal(m1.items - m0.items, 20);
+    assert.equal(m1.batches - m0.batches, m1.itemBatches - m0.itemBatches);
+    assert.ok(m1.batches - m0.batches >= 1 && m1.batches - m0.batches <= 20);
+    assert.ok(m1.took > m0.took, 'transactions take time');
+    assert.ok(m1.waited >= m0.waited);
+  });
+
   it('serves health, readiness, metrics and the OpenAPI document', async () => {
     const base = t.dir.url;
     assert.equal((await fetch(`${base}/healthz`)).status, 200);

@@ -80,6 +80,8 @@ export type Work<T> = (tx: Tx) => Promise<T>;
 export type BulkHandler = (tx: Tx, payloads: unknown[]) => Promise<Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
 
 interface Item {
+  /** performance.now() when it was queued */
+  queued: number;
   work?: Work<unknown>;
   bulk?: BulkHandler;
   payload?: unknown;
@@ -166,7 +168,16 @@ function buildOneStatementText(insert: string, k: number): string {
 }
 
 export interface CommitListener {
-  (info: { firstRevision: number; lastRevision: number; changes: number; items: number }): void;
+  (info: {
+    firstRevision: number;
+    lastRevision: number;
+    changes: number;
+    items: number;
+    /** per item, seconds from its queueing to the start of the batch that committed it */
+    waits: number[];
+    /** seconds from the batch's start to its commit */
+    seconds: number;
+  }): void;
 }
 
 const statementNames = new Map<string, string>();
@@ -191,6 +202,8 @@ export class Database {
   readonly pool: Pool;
   private queue: Item[] = [];
   private writing = false;
+  /** performance.now() when the batch being written started */
+  private batchStarted = 0;
   private writer: PoolClient | null = null;
   private closed = false;
   private listeners: CommitListener[] = [];
@@ -219,7 +232,7 @@ export class Database {
   write<T>(work: Work<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('database is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ queued: performance.now(), work, resolve: resolve as (v: unknown) => void, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -228,7 +241,7 @@ export class Database {
   writeBulk<T>(bulk: BulkHandler, payload: unknown): Promise<T> {
     if (this.closed) return Promise.reject(new Error('database is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ bulk, payload, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ queued: performance.now(), bulk, payload, resolve: resolve as (v: unknown) => void, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -238,6 +251,7 @@ export class Database {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.opts.maxBatch);
+        this.batchStarted = performance.now();
         try {
           if (!(await this.tryOneStatement(batch))) await this.runBatch(batch, false);
         } catch (e) {
@@ -368,8 +382,11 @@ export class Database {
   private committed(batch: Item[], results: Awaited<ReturnType<BulkHandler>>, commitHooks: Array<() => void>, log: BatchLog): void {
     this.lastRevision = log.revision;
     for (const fn of commitHooks) fn();
-    if (log.changes.length > 0) {
-      for (const l of this.listeners) l({ firstRevision: log.first, lastRevision: log.revision, changes: log.changes.length, items: batch.length });
+    if (log.changes.length > 0 && this.listeners.length > 0) {
+      const started = this.batchStarted;
+      const waits = batch.map((item) => Math.max(0, started - item.queued) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      for (const l of this.listeners) l({ firstRevision: log.first, lastRevision: log.revision, changes: log.changes.length, items: batch.length, waits, seconds });
     }
     batch.forEach((item, i) => {
       const r = results[i];

@@ -33,6 +33,18 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly writeWait = new Histogram({
+    name: 'sdn_directory_write_queue_seconds',
+    help: 'time a change waited for the writer (from its request to the start of the transaction that committed it)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly writeTime = new Histogram({
+    name: 'sdn_directory_write_batch_seconds',
+    help: 'writer transaction time, from its start to its commit (durable)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
   readonly revision = new Gauge({ name: 'sdn_directory_change_log_revision', help: 'newest committed change-log revision', registers: [this.registry] });
 
   constructor(db: Database, ipam: Ipam) {
@@ -63,9 +75,11 @@ export class Metrics {
         this.set({ outcome: 'retried' }, db.oneStatement.retried);
       },
     });
-    db.onCommit(({ lastRevision, items }) => {
+    db.onCommit(({ lastRevision, items, waits, seconds }) => {
       this.revision.set(lastRevision);
       this.batchSize.observe(items);
+      this.writeTime.observe(seconds);
+      for (const w of waits) this.writeWait.observe(w);
     });
   }
 }
