@@ -5,15 +5,16 @@
  *
  * IPC: parent -> {type:'start', url, hosts}, {type:'report'}; child -> {type:'ready'}, {type:'report', ...}
  */
-import { stateSize } from '#sdn/compiler';
 import { SimHost, SimulatedAgent } from '../../test/support/sim-agent';
 
 let agents: SimulatedAgent[] = [];
+/** SCALE_AGENTS_KEEP=state: hold every entry, as the tests' agents do (default: each entry's hash; every entry is still decoded and checked) */
+const KEEP = process.env.SCALE_AGENTS_KEEP === 'state' ? 'state' : 'digest';
 
 process.on('message', (m: any) => {
   if (m.type === 'start') {
     const hosts = m.hosts as SimHost[];
-    agents = hosts.map((h) => new SimulatedAgent(m.url, h, { minBackoffMs: 100 }));
+    agents = hosts.map((h) => new SimulatedAgent(m.url, h, { minBackoffMs: 100, keep: KEEP }));
     const poll = setInterval(() => {
       if (agents.every((a) => a.ackedVersion > 0)) {
         clearInterval(poll);
@@ -23,8 +24,8 @@ process.on('message', (m: any) => {
   } else if (m.type === 'report') {
     process.send!({
       type: 'report',
-      digests: Object.fromEntries(agents.map((a) => [a.host.id, { version: a.ackedVersion, digest: a.mirror.digest.value() }])),
-      entries: agents.reduce((n, a) => n + stateSize(a.state), 0),
+      digests: Object.fromEntries(agents.map((a) => [a.host.id, { version: a.ackedVersion, digest: a.digest() }])),
+      entries: agents.reduce((n, a) => n + a.entryCount(), 0),
       snapshots: agents.reduce((n, a) => n + a.snapshots, 0),
       deltas: agents.reduce((n, a) => n + a.deltas, 0),
       nacks: agents.reduce((n, a) => n + a.nacks, 0),

@@ -8,6 +8,7 @@ import {
   AgentServer,
   AgentSession,
   decode,
+  DigestMirror,
   encodeDelta,
   encodeSnapshot,
   Reader,
@@ -71,6 +72,58 @@ describe('wire codec', () => {
     assert.deepEqual(describeDifference(mirror.state, after.get(h)!), []);
     // one new remote endpoint + set element + one removal: well under the size of the same as JSON
     assert.ok(frame.length < JSON.stringify(delta).length / 2, `${frame.length} bytes`);
+  });
+
+  it('holds hashes only in a DigestMirror, which accepts and refuses exactly what a StateMirror does', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(5), fc.nat(20)), { minLength: 1, maxLength: 25 }), (steps) => {
+        const { w, hosts, s4, web } = smallWorld();
+        const h = hosts[0].id;
+        let prev = compileAll(w.snapshot()).get(h)!;
+        const full = new StateMirror();
+        const lean = new DigestMirror();
+        const snap = decode(encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(prev) }, stateLists(prev)));
+        if (snap.type !== 'snapshot') throw new Error('not a snapshot');
+        assert.deepEqual(full.applySnapshot(snap), { ok: true });
+        assert.deepEqual(lean.applySnapshot(snap), { ok: true });
+        let version = 1;
+        for (const [op, pick] of steps) {
+          const eps = w.list('endpoint');
+          const e = eps[pick % Math.max(1, eps.length)];
+          if (op === 0 || !e) w.endpoint(s4, hosts[pick % 3], pick % 2 ? [web] : []);
+          else if (op === 1) w.deleteEndpoint(e);
+          else if (op === 2) w.updateEndpoint(e, { hostId: hosts[pick % 3].id });
+          else if (op === 3) w.updateEndpoint(e, { policyGroupIds: pick % 2 ? [web.id] : [] });
+          else w.updateEndpoint(e, { name: `n${pick}` });
+          const next = compileAll(w.snapshot()).get(h) ?? prev;
+          const delta = diffStates(prev, next);
+          const header = { epoch: 'e', fromVersion: version, version: version + 1, revision: version + 1, digest: digestOf(next) };
+          // a delta announcing another digest is refused by both
+          if (pick % 7 === 0) {
+            const bad = decode(encodeDelta({ ...header, digest: '0123456789abcdef' }, delta));
+            if (bad.type !== 'delta') throw new Error('not a delta');
+            if (Object.keys(delta).length > 0) {
+              assert.equal(new DigestMirror().applyDelta(bad).ok, false);
+            }
+          }
+          const m = decode(encodeDelta(header, delta));
+          if (m.type !== 'delta') throw new Error('not a delta');
+          assert.deepEqual(full.applyDelta(m), { ok: true });
+          assert.deepEqual(lean.applyDelta(m), { ok: true });
+          assert.equal(lean.digest(), full.digest.value());
+          assert.equal(lean.size, Object.values(full.state).reduce((n, t) => n + (t as Map<string, unknown>).size, 0));
+          prev = next;
+          version++;
+        }
+        // a snapshot whose content does not match its digest is refused, and what was held stays
+        const held = { digest: lean.digest(), size: lean.size, version: lean.version };
+        const wrong = decode(encodeSnapshot({ epoch: 'f', version: version + 1, revision: 0, digest: 'ffffffffffffffff' }, stateLists(prev)));
+        if (wrong.type !== 'snapshot') throw new Error('not a snapshot');
+        assert.equal(lean.applySnapshot(wrong).ok, false);
+        assert.deepEqual({ digest: lean.digest(), size: lean.size, version: lean.version }, held);
+      }),
+      { numRuns: 40 },
+    );
   });
 
   it('round-trips any string exactly, using the binary forms only where the text comes back the same', () => {

@@ -1,11 +1,12 @@
 /**
  * A simulated host agent: speaks the real protocol (libs/wire) over loopback,
- * applies snapshots and deltas to a StateMirror and acks them. Its own module,
+ * applies snapshots and deltas to a StateMirror (or, with `keep: 'digest'`, a
+ * DigestMirror: every entry checked, only its hash kept) and acks them. Its own module,
  * with no directory or controller imports, so that the benchmark's agent
  * processes load only the wire and compiler libraries.
  */
 import { type HostState } from '#sdn/compiler';
-import { AgentClient, DeltaEvent, SnapshotEvent, StateMirror, type ApplyResult } from '#sdn/wire';
+import { AgentClient, DeltaEvent, DigestMirror, SnapshotEvent, StateMirror, type ApplyResult } from '#sdn/wire';
 
 export interface SimHost {
   id: string;
@@ -19,11 +20,20 @@ export interface SimOptions {
   /** resume point at the first connection (an agent that kept its state) */
   resumeFrom?: SimulatedAgent;
   minBackoffMs?: number;
+  /**
+   * 'state' (default): hold every entry (`state`). 'digest': hold each entry's
+   * hash only; every snapshot and delta is still decoded and checked against
+   * the controller's digest, but `state` is not available (the scale
+   * benchmark's many hosts in one process).
+   */
+  keep?: 'state' | 'digest';
 }
 
 /** One simulated host agent: applies snapshots and deltas to a StateMirror and acks. */
 export class SimulatedAgent {
   mirror = new StateMirror();
+  /** with keep: 'digest', what is held instead of `mirror` */
+  digests: DigestMirror | null = null;
   readonly client: AgentClient;
   snapshots = 0;
   deltas = 0;
@@ -40,6 +50,7 @@ export class SimulatedAgent {
   ) {
     const prev = opts.resumeFrom;
     if (prev) this.mirror = prev.mirror;
+    if (opts.keep === 'digest') this.digests = prev?.digests ?? new DigestMirror();
     this.client = new AgentClient(url, host.id, host.credential, host.vtepIp, {
       minBackoffMs: opts.minBackoffMs ?? 50,
       maxBackoffMs: 1000,
@@ -54,7 +65,21 @@ export class SimulatedAgent {
   }
 
   get state(): HostState {
+    if (this.digests) throw new Error('a simulated agent that keeps digests only holds no state');
     return this.mirror.state;
+  }
+
+  /** the digest of what it holds */
+  digest(): string {
+    return this.digests ? this.digests.digest() : this.mirror.digest.value();
+  }
+
+  /** entries held */
+  entryCount(): number {
+    if (this.digests) return this.digests.size;
+    let n = 0;
+    for (const m of Object.values(this.mirror.state)) n += (m as Map<string, unknown>).size;
+    return n;
   }
 
   get ackedVersion(): number {
@@ -77,11 +102,11 @@ export class SimulatedAgent {
   }
 
   private onSnapshot(m: SnapshotEvent): void {
-    this.receive('snapshot', m, () => this.mirror.applySnapshot(m));
+    this.receive('snapshot', m, () => (this.digests ?? this.mirror).applySnapshot(m));
   }
 
   private onDelta(m: DeltaEvent): void {
-    this.receive('delta', m, () => this.mirror.applyDelta(m));
+    this.receive('delta', m, () => (this.digests ?? this.mirror).applyDelta(m));
   }
 
   /** Holds a message while stalled; otherwise counts it, applies it (unless told to reject it) and acks or nacks. */

@@ -151,6 +151,22 @@ function hashEntry(table: TableName, entry: AnyEntry): void {
   finish();
 }
 
+/**
+ * hash64(fingerprint(table, entry)) written into `out[at]` and `out[at + 1]`
+ * (the two lanes a StateDigest adds up), without allocating: for a holder
+ * that keeps each key's hash instead of the entry.
+ */
+export function entryHashInto(table: TableName, entry: AnyEntry, out: Uint32Array, at: number): void {
+  hashEntry(table, entry);
+  out[at] = laneA;
+  out[at + 1] = laneB;
+}
+
+/** The value a StateDigest with these lane sums shows (16 hex digits). */
+export function digestText(a: number, b: number): string {
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
+}
+
 /** hash64(fingerprint(table, entry)), cached per entry object (the controller shares entry objects between hosts). */
 export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
   let h = entryHashes.get(entry);
@@ -197,7 +213,7 @@ export class StateDigest {
 
   /** 16 hex digits */
   value(): string {
-    return this.a.toString(16).padStart(8, '0') + this.b.toString(16).padStart(8, '0');
+    return digestText(this.a, this.b);
   }
 
   /** A copy (same running value, same caching). */
