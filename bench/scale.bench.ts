@@ -19,7 +19,8 @@
  * the networks round-robin over all hosts).
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -171,6 +172,28 @@ async function postgresRoles(
     .join(', ');
 }
 
+/**
+ * SCALE_PROFILE=dir: the controller's CPU profile of the run alone (from the
+ * first API request until every host acked), written to dir as a
+ * .cpuprofile (Chrome DevTools, or any cpuprofile reader). Setup and the
+ * restart afterwards are left out; profiling costs a little.
+ */
+const PROFILE_DIR = process.env.SCALE_PROFILE || null;
+async function startProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 1000 });
+  await session.post('Profiler.start');
+  return session;
+}
+async function stopProfile(session: Session, file: string): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
+  console.log(`controller CPU profile of the run: ${file}`);
+}
+
 const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
@@ -264,12 +287,14 @@ async function main() {
       for (const e of list.getEntries()) gcPauses.push(e.duration);
     });
     gcObserver.observe({ entryTypes: ['gc'] });
+    const profiler = PROFILE_DIR ? await startProfile() : null;
     const start = performance.now();
     const { apiSeconds } = await ask<{ apiSeconds: number }>({ type: 'run' }, 'run');
     const allAcked = () =>
       activated >= ENDPOINTS && [...ctl.streams.values()].every((s) => !s.session?.isOpen || (!s.inflight && s.pending.size === 0 && s.pendingValid));
     while (!allAcked()) await new Promise((r) => setTimeout(r, 5));
     const totalSeconds = (performance.now() - start) / 1000;
+    if (profiler) await stopProfile(profiler, join(PROFILE_DIR!, `controller-${process.pid}.cpuprofile`));
     clearInterval(sampler);
     loopDelay.disable();
     gcObserver.disconnect();
