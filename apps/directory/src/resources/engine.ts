@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { uuidv7 } from '../common/ids';
 import { Injectable } from '@nestjs/common';
 import type { z } from 'zod';
 import type { ResourceKind, ResourceMeta } from '#sdn/model';
@@ -267,11 +267,11 @@ export class ResourceEngine {
     }
     const bulk = def.bulkCreate && parent ? def.bulkCreate(input) : null;
     if (bulk) {
-      const item: BulkCreate<unknown> = { caller, parent: parent!, input, id: randomUUID(), prepared };
+      const item: BulkCreate<unknown> = { caller, parent: parent!, input, id: uuidv7(), prepared };
       return this.db.writeBulk(bulk, item);
     }
     return this.db.write(async (tx) => {
-      const id = randomUUID();
+      const id = uuidv7();
       const result = await def.create(tx, { caller, parent, input, id, prepared });
       if ('existing' in result) return { model: def.toModel(result.existing), created: false, extras: {} };
       const row = result;
