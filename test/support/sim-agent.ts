@@ -5,7 +5,7 @@
  * with no directory or controller imports, so that the benchmark's agent
  * processes load only the wire and compiler libraries.
  */
-import { type HostState } from '#sdn/compiler';
+import { stateSize, type HostState } from '#sdn/compiler';
 import { AgentClient, DeltaEvent, DigestMirror, SnapshotEvent, StateMirror, type ApplyResult } from '#sdn/wire';
 
 export interface SimHost {
@@ -76,10 +76,7 @@ export class SimulatedAgent {
 
   /** entries held */
   entryCount(): number {
-    if (this.digests) return this.digests.size;
-    let n = 0;
-    for (const m of Object.values(this.mirror.state)) n += (m as Map<string, unknown>).size;
-    return n;
+    return this.digests ? this.digests.size : stateSize(this.mirror.state);
   }
 
   get ackedVersion(): number {
