@@ -204,6 +204,8 @@ export class Database {
   private writing = false;
   /** performance.now() when the batch being written started */
   private batchStarted = 0;
+  /** answers to the callers of committed batches, given once the next batch's first statement is on its way (or nothing follows) */
+  private answers: Array<() => void> = [];
   private writer: PoolClient | null = null;
   private closed = false;
   private listeners: CommitListener[] = [];
@@ -252,6 +254,7 @@ export class Database {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.opts.maxBatch);
         this.batchStarted = performance.now();
+        // answers to the previous batch are given once this batch's statement is sent (tryOneStatement, runBatch), or at the latest here below
         try {
           if (!(await this.tryOneStatement(batch))) await this.runBatch(batch, false);
         } catch (e) {
@@ -270,6 +273,7 @@ export class Database {
         }
       }
     } finally {
+      this.answer();
       this.writing = false;
     }
   }
@@ -281,7 +285,22 @@ export class Database {
     }
   }
 
+  /**
+   * Gives the answers held for committed batches. A committed batch's callers
+   * are answered after the next batch's statement has been sent: answering
+   * first (26 responses serialised and written) delayed every next statement
+   * by about a millisecond of event-loop work, and the writer's cycle is what
+   * every request waits on. They are committed and durable either way.
+   */
+  private answer(): void {
+    if (this.answers.length === 0) return;
+    const answers = this.answers;
+    this.answers = [];
+    for (const a of answers) a();
+  }
+
   private async runBatch(batch: Item[], alone: boolean): Promise<void> {
+    this.answer();
     if (!this.writer) {
       this.writer = await this.pool.connect();
       this.writer.on('error', () => undefined);
@@ -388,11 +407,13 @@ export class Database {
       const seconds = (performance.now() - started) / 1000;
       for (const l of this.listeners) l({ firstRevision: log.first, lastRevision: log.revision, changes: log.changes.length, items: batch.length, waits, seconds });
     }
-    batch.forEach((item, i) => {
-      const r = results[i];
-      if (r.ok) item.resolve(r.value);
-      else item.reject(r.error);
-    });
+    this.answers.push(() =>
+      batch.forEach((item, i) => {
+        const r = results[i];
+        if (r.ok) item.resolve(r.value);
+        else item.reject(r.error);
+      }),
+    );
   }
 
   /**
@@ -435,7 +456,9 @@ export class Database {
     const text = oneStatementText(ins.sql, ins.params.length);
     const added = log.revision - log.first + 1;
     try {
-      await client.query(statement(text, [...ins.params, changeLogJson(log.changes), added, ins.ids.length, log.revision, String(log.revision)]));
+      const sent = client.query(statement(text, [...ins.params, changeLogJson(log.changes), added, ins.ids.length, log.revision, String(log.revision)]));
+      this.answer();
+      await sent;
     } catch (e) {
       undo();
       if (!isDbError(e)) throw e; // the connection: the batch fails as an ordinary one would
