@@ -78,46 +78,44 @@ async function withClient<T>(databaseUrl: string, fn: (c: Client) => Promise<T>)
   }
 }
 
-/**
- * Where an API request's time goes, from the directory's /metrics so far: the
- * server-side time of endpoint creations, the writer's queue wait and its
- * transactions (each a sum of seconds and a count).
- */
-async function requestTimes(url: string): Promise<{ server: [number, number]; wait: [number, number]; batch: [number, number] } | null> {
+type Metrics = (series: string) => number | undefined;
+
+/** The directory's /metrics so far: one series' value by its exact name and labels (undefined: not there yet); null when unreachable. */
+async function directoryMetrics(url: string): Promise<Metrics | null> {
   try {
     const text = await (await fetch(`${url}/metrics`)).text();
-    // a series not there yet (no such request so far) is zero
-    const pair = (name: string, labels = ''): [number, number] => {
-      const value = (suffix: string) => {
-        const line = text.split('\n').find((l) => l.startsWith(`${name}_${suffix}${labels} `));
-        return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-      };
-      return [value('sum'), value('count')];
-    };
-    return {
-      server: pair('sdn_directory_http_request_duration_seconds', '{method="POST",route="/api/v1/subnets/:parentId/endpoints"}'),
-      wait: pair('sdn_directory_write_queue_seconds'),
-      batch: pair('sdn_directory_write_batch_seconds'),
-    };
+    const values = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const sp = line.lastIndexOf(' ');
+      values.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+    }
+    return (series) => values.get(series);
   } catch {
     return null;
   }
 }
 
-/** the directory's writer batches so far, from its /metrics (batches that wrote a change; one-statement ones committed and retried) */
-async function writerBatches(url: string): Promise<{ all: number; committed: number; retried: number } | null> {
-  try {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-    const r = {
-      all: read(/^sdn_directory_write_batch_items_count (\d+)/m),
-      committed: read(/^sdn_directory_write_one_statement_batches_total\{outcome="committed"\} (\d+)/m),
-      retried: read(/^sdn_directory_write_one_statement_batches_total\{outcome="retried"\} (\d+)/m),
-    };
-    return Object.values(r).some(Number.isNaN) ? null : r;
-  } catch {
-    return null;
-  }
+/**
+ * Where an API request's time goes: the server-side time of endpoint
+ * creations, the writer's queue wait and its transactions (each a sum of
+ * seconds and a count; a series not there yet counts as zero).
+ */
+function requestTimes(m: Metrics): { server: [number, number]; wait: [number, number]; batch: [number, number] } {
+  const pair = (name: string, labels = ''): [number, number] => [m(`${name}_sum${labels}`) ?? 0, m(`${name}_count${labels}`) ?? 0];
+  return {
+    server: pair('sdn_directory_http_request_duration_seconds', '{method="POST",route="/api/v1/subnets/:parentId/endpoints"}'),
+    wait: pair('sdn_directory_write_queue_seconds'),
+    batch: pair('sdn_directory_write_batch_seconds'),
+  };
+}
+
+/** the directory's writer batches (batches that wrote a change; one-statement ones committed and retried), null when not reported */
+function writerBatches(m: Metrics): { all: number; committed: number; retried: number } | null {
+  const all = m('sdn_directory_write_batch_items_count');
+  const committed = m('sdn_directory_write_one_statement_batches_total{outcome="committed"}');
+  const retried = m('sdn_directory_write_one_statement_batches_total{outcome="retried"}');
+  return all === undefined || committed === undefined || retried === undefined ? null : { all, committed, retried };
 }
 
 /**
@@ -278,7 +276,8 @@ async function main() {
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'reset');
     const wal0 = await walStats(databaseUrl);
     const pg0 = postgresProcs(directory.pid!);
-    const times0 = await requestTimes(url);
+    const metrics0 = await directoryMetrics(url);
+    const times0 = metrics0 && requestTimes(metrics0);
     const cpu0 = { machine: machineCpu(), self: process.cpuUsage(), selfFaults: ownFaults(), dir: treeCpu(directory.pid!), agents: agentsNow(), load: treeCpu(load.pid!) };
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
@@ -304,8 +303,9 @@ async function main() {
     // after Postgres has published the run's statistics
     await new Promise((r) => setTimeout(r, 1200));
     const wal1 = await walStats(databaseUrl);
-    const batches = await writerBatches(url);
-    const times1 = await requestTimes(url);
+    const metrics1 = await directoryMetrics(url);
+    const batches = metrics1 && writerBatches(metrics1);
+    const times1 = metrics1 && requestTimes(metrics1);
     if (PG_STATEMENTS) await pgStatements(databaseUrl, 'print');
 
     // ------------------------------------------------------- correctness check

@@ -20,12 +20,8 @@ export function ownFaults(): number {
   return procStat('self').faults;
 }
 
-/**
- * CPU seconds (user + system) used so far by a process and its descendants,
- * Postgres apart; and their minor page faults (first touches of memory: on
- * this kind of VM each costs tens of microseconds of kernel time).
- */
-export function treeCpu(root: number): { postgres: number; other: number; faults: { postgres: number; other: number } } {
+/** A process and its descendants, each with its /proc/PID/stat figures (processes gone while reading are left out). */
+function tree(root: number): Array<{ pid: number; comm: string; cpu: number; faults: number }> {
   const procs = new Map<number, { ppid: number; comm: string; cpu: number; faults: number }>();
   for (const name of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(name)) continue;
@@ -35,11 +31,23 @@ export function treeCpu(root: number): { postgres: number; other: number; faults
       /* gone */
     }
   }
-  const out = { postgres: 0, other: 0, faults: { postgres: 0, other: 0 } };
+  const out: Array<{ pid: number; comm: string; cpu: number; faults: number }> = [];
   for (const [pid, p] of procs) {
     let q = pid;
     for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
-    if (q !== root) continue;
+    if (q === root) out.push({ pid, comm: p.comm, cpu: p.cpu, faults: p.faults });
+  }
+  return out;
+}
+
+/**
+ * CPU seconds (user + system) used so far by a process and its descendants,
+ * Postgres apart; and their minor page faults (first touches of memory: on
+ * this kind of VM each costs tens of microseconds of kernel time).
+ */
+export function treeCpu(root: number): { postgres: number; other: number; faults: { postgres: number; other: number } } {
+  const out = { postgres: 0, other: 0, faults: { postgres: 0, other: 0 } };
+  for (const p of tree(root)) {
     const k = p.comm.startsWith('postgres') ? 'postgres' : 'other';
     out[k] += p.cpu;
     out.faults[k] += p.faults;
@@ -78,23 +86,7 @@ export function calibrate(): number {
   return performance.now() - t;
 }
 
-/** CPU seconds and minor page faults so far of every Postgres process under `root`, by pid. */
-export function postgresProcs(root: number): Map<number, { cpu: number; faults: number }> {
-  const procs = new Map<number, { ppid: number; comm: string; cpu: number; faults: number }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      procs.set(Number(name), procStat(name));
-    } catch {
-      /* gone */
-    }
-  }
-  const out = new Map<number, { cpu: number; faults: number }>();
-  for (const [pid, p] of procs) {
-    if (!p.comm.startsWith('postgres')) continue;
-    let q = pid;
-    for (let n = 0; q > 1 && q !== root && n < 64; n++) q = procs.get(q)?.ppid ?? 0;
-    if (q === root) out.set(pid, { cpu: p.cpu, faults: p.faults });
-  }
-  return out;
+/** CPU seconds so far of every Postgres process under `root`, by pid. */
+export function postgresProcs(root: number): Map<number, { cpu: number }> {
+  return new Map(tree(root).filter((p) => p.comm.startsWith('postgres')).map((p) => [p.pid, { cpu: p.cpu }]));
 }

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { uuidv7 } from './ids';
 import {
   CanActivate,
   createParamDecorator,
@@ -94,7 +95,7 @@ export class ApiKeys {
       const same = await this.db.read('SELECT 1 FROM api_keys WHERE key_hash = $1', [h]);
       if (same.length === 0) {
         await this.db.pool.query('INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)', [
-          randomUUID(),
+          uuidv7(),
           'operator (from SDN_OPERATOR_KEY)',
           'operator',
           h,
@@ -106,7 +107,7 @@ export class ApiKeys {
     if (existing.length > 0) return { generated: null, installed: false };
     const key = newApiKey();
     await this.db.pool.query('INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)', [
-      randomUUID(),
+      uuidv7(),
       'initial operator',
       'operator',
       hashKey(key),

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { uuidv7 } from '../common/ids';
 import { Body, Controller, Delete, Get, HttpCode, Injectable, Param, Post, Res } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
@@ -146,7 +146,7 @@ export class ApiKeysController {
       if (e.length === 0) throw new ReferenceNotFound('enterpriseId', 'enterprise', input.enterpriseId);
     }
     const key = newApiKey();
-    const id = randomUUID();
+    const id = uuidv7();
     const enterpriseId = input.role === 'operator' ? null : input.enterpriseId;
     await this.db.pool.query('INSERT INTO api_keys (id, name, role, enterprise_id, key_hash) VALUES ($1, $2, $3, $4, $5)', [
       id,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { HEX2, randomPool } from '../common/ids';
 import { z } from 'zod';
 import {
   AddressRange,
@@ -241,21 +241,10 @@ async function findByExternalId(tx: Tx, subnetId: string, externalId: string | n
   return rows[0] ?? null;
 }
 
-/** Random locally administered unicast MAC (first octet x2, x6, xA or xE). */
-// random bytes drawn 4 KiB at a time: one call into the CSPRNG per ~680 MACs instead of per MAC
-let macPool = Buffer.alloc(0);
-let macAt = 0;
-const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
-/** A random locally administered unicast MAC. */
+/** A random locally administered unicast MAC (first octet x2, x6, xA or xE). */
 function generateMac(): string {
-  if (macAt + 6 > macPool.length) {
-    macPool = randomBytes(4092);
-    macAt = 0;
-  }
-  const b = macPool;
-  const i = macAt;
-  macAt += 6;
+  const i = randomPool.take(6);
+  const b = randomPool.bytes;
   return `${HEX2[(b[i] & 0xfc) | 0x02]}:${HEX2[b[i + 1]]}:${HEX2[b[i + 2]]}:${HEX2[b[i + 3]]}:${HEX2[b[i + 4]]}:${HEX2[b[i + 5]]}`;
 }
 
