@@ -35,3 +35,5 @@ process.on('message', (m: any) => {
     void Promise.all(agents.map((a) => a.stop())).then(() => process.exit(0));
   }
 });
+// a clean exit on the parent's SIGTERM, so that exit hooks (such as node --cpu-prof) run
+process.on('SIGTERM', () => process.exit(0));

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { cloneState, compileAll, describeDifference, diffStates, digestOf, LAYOUT, TABLES, type FieldType } from '#sdn/compiler';
+import { cloneState, compileAll, describeDifference, diffStates, digestOf, emptyHostState, hashInto, LAYOUT, TABLES, type FieldType, type HostDelta } from '#sdn/compiler';
 import {
   AgentClient,
   AgentServer,
@@ -72,6 +72,77 @@ describe('wire codec', () => {
     assert.deepEqual(describeDifference(mirror.state, after.get(h)!), []);
     // one new remote endpoint + set element + one removal: well under the size of the same as JSON
     assert.ok(frame.length < JSON.stringify(delta).length / 2, `${frame.length} bytes`);
+  });
+
+  it('keeps every key of a DigestMirror findable through growth and removals', () => {
+    // thousands of keys of one table: the open-addressing table grows several times, and removals shift runs back;
+    // a key lost by either would be added twice on its next upsert or not subtracted on its removal: a wrong digest
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.array(fc.nat(4999), { minLength: 200, maxLength: 2000 })), { minLength: 4, maxLength: 12 }), (steps) => {
+        const held = emptyHostState();
+        const lean = new DigestMirror();
+        let version = 0;
+        for (const [upsert, keys] of steps) {
+          const delta: HostDelta = { setElements: { upsert: [], remove: [] } };
+          for (const k of new Set(keys)) {
+            const e = { set: `s${k % 7}`, cidr: `10.${k >> 8}.${k & 255}.0/32` };
+            const key = `${e.set}|${e.cidr}`;
+            if (upsert) {
+              delta.setElements!.upsert.push(e);
+              held.setElements.set(key, e);
+            } else {
+              delta.setElements!.remove.push(key);
+              held.setElements.delete(key);
+            }
+          }
+          version++;
+          assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
+          assert.equal(lean.size, held.setElements.size);
+        }
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it("keeps a DigestMirror's keys findable where a run of slots wraps past the table's end", () => {
+    // keys whose home slots are the last three and the first two of the smallest table (1,024 slots):
+    // they form one run that wraps around; every removal order must leave the others findable
+    const seed = TABLES.indexOf('setElements') + 1;
+    const lanes = new Uint32Array(2);
+    const byHome = new Map<number, Array<{ set: string; cidr: string }>>();
+    for (let k = 0; byHome.size < 5 || [...byHome.values()].some((l) => l.length < 2); k++) {
+      const e = { set: 'wrap', cidr: `10.${k >> 16}.${(k >> 8) & 255}.${k & 255}/32` };
+      hashInto(`${e.set}|${e.cidr}`, seed, lanes, 0);
+      const home = lanes[0] & 1023;
+      if (home >= 1021 || home <= 1) {
+        const l = byHome.get(home) ?? [];
+        if (l.length < 2) byHome.set(home, [...l, e]);
+      }
+    }
+    const entries = [...byHome.values()].flat();
+    fc.assert(
+      fc.property(fc.shuffledSubarray(entries, { minLength: entries.length, maxLength: entries.length }), fc.shuffledSubarray(entries, { minLength: entries.length, maxLength: entries.length }), (ins, del) => {
+        const held = emptyHostState();
+        const lean = new DigestMirror();
+        let version = 0;
+        const step = (delta: HostDelta) => {
+          version++;
+          assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
+          assert.equal(lean.size, held.setElements.size);
+        };
+        for (const e of ins) {
+          held.setElements.set(`${e.set}|${e.cidr}`, e);
+          step({ setElements: { upsert: [e], remove: [] } });
+        }
+        for (const e of del) {
+          held.setElements.delete(`${e.set}|${e.cidr}`);
+          step({ setElements: { upsert: [], remove: [`${e.set}|${e.cidr}`] } });
+          // what is left is still found: upserting it again changes nothing
+          step({ setElements: { upsert: [...held.setElements.values()], remove: [] } });
+        }
+      }),
+      { numRuns: 50 },
+    );
   });
 
   it('holds hashes only in a DigestMirror, which accepts and refuses exactly what a StateMirror does', () => {

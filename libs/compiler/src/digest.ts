@@ -54,6 +54,15 @@ export function hash64(text: string, seed = 0): [number, number] {
   return [laneA, laneB];
 }
 
+/** hash64(text, seed) written into `out[at]` and `out[at + 1]`, without allocating. */
+export function hashInto(text: string, seed: number, out: Uint32Array, at: number): void {
+  start(seed);
+  feed(text);
+  finish();
+  out[at] = laneA;
+  out[at + 1] = laneB;
+}
+
 /** 12 lower-case hex digits (48 bits) of the hash of a text: for derived names. */
 export function shortHash(text: string): string {
   const [a, b] = hash64(text);

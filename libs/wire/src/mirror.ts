@@ -8,6 +8,7 @@ import {
   digestText,
   emptyHostState,
   entryHashInto,
+  hashInto,
   keyOf,
   StateDigest,
   stateSize,
@@ -56,31 +57,40 @@ export class StateMirror {
 }
 
 /**
- * What a verifying holder keeps when it does not need the entries: per table,
- * each key's entry hash, and the running digest. Snapshots and deltas are
- * checked exactly as StateMirror checks them (the digest covers every field
- * of every entry), in a fraction of the memory. The scale benchmark's
+ * What a verifying holder keeps when it does not need the entries: per key,
+ * the entry's hash, and the running digest. Snapshots and deltas are checked
+ * exactly as StateMirror checks them (the digest covers every field of every
+ * entry), in a fraction of the memory and time. The scale benchmark's
  * simulated agents use it: their 200 hosts stand for 200 machines, and
  * keeping 1.7M decoded entries on this one cost a third of the run's page
  * faults and most of the agents' old-generation garbage collection.
+ *
+ * Keys are held as 64-bit hashes (seeded by table) in one open-addressing
+ * table of 32-bit words, not as strings in Maps: V8 interns a fresh string
+ * used as a Map key, and for keys that arrive in every frame that lookup in
+ * the process-wide string table, with the Map's own, was a fifth of an
+ * agent's CPU. Two keys of one host with the same 64-bit hash would be taken
+ * for one (about 10^-12 for a host's ~10^4 keys): the same bet the digest
+ * itself makes, which is a sum of 64-bit hashes.
  */
 export class DigestMirror {
-  /** per table: key -> slot in `lanes` (two 32-bit lanes per slot) */
-  private tables: Map<string, number>[] = TABLES.map(() => new Map());
-  private lanes = new Uint32Array(2048);
-  private free: number[] = [];
-  private used = 0;
+  /** 4 words per slot: key hash (2 lanes; 0,0 = empty), entry hash (2 lanes); linear probing, at most half full */
+  private slots = new Uint32Array(4 * MIN_SLOTS);
+  private mask = MIN_SLOTS - 1;
+  private count = 0;
   private a = 0;
   private b = 0;
+  /** what the last `locate` found: the key's hash, and whether the key is held */
+  private keyA = 0;
+  private keyB = 0;
+  private found = false;
   version = 0;
   epoch = '';
   revision = 0;
 
   /** entries held */
   get size(): number {
-    let n = 0;
-    for (const m of this.tables) n += m.size;
-    return n;
+    return this.count;
   }
 
   digest(): string {
@@ -89,11 +99,12 @@ export class DigestMirror {
 
   /** Replaces what is held; fails (holding the previous state) when the content does not match the announced digest. */
   applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
-    const before = { tables: this.tables, lanes: this.lanes, free: this.free, used: this.used, a: this.a, b: this.b };
-    this.tables = TABLES.map(() => new Map());
-    this.lanes = new Uint32Array(Math.max(2048, 2 * stateSize(m.state)));
-    this.free = [];
-    this.used = 0;
+    const before = { slots: this.slots, mask: this.mask, count: this.count, a: this.a, b: this.b };
+    let n = MIN_SLOTS;
+    while (n < 2 * stateSize(m.state)) n *= 2;
+    this.slots = new Uint32Array(4 * n);
+    this.mask = n - 1;
+    this.count = 0;
     this.a = 0;
     this.b = 0;
     TABLES.forEach((t, i) => {
@@ -129,35 +140,95 @@ export class DigestMirror {
     return { ok: true };
   }
 
-  private put(i: number, t: TableName, key: string, e: AnyEntry): void {
-    const tab = this.tables[i];
-    let slot = tab.get(key);
-    if (slot !== undefined) this.subtract(slot);
-    else {
-      slot = this.free.pop() ?? this.used++;
-      if (2 * slot + 2 > this.lanes.length) {
-        const grown = new Uint32Array(this.lanes.length * 2);
-        grown.set(this.lanes);
-        this.lanes = grown;
+  /** The slot holding table `i`'s key (found), or the empty slot where it would go; the key's hash is left in keyA/keyB. */
+  private locate(i: number, key: string): number {
+    hashInto(key, i + 1, KEY, 0);
+    const ka = KEY[0];
+    // (0,0) marks an empty slot
+    const kb = ka === 0 && KEY[1] === 0 ? 1 : KEY[1];
+    this.keyA = ka;
+    this.keyB = kb;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let s = ka & mask; ; s = (s + 1) & mask) {
+      const o = s << 2;
+      const x = slots[o];
+      const y = slots[o + 1];
+      if (x === ka && y === kb) {
+        this.found = true;
+        return s;
       }
-      tab.set(key, slot);
+      if (x === 0 && y === 0) {
+        this.found = false;
+        return s;
+      }
     }
-    entryHashInto(t, e, this.lanes, 2 * slot);
-    this.a = (this.a + this.lanes[2 * slot]) >>> 0;
-    this.b = (this.b + this.lanes[2 * slot + 1]) >>> 0;
+  }
+
+  private put(i: number, t: TableName, key: string, e: AnyEntry): void {
+    let s = this.locate(i, key);
+    if (this.found) this.subtract(s);
+    else {
+      if (2 * (this.count + 1) > this.mask + 1) {
+        this.grow();
+        s = this.locate(i, key);
+      }
+      this.slots[s << 2] = this.keyA;
+      this.slots[(s << 2) + 1] = this.keyB;
+      this.count++;
+    }
+    const o = s << 2;
+    entryHashInto(t, e, this.slots, o + 2);
+    this.a = (this.a + this.slots[o + 2]) >>> 0;
+    this.b = (this.b + this.slots[o + 3]) >>> 0;
   }
 
   private drop(i: number, key: string): void {
-    const tab = this.tables[i];
-    const slot = tab.get(key);
-    if (slot === undefined) return;
-    this.subtract(slot);
-    tab.delete(key);
-    this.free.push(slot);
+    const s = this.locate(i, key);
+    if (!this.found) return;
+    this.subtract(s);
+    this.count--;
+    // backward-shift deletion: every later slot of the run that may sit in the hole moves into it, so no probe sequence breaks
+    const slots = this.slots;
+    const mask = this.mask;
+    let hole = s;
+    for (let j = (s + 1) & mask; ; j = (j + 1) & mask) {
+      const o = j << 2;
+      if (slots[o] === 0 && slots[o + 1] === 0) break;
+      const home = slots[o] & mask;
+      // the entry at j may move into the hole unless its home lies cyclically in (hole, j]
+      const between = hole < j ? home > hole && home <= j : home > hole || home <= j;
+      if (!between) {
+        slots.copyWithin(hole << 2, o, o + 4);
+        hole = j;
+      }
+    }
+    slots.fill(0, hole << 2, (hole << 2) + 4);
   }
 
-  private subtract(slot: number): void {
-    this.a = (this.a - this.lanes[2 * slot]) >>> 0;
-    this.b = (this.b - this.lanes[2 * slot + 1]) >>> 0;
+  private subtract(s: number): void {
+    this.a = (this.a - this.slots[(s << 2) + 2]) >>> 0;
+    this.b = (this.b - this.slots[(s << 2) + 3]) >>> 0;
+  }
+
+  /** Twice the slots; every held key re-placed from its hash. */
+  private grow(): void {
+    const old = this.slots;
+    const n = 2 * (this.mask + 1);
+    const slots = new Uint32Array(4 * n);
+    const mask = n - 1;
+    for (let o = 0; o < old.length; o += 4) {
+      if (old[o] === 0 && old[o + 1] === 0) continue;
+      let s = old[o] & mask;
+      while (slots[s << 2] !== 0 || slots[(s << 2) + 1] !== 0) s = (s + 1) & mask;
+      slots.set(old.subarray(o, o + 4), s << 2);
+    }
+    this.slots = slots;
+    this.mask = mask;
   }
 }
+
+/** a DigestMirror's smallest table (slots; a power of two) */
+const MIN_SLOTS = 1024;
+/** the key hash being computed */
+const KEY = new Uint32Array(2);
