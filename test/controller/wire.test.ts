@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { cloneState, compileAll, describeDifference, diffStates, digestOf, emptyHostState, hashInto, LAYOUT, TABLES, type FieldType, type HostDelta } from '#sdn/compiler';
+import { cloneState, compileAll, describeDifference, diffStates, digestOf, emptyHostState, hashInto, LAYOUT, stateSize, TABLES, type FieldType, type HostDelta, type HostState } from '#sdn/compiler';
 import {
   AgentClient,
   AgentServer,
@@ -36,6 +36,17 @@ function smallWorld() {
   w.rule(d, { direction: 'egress', peer: { type: 'networkMacro', id: m.id }, protocol: 'any' });
   for (let i = 0; i < 12; i++) w.endpoint(i % 3 ? s4 : s6, hosts[i % 3], [i % 2 ? web : db]);
   return { w, hosts, s4, web };
+}
+
+/** A DigestMirror fed one delta per version, each checked against the digest and size of `held` (what it must hold by then). */
+function checkedMirror(held: HostState): (delta: HostDelta) => void {
+  const lean = new DigestMirror();
+  let version = 0;
+  return (delta) => {
+    version++;
+    assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
+    assert.equal(lean.size, stateSize(held));
+  };
 }
 
 describe('wire codec', () => {
@@ -80,8 +91,7 @@ describe('wire codec', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.boolean(), fc.array(fc.nat(4999), { minLength: 200, maxLength: 2000 })), { minLength: 4, maxLength: 12 }), (steps) => {
         const held = emptyHostState();
-        const lean = new DigestMirror();
-        let version = 0;
+        const step = checkedMirror(held);
         for (const [upsert, keys] of steps) {
           const delta: HostDelta = { setElements: { upsert: [], remove: [] } };
           for (const k of new Set(keys)) {
@@ -95,9 +105,7 @@ describe('wire codec', () => {
               held.setElements.delete(key);
             }
           }
-          version++;
-          assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
-          assert.equal(lean.size, held.setElements.size);
+          step(delta);
         }
       }),
       { numRuns: 20 },
@@ -123,13 +131,7 @@ describe('wire codec', () => {
     fc.assert(
       fc.property(fc.shuffledSubarray(entries, { minLength: entries.length, maxLength: entries.length }), fc.shuffledSubarray(entries, { minLength: entries.length, maxLength: entries.length }), (ins, del) => {
         const held = emptyHostState();
-        const lean = new DigestMirror();
-        let version = 0;
-        const step = (delta: HostDelta) => {
-          version++;
-          assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
-          assert.equal(lean.size, held.setElements.size);
-        };
+        const step = checkedMirror(held);
         for (const e of ins) {
           held.setElements.set(`${e.set}|${e.cidr}`, e);
           step({ setElements: { upsert: [e], remove: [] } });

@@ -80,10 +80,9 @@ export class DigestMirror {
   private count = 0;
   private a = 0;
   private b = 0;
-  /** what the last `locate` found: the key's hash, and whether the key is held */
+  /** the hash of the key last located */
   private keyA = 0;
   private keyB = 0;
-  private found = false;
   version = 0;
   epoch = '';
   revision = 0;
@@ -140,38 +139,38 @@ export class DigestMirror {
     return { ok: true };
   }
 
-  /** The slot holding table `i`'s key (found), or the empty slot where it would go; the key's hash is left in keyA/keyB. */
+  /** The slot holding table `i`'s key, or the empty slot where it would go; the key's hash is left in keyA/keyB. */
   private locate(i: number, key: string): number {
     hashInto(key, i + 1, KEY, 0);
-    const ka = KEY[0];
+    this.keyA = KEY[0];
     // (0,0) marks an empty slot
-    const kb = ka === 0 && KEY[1] === 0 ? 1 : KEY[1];
-    this.keyA = ka;
-    this.keyB = kb;
+    this.keyB = KEY[0] === 0 && KEY[1] === 0 ? 1 : KEY[1];
+    return this.slotOf(this.keyA, this.keyB);
+  }
+
+  /** The slot holding the key hash (ka, kb), or the empty slot where it would go (linear probing from its home). */
+  private slotOf(ka: number, kb: number): number {
     const slots = this.slots;
     const mask = this.mask;
     for (let s = ka & mask; ; s = (s + 1) & mask) {
       const o = s << 2;
       const x = slots[o];
       const y = slots[o + 1];
-      if (x === ka && y === kb) {
-        this.found = true;
-        return s;
-      }
-      if (x === 0 && y === 0) {
-        this.found = false;
-        return s;
-      }
+      if ((x === ka && y === kb) || (x === 0 && y === 0)) return s;
     }
+  }
+
+  private isEmpty(s: number): boolean {
+    return this.slots[s << 2] === 0 && this.slots[(s << 2) + 1] === 0;
   }
 
   private put(i: number, t: TableName, key: string, e: AnyEntry): void {
     let s = this.locate(i, key);
-    if (this.found) this.subtract(s);
+    if (!this.isEmpty(s)) this.subtract(s);
     else {
       if (2 * (this.count + 1) > this.mask + 1) {
         this.grow();
-        s = this.locate(i, key);
+        s = this.slotOf(this.keyA, this.keyB);
       }
       this.slots[s << 2] = this.keyA;
       this.slots[(s << 2) + 1] = this.keyB;
@@ -185,16 +184,15 @@ export class DigestMirror {
 
   private drop(i: number, key: string): void {
     const s = this.locate(i, key);
-    if (!this.found) return;
+    if (this.isEmpty(s)) return;
     this.subtract(s);
     this.count--;
     // backward-shift deletion: every later slot of the run that may sit in the hole moves into it, so no probe sequence breaks
     const slots = this.slots;
     const mask = this.mask;
     let hole = s;
-    for (let j = (s + 1) & mask; ; j = (j + 1) & mask) {
+    for (let j = (s + 1) & mask; !this.isEmpty(j); j = (j + 1) & mask) {
       const o = j << 2;
-      if (slots[o] === 0 && slots[o + 1] === 0) break;
       const home = slots[o] & mask;
       // the entry at j may move into the hole unless its home lies cyclically in (hole, j]
       const between = hole < j ? home > hole && home <= j : home > hole || home <= j;
@@ -215,16 +213,11 @@ export class DigestMirror {
   private grow(): void {
     const old = this.slots;
     const n = 2 * (this.mask + 1);
-    const slots = new Uint32Array(4 * n);
-    const mask = n - 1;
+    this.slots = new Uint32Array(4 * n);
+    this.mask = n - 1;
     for (let o = 0; o < old.length; o += 4) {
-      if (old[o] === 0 && old[o + 1] === 0) continue;
-      let s = old[o] & mask;
-      while (slots[s << 2] !== 0 || slots[(s << 2) + 1] !== 0) s = (s + 1) & mask;
-      slots.set(old.subarray(o, o + 4), s << 2);
+      if (old[o] !== 0 || old[o + 1] !== 0) this.slots.set(old.subarray(o, o + 4), this.slotOf(old[o], old[o + 1]) << 2);
     }
-    this.slots = slots;
-    this.mask = mask;
   }
 }
 
