@@ -171,6 +171,16 @@ export function entryHashInto(table: TableName, entry: AnyEntry, out: Uint32Arra
   out[at + 1] = laneB;
 }
 
+/**
+ * hash64(fingerprint(table, entry)) as a new pair, not remembered: for a
+ * holder that keeps the hash beside the entry itself (the engine's per-endpoint
+ * entries), where a weak-map lookup per use would cost more than the hash.
+ */
+export function entryHashOf(table: TableName, entry: AnyEntry): [number, number] {
+  hashEntry(table, entry);
+  return [laneA, laneB];
+}
+
 /** The value a StateDigest with these lane sums shows (16 hex digits). */
 export function digestText(a: number, b: number): string {
   return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
@@ -204,6 +214,12 @@ export class StateDigest {
     this.hash(table, entry);
     this.a = (this.a + laneA) >>> 0;
     this.b = (this.b + laneB) >>> 0;
+  }
+
+  /** Adds an entry by its hash (entryHashOf or entryHash of it). */
+  addHash(h: readonly [number, number]): void {
+    this.a = (this.a + h[0]) >>> 0;
+    this.b = (this.b + h[1]) >>> 0;
   }
 
   remove(table: TableName, entry: AnyEntry): void {

@@ -30,7 +30,7 @@ import type {
   Zone,
 } from '#sdn/model';
 import { PendingChanges } from './apply';
-import { sameEntry, StateDigest } from './digest';
+import { entryHashOf, sameEntry, StateDigest } from './digest';
 import {
   canonicalCidr,
   compileRule,
@@ -113,15 +113,30 @@ class HostBook {
   }
 }
 
-/** Entries derived from one placed endpoint, shared by every host that holds them. */
+/** A digest hash pair (entryHashOf). */
+type Hash = readonly [number, number];
+
+/**
+ * Entries derived from one placed endpoint, shared by every host that holds
+ * them, each with its digest hash: computed once here, where the digests'
+ * weak-map cache would be looked up once per host.
+ */
 interface EndpointEntries {
-  local?: EntryByTable['localEndpoints'];
-  remote?: EntryByTable['remoteEndpoints'];
-  route?: EntryByTable['routes'];
-  /** set elements and their keys (setElementKey), in parallel arrays: the key is built once, not once per host, and walking them allocates nothing */
+  local: EntryByTable['localEndpoints'];
+  remote: EntryByTable['remoteEndpoints'];
+  route: EntryByTable['routes'];
+  /** the hashes of local, remote and route, made on first use (hashesOf) */
+  localHash: Hash | null;
+  remoteHash: Hash | null;
+  routeHash: Hash | null;
+  /** set elements, their keys (setElementKey) and hashes, in parallel arrays: built once, not once per host, and walking them allocates nothing */
   elementKeys: string[];
   elements: EntryByTable['setElements'][];
+  elementHashes: Hash[];
 }
+
+const remoteHashOf = (x: EndpointEntries): Hash => (x.remoteHash ??= entryHashOf('remoteEndpoints', x.remote));
+const routeHashOf = (x: EndpointEntries): Hash => (x.routeHash ??= entryHashOf('routes', x.route));
 
 const inc = <K>(m: Map<K, number>, k: K): number => {
   const n = (m.get(k) ?? 0) + 1;
@@ -533,6 +548,7 @@ export class Engine {
     const newInDomain = inc(domainHosts, H) === 1;
     const book = this.books.get(H)!;
     const vtep = this.vtepOf(H);
+    const x = this.entriesOf(e);
 
     if (newInDomain) {
       // the host joins the domain: it gets the whole section
@@ -542,7 +558,7 @@ export class Engine {
         const vb = this.books.get(V)!;
         this.put(vb, D.id, 'peerVteps', l3PeerEntry(D, vtep));
         if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', l2PeerEntry(S, vtep));
-        this.putEndpoint(vb, e, subnetHosts);
+        this.putEndpoint(vb, e, x, subnetHosts);
       }
       return;
     }
@@ -557,10 +573,11 @@ export class Engine {
       for (const xid of this.placedBySubnet.get(S.id)!) {
         if (xid === e.id) continue;
         this.del(book, D.id, 'routes', xid);
-        this.put(book, D.id, 'remoteEndpoints', this.entriesOf(this.endpoints.get(xid)!).remote!);
+        const y = this.entriesOf(this.endpoints.get(xid)!);
+        this.put(book, D.id, 'remoteEndpoints', y.remote, xid, remoteHashOf(y));
       }
     }
-    for (const V of domainHosts.keys()) this.putEndpoint(this.books.get(V)!, e, subnetHosts);
+    for (const V of domainHosts.keys()) this.putEndpoint(this.books.get(V)!, e, x, subnetHosts);
   }
 
   /** An endpoint stops being placed: it is removed from every host present in its domain. Call before changing the model. */
@@ -598,19 +615,19 @@ export class Engine {
       }
       for (const xid of this.placedBySubnet.get(S.id) ?? EMPTY) {
         this.del(book, D.id, 'remoteEndpoints', xid);
-        this.put(book, D.id, 'routes', this.entriesOf(this.endpoints.get(xid)!).route!);
+        const y = this.entriesOf(this.endpoints.get(xid)!);
+        this.put(book, D.id, 'routes', y.route, xid, routeHashOf(y));
       }
     }
   }
 
-  /** The entries of a placed endpoint as seen by host `book` (present in its domain). */
-  private putEndpoint(book: HostBook, e: Endpoint, subnetHosts: ReadonlyMap<string, number> | undefined = this.subnetHosts.get(e.subnetId)): void {
-    const x = this.entriesOf(e);
+  /** The entries `x` (entriesOf) of a placed endpoint as seen by host `book` (present in its domain). */
+  private putEndpoint(book: HostBook, e: Endpoint, x: EndpointEntries, subnetHosts: ReadonlyMap<string, number>): void {
     // the three tables key an endpoint's entry by its id
-    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local!, e.id);
-    else if (subnetHosts?.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote!, e.id);
-    else this.put(book, e.domainId, 'routes', x.route!, e.id);
-    for (let i = 0; i < x.elements.length; i++) this.put(book, e.domainId, 'setElements', x.elements[i], x.elementKeys[i]);
+    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local, e.id, (x.localHash ??= entryHashOf('localEndpoints', x.local)));
+    else if (subnetHosts.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote, e.id, remoteHashOf(x));
+    else this.put(book, e.domainId, 'routes', x.route, e.id, routeHashOf(x));
+    for (let i = 0; i < x.elements.length; i++) this.put(book, e.domainId, 'setElements', x.elements[i], x.elementKeys[i], x.elementHashes[i]);
   }
 
   private delEndpoint(book: HostBook, e: Endpoint): void {
@@ -629,8 +646,12 @@ export class Engine {
       local: localEndpointEntry(e),
       remote: remoteEndpointEntry(e, vtep),
       route: routeEntry(e, vtep),
+      localHash: null,
+      remoteHash: null,
+      routeHash: null,
       elementKeys: [],
       elements: [],
+      elementHashes: [],
     };
     const members = this.domainMemberSets.get(e.domainId);
     if (members) {
@@ -641,7 +662,9 @@ export class Engine {
         const key = setElementKey(n, cidr);
         if (x!.elementKeys.includes(key)) return;
         x!.elementKeys.push(key);
-        x!.elements.push(setElementEntry(n, cidr));
+        const el = setElementEntry(n, cidr);
+        x!.elements.push(el);
+        x!.elementHashes.push(entryHashOf('setElements', el));
       };
       join(members.get(e.id)?.[fam]);
       for (const g of e.policyGroupIds) join(members.get(g)?.[fam]);
@@ -713,9 +736,9 @@ export class Engine {
       for (const xid of this.placedBySubnet.get(sid) ?? EMPTY) {
         const e = this.endpoints.get(xid)!;
         const x = this.entriesOf(e);
-        if (e.hostId === H) put('localEndpoints', x.local!);
-        else if (held) put('remoteEndpoints', x.remote!);
-        else put('routes', x.route!);
+        if (e.hostId === H) put('localEndpoints', x.local);
+        else if (held) put('remoteEndpoints', x.remote);
+        else put('routes', x.route);
         for (let i = 0; i < x.elements.length; i++) put('setElements', x.elements[i], x.elementKeys[i]);
       }
     }
@@ -797,14 +820,23 @@ export class Engine {
     }
   }
 
-  private put<T extends TableName>(book: HostBook, section: string, table: T, entry: EntryByTable[T], key: string = keyOf[table](entry)): void {
+  /** Writes an entry under its key; `hash`, when given, is the entry's (entryHashOf), saving the digest its cache lookup. */
+  private put<T extends TableName>(
+    book: HostBook,
+    section: string,
+    table: T,
+    entry: EntryByTable[T],
+    key: string = keyOf[table](entry),
+    hash?: Hash,
+  ): void {
     if (book.passive) return;
     const tab = book.section(section)[table] as Map<string, AnyEntry>;
     const cur = tab.get(key) as EntryByTable[T] | undefined;
     if (sameEntry(table, cur, entry)) return;
     this.record(book, table, key, entry);
     if (cur) book.digest.remove(table, cur);
-    book.digest.add(table, entry);
+    if (hash === undefined) book.digest.add(table, entry);
+    else book.digest.addHash(hash);
     tab.set(key, entry);
   }
 
