@@ -125,7 +125,7 @@ interface EndpointEntries {
   local: EntryByTable['localEndpoints'];
   remote: EntryByTable['remoteEndpoints'];
   route: EntryByTable['routes'];
-  /** the hashes of local, remote and route, made on first use (hashesOf) */
+  /** the hashes of local, remote and route, made on first use (localHashOf, remoteHashOf, routeHashOf) */
   localHash: Hash | null;
   remoteHash: Hash | null;
   routeHash: Hash | null;
@@ -135,6 +135,7 @@ interface EndpointEntries {
   elementHashes: Hash[];
 }
 
+const localHashOf = (x: EndpointEntries): Hash => (x.localHash ??= entryHashOf('localEndpoints', x.local));
 const remoteHashOf = (x: EndpointEntries): Hash => (x.remoteHash ??= entryHashOf('remoteEndpoints', x.remote));
 const routeHashOf = (x: EndpointEntries): Hash => (x.routeHash ??= entryHashOf('routes', x.route));
 
@@ -624,7 +625,7 @@ export class Engine {
   /** The entries `x` (entriesOf) of a placed endpoint as seen by host `book` (present in its domain). */
   private putEndpoint(book: HostBook, e: Endpoint, x: EndpointEntries, subnetHosts: ReadonlyMap<string, number>): void {
     // the three tables key an endpoint's entry by its id
-    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local, e.id, (x.localHash ??= entryHashOf('localEndpoints', x.local)));
+    if (e.hostId === book.hostId) this.put(book, e.domainId, 'localEndpoints', x.local, e.id, localHashOf(x));
     else if (subnetHosts.has(book.hostId)) this.put(book, e.domainId, 'remoteEndpoints', x.remote, e.id, remoteHashOf(x));
     else this.put(book, e.domainId, 'routes', x.route, e.id, routeHashOf(x));
     for (let i = 0; i < x.elements.length; i++) this.put(book, e.domainId, 'setElements', x.elements[i], x.elementKeys[i], x.elementHashes[i]);
