@@ -252,6 +252,8 @@ export class Database {
     this.writing = true;
     try {
       while (this.queue.length > 0) {
+        // one turn of the event loop first: requests read in it join this batch (bench:scale: ~28 instead of ~24 per batch, 13% fewer commits)
+        if (this.queue.length < this.opts.maxBatch) await new Promise((resolve) => setImmediate(resolve));
         const batch = this.queue.splice(0, this.opts.maxBatch);
         this.batchStarted = performance.now();
         // answers to the previous batch are given once this batch's statement is sent (tryOneStatement, runBatch), or at the latest here below
