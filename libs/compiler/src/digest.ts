@@ -189,10 +189,7 @@ export function digestText(a: number, b: number): string {
 /** hash64(fingerprint(table, entry)), cached per entry object (the controller shares entry objects between hosts). */
 export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
   let h = entryHashes.get(entry);
-  if (h !== undefined) return h;
-  hashEntry(table, entry);
-  h = [laneA, laneB];
-  entryHashes.set(entry, h);
+  if (h === undefined) entryHashes.set(entry, (h = entryHashOf(table, entry)));
   return h;
 }
 
