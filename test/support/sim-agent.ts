@@ -71,7 +71,7 @@ export class SimulatedAgent {
 
   /** the digest of what it holds */
   digest(): string {
-    return this.digests ? this.digests.digest() : this.mirror.digest.value();
+    return (this.digests ?? this.mirror).digest.value();
   }
 
   /** entries held */

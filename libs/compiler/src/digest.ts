@@ -181,11 +181,6 @@ export function entryHashOf(table: TableName, entry: AnyEntry): [number, number]
   return [laneA, laneB];
 }
 
-/** The value a StateDigest with these lane sums shows (16 hex digits). */
-export function digestText(a: number, b: number): string {
-  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
-}
-
 /** hash64(fingerprint(table, entry)), cached per entry object (the controller shares entry objects between hosts). */
 export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
   let h = entryHashes.get(entry);
@@ -215,8 +210,19 @@ export class StateDigest {
 
   /** Adds an entry by its hash (entryHashOf or entryHash of it). */
   addHash(h: readonly [number, number]): void {
-    this.a = (this.a + h[0]) >>> 0;
-    this.b = (this.b + h[1]) >>> 0;
+    this.addLanes(h[0], h[1]);
+  }
+
+  /** Adds an entry by the two lanes of its hash (for a holder that keeps hashes in a typed array). */
+  addLanes(a: number, b: number): void {
+    this.a = (this.a + a) >>> 0;
+    this.b = (this.b + b) >>> 0;
+  }
+
+  /** Removes an entry by the two lanes of its hash. */
+  removeLanes(a: number, b: number): void {
+    this.a = (this.a - a) >>> 0;
+    this.b = (this.b - b) >>> 0;
   }
 
   remove(table: TableName, entry: AnyEntry): void {
@@ -235,7 +241,7 @@ export class StateDigest {
 
   /** 16 hex digits */
   value(): string {
-    return digestText(this.a, this.b);
+    return this.a.toString(16).padStart(8, '0') + this.b.toString(16).padStart(8, '0');
   }
 
   /** A copy (same running value, same caching). */

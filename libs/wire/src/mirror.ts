@@ -5,7 +5,6 @@
  */
 import {
   applyDelta,
-  digestText,
   emptyHostState,
   entryHashInto,
   hashInto,
@@ -78,8 +77,8 @@ export class DigestMirror {
   private slots = new Uint32Array(4 * MIN_SLOTS);
   private mask = MIN_SLOTS - 1;
   private count = 0;
-  private a = 0;
-  private b = 0;
+  /** the running digest of what is held (the entry hashes' lane sums) */
+  digest = new StateDigest(false);
   /** the hash of the key last located */
   private keyA = 0;
   private keyB = 0;
@@ -92,25 +91,20 @@ export class DigestMirror {
     return this.count;
   }
 
-  digest(): string {
-    return digestText(this.a, this.b);
-  }
-
   /** Replaces what is held; fails (holding the previous state) when the content does not match the announced digest. */
   applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
-    const before = { slots: this.slots, mask: this.mask, count: this.count, a: this.a, b: this.b };
+    const before = { slots: this.slots, mask: this.mask, count: this.count, digest: this.digest };
     let n = MIN_SLOTS;
     while (n < 2 * stateSize(m.state)) n *= 2;
     this.slots = new Uint32Array(4 * n);
     this.mask = n - 1;
     this.count = 0;
-    this.a = 0;
-    this.b = 0;
+    this.digest = new StateDigest(false);
     TABLES.forEach((t, i) => {
       const keyFn = keyOf[t] as (x: AnyEntry) => string;
       for (const e of m.state[t].values()) this.put(i, t, keyFn(e as AnyEntry), e as AnyEntry);
     });
-    const got = this.digest();
+    const got = this.digest.value();
     if (got !== m.digest) {
       Object.assign(this, before);
       return { ok: false, reason: `snapshot digest ${got} != announced ${m.digest}` };
@@ -131,7 +125,7 @@ export class DigestMirror {
       const keyFn = keyOf[t] as (x: AnyEntry) => string;
       for (const e of c.upsert as AnyEntry[]) this.put(i, t, keyFn(e), e);
     }
-    const got = this.digest();
+    const got = this.digest.value();
     if (got !== m.digest) return { ok: false, reason: `state digest ${got} after version ${m.version} != announced ${m.digest}` };
     this.version = m.version;
     this.epoch = m.epoch;
@@ -178,8 +172,7 @@ export class DigestMirror {
     }
     const o = s << 2;
     entryHashInto(t, e, this.slots, o + 2);
-    this.a = (this.a + this.slots[o + 2]) >>> 0;
-    this.b = (this.b + this.slots[o + 3]) >>> 0;
+    this.digest.addLanes(this.slots[o + 2], this.slots[o + 3]);
   }
 
   private drop(i: number, key: string): void {
@@ -205,8 +198,7 @@ export class DigestMirror {
   }
 
   private subtract(s: number): void {
-    this.a = (this.a - this.slots[(s << 2) + 2]) >>> 0;
-    this.b = (this.b - this.slots[(s << 2) + 3]) >>> 0;
+    this.digest.removeLanes(this.slots[(s << 2) + 2], this.slots[(s << 2) + 3]);
   }
 
   /** Twice the slots; every held key re-placed from its hash. */
