@@ -2,18 +2,40 @@ import { strict as assert } from 'node:assert';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { cloneState, compileAll, describeDifference, diffStates, digestOf, emptyHostState, hashInto, LAYOUT, stateSize, TABLES, type FieldType, type HostDelta, type HostState } from '#sdn/compiler';
+import {
+  cloneState,
+  compileAll,
+  describeDifference,
+  diffStates,
+  digestOf,
+  emptyHostState,
+  entryHashInto,
+  hashInto,
+  keyOf,
+  LAYOUT,
+  stateSize,
+  TABLES,
+  type AnyEntry,
+  type FieldType,
+  type HostDelta,
+  type HostState,
+  type TableName,
+} from '#sdn/compiler';
 import {
   AgentClient,
   AgentServer,
   AgentSession,
+  BodyHashes,
   decode,
+  decodeStateFrame,
   DigestMirror,
   encodeDelta,
   encodeSnapshot,
+  hashFrameBody,
   Reader,
   StateMirror,
   StringTable,
+  type StateFrame,
   stateLists,
   WireError,
   Writer,
@@ -38,13 +60,20 @@ function smallWorld() {
   return { w, hosts, s4, web };
 }
 
+/** A snapshot or delta frame as a client with option `frames` delivers it. */
+function frameOf(frame: Buffer): StateFrame {
+  const f = decodeStateFrame(frame);
+  if (!f) throw new Error('not a snapshot or delta');
+  return f;
+}
+
 /** A DigestMirror fed one delta per version, each checked against the digest and size of `held` (what it must hold by then). */
 function checkedMirror(held: HostState): (delta: HostDelta) => void {
   const lean = new DigestMirror();
   let version = 0;
   return (delta) => {
     version++;
-    assert.deepEqual(lean.applyDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held), delta }), { ok: true });
+    assert.deepEqual(lean.applyFrame(frameOf(encodeDelta({ epoch: 'e', fromVersion: version - 1, version, revision: version, digest: digestOf(held) }, delta))), { ok: true });
     assert.equal(lean.size, stateSize(held));
   };
 }
@@ -155,10 +184,11 @@ describe('wire codec', () => {
         let prev = compileAll(w.snapshot()).get(h)!;
         const full = new StateMirror();
         const lean = new DigestMirror();
-        const snap = decode(encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(prev) }, stateLists(prev)));
+        const snapFrame = encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(prev) }, stateLists(prev));
+        const snap = decode(snapFrame);
         if (snap.type !== 'snapshot') throw new Error('not a snapshot');
         assert.deepEqual(full.applySnapshot(snap), { ok: true });
-        assert.deepEqual(lean.applySnapshot(snap), { ok: true });
+        assert.deepEqual(lean.applyFrame(frameOf(snapFrame)), { ok: true });
         let version = 1;
         for (const [op, pick] of steps) {
           const eps = w.list('endpoint');
@@ -173,16 +203,16 @@ describe('wire codec', () => {
           const header = { epoch: 'e', fromVersion: version, version: version + 1, revision: version + 1, digest: digestOf(next) };
           // a delta announcing another digest is refused by both
           if (pick % 7 === 0) {
-            const bad = decode(encodeDelta({ ...header, digest: '0123456789abcdef' }, delta));
-            if (bad.type !== 'delta') throw new Error('not a delta');
+            const bad = frameOf(encodeDelta({ ...header, digest: '0123456789abcdef' }, delta));
             if (Object.keys(delta).length > 0) {
-              assert.equal(new DigestMirror().applyDelta(bad).ok, false);
+              assert.equal(new DigestMirror().applyFrame(bad).ok, false);
             }
           }
-          const m = decode(encodeDelta(header, delta));
+          const frame = encodeDelta(header, delta);
+          const m = decode(frame);
           if (m.type !== 'delta') throw new Error('not a delta');
           assert.deepEqual(full.applyDelta(m), { ok: true });
-          assert.deepEqual(lean.applyDelta(m), { ok: true });
+          assert.deepEqual(lean.applyFrame(frameOf(frame)), { ok: true });
           assert.equal(lean.digest.value(), full.digest.value());
           assert.equal(lean.size, Object.values(full.state).reduce((n, t) => n + (t as Map<string, unknown>).size, 0));
           prev = next;
@@ -190,9 +220,8 @@ describe('wire codec', () => {
         }
         // a snapshot whose content does not match its digest is refused, and what was held stays
         const held = { digest: lean.digest.value(), size: lean.size, version: lean.version };
-        const wrong = decode(encodeSnapshot({ epoch: 'f', version: version + 1, revision: 0, digest: 'ffffffffffffffff' }, stateLists(prev)));
-        if (wrong.type !== 'snapshot') throw new Error('not a snapshot');
-        assert.equal(lean.applySnapshot(wrong).ok, false);
+        const wrong = frameOf(encodeSnapshot({ epoch: 'f', version: version + 1, revision: 0, digest: 'ffffffffffffffff' }, stateLists(prev)));
+        assert.equal(lean.applyFrame(wrong).ok, false);
         assert.deepEqual({ digest: lean.digest.value(), size: lean.size, version: lean.version }, held);
       }),
       { numRuns: 40 },
@@ -267,15 +296,34 @@ describe('wire codec', () => {
       fc.property(fc.array(fc.tuple(fc.nat(frame.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (edits) => {
         const bad = Buffer.from(frame);
         for (const [at, byte] of edits) bad[at] = byte;
+        // the hashing reader (DigestMirror) refuses exactly the snapshots and deltas decode refuses
+        const hashed = (() => {
+          try {
+            const f = decodeStateFrame(bad);
+            if (!f) return 'another type';
+            hashFrameBody(f, new BodyHashes());
+            return null;
+          } catch (e) {
+            if (!(e instanceof WireError)) throw e;
+            return e;
+          }
+        })();
         let m;
         try {
           m = decode(bad);
         } catch (e) {
           if (!(e instanceof WireError)) throw e;
+          assert.ok(hashed !== null, `decode refused (${e.message}) what the hashing reader accepts`);
           refused++;
           return;
         }
+        if (m.type !== 'snapshot' && m.type !== 'delta') return;
+        assert.equal(hashed, null, `the hashing reader refused (${String(hashed)}) what decode accepts`);
         if (m.type !== 'snapshot') return;
+        // and what both accept, a DigestMirror holds as decode's entries say
+        const lean = new DigestMirror();
+        assert.deepEqual(lean.applyFrame({ ...frameOf(bad), digest: digestOf(m.state) }), { ok: true });
+        assert.equal(lean.size, stateSize(m.state));
         for (const t of TABLES) {
           const { names, types } = LAYOUT[t];
           for (const e of m.state[t].values()) {
@@ -288,6 +336,60 @@ describe('wire codec', () => {
     );
     // most corruptions are caught (string indexes, enums, families, lengths); the rest decode to other values
     assert.ok(refused > 1000, `only ${refused} of 3000 corruptions refused`);
+  });
+
+  it("hashes every entry straight from the wire to what the decoded entry's key and fingerprint hash to", () => {
+    // any field values the schema allows, in every table: binary forms, other text, non-ASCII, nulls, numbers, port lists
+    const lowerMac = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, maxLength: 6 }).map((b) => b.map((x) => x.toString(16).padStart(2, '0')).join(':'));
+    const text = fc.oneof(fc.string(), fc.string({ unit: 'grapheme', maxLength: 8 }), fc.uuid(), fc.ipV4(), lowerMac, fc.tuple(fc.ipV4(), fc.nat(40)).map(([ip, n]) => `${ip}/${n}`));
+    const value = (t: FieldType): fc.Arbitrary<unknown> => {
+      switch (t.t) {
+        case 'str':
+          return text;
+        case 'nstr':
+          return fc.option(text, { nil: null });
+        case 'uint':
+          return fc.oneof(fc.nat(), fc.maxSafeNat());
+        case 'nuint':
+          return fc.option(fc.nat(), { nil: null });
+        case 'bool':
+          return fc.boolean();
+        case 'family':
+          return fc.constantFrom(4, 6);
+        case 'enum':
+          return fc.constantFrom(...t.values);
+        case 'ports':
+          return fc.array(fc.record({ from: fc.nat(65535), to: fc.nat(65535) }), { maxLength: 3 });
+      }
+    };
+    const entry = (t: TableName) => fc.tuple(...LAYOUT[t].types.map(value)).map((vs) => Object.fromEntries(LAYOUT[t].names.map((n, k) => [n, vs[k]])) as unknown as AnyEntry);
+    const lists = fc.record(Object.fromEntries(TABLES.map((t) => [t, fc.array(entry(t), { maxLength: 4 })])) as { [T in TableName]: fc.Arbitrary<AnyEntry[]> });
+    const removed = fc.array(fc.tuple(fc.constantFrom(...TABLES), text), { maxLength: 6 });
+    fc.assert(
+      fc.property(lists, removed, (ls, rm) => {
+        const delta: HostDelta = {};
+        for (const t of TABLES) (delta as Record<string, unknown>)[t] = { upsert: ls[t], remove: rm.filter(([u]) => u === t).map(([, k]) => k) };
+        const h = new BodyHashes();
+        hashFrameBody(frameOf(encodeDelta({ epoch: 'e', fromVersion: 1, version: 2, revision: 2, digest: '' }, delta)), h);
+        // the frame lists each table's upserts, then its removals, in table order; BodyHashes keeps the two apart in that order
+        const want = { upserts: [] as number[], removals: [] as number[] };
+        const lanes = new Uint32Array(4);
+        TABLES.forEach((t, i) => {
+          for (const e of ls[t]) {
+            hashInto((keyOf[t] as (x: AnyEntry) => string)(e), i + 1, lanes, 0);
+            entryHashInto(t, e, lanes, 2);
+            want.upserts.push(...lanes);
+          }
+          for (const k of delta[t]!.remove) {
+            hashInto(k, i + 1, lanes, 0);
+            want.removals.push(lanes[0], lanes[1]);
+          }
+        });
+        assert.deepEqual([...h.upserts.subarray(0, 4 * h.upsertCount)], want.upserts);
+        assert.deepEqual([...h.removals.subarray(0, 2 * h.removalCount)], want.removals);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -6,7 +6,7 @@
  * processes load only the wire and compiler libraries.
  */
 import { stateSize, type HostState } from '#sdn/compiler';
-import { AgentClient, DeltaEvent, DigestMirror, SnapshotEvent, StateMirror, type ApplyResult } from '#sdn/wire';
+import { AgentClient, DeltaEvent, DigestMirror, FrameEvent, SnapshotEvent, StateMirror, WireError, type ApplyResult } from '#sdn/wire';
 
 export interface SimHost {
   id: string;
@@ -55,12 +55,15 @@ export class SimulatedAgent {
       minBackoffMs: opts.minBackoffMs ?? 50,
       maxBackoffMs: 1000,
       resume: prev ? prev.client.lastAcked : undefined,
+      // a DigestMirror reads the bodies itself, straight into hashes
+      frames: this.digests !== null,
     });
     this.client.on('connected', () => this.connects++);
     this.client.on('rejected', (r) => (this.rejectedWith = r));
     this.client.on('error', () => undefined);
-    this.client.on('snapshot', (m) => this.onSnapshot(m));
-    this.client.on('delta', (m) => this.onDelta(m));
+    this.client.on('snapshot', (m) => this.receive('snapshot', m, () => this.mirror.applySnapshot(m)));
+    this.client.on('delta', (m) => this.receive('delta', m, () => this.mirror.applyDelta(m)));
+    this.client.on('frame', (m) => this.receive(m.type, m, () => this.applyFrame(m)));
     this.client.start();
   }
 
@@ -98,16 +101,18 @@ export class SimulatedAgent {
     return this.stalled?.length ?? 0;
   }
 
-  private onSnapshot(m: SnapshotEvent): void {
-    this.receive('snapshot', m, () => (this.digests ?? this.mirror).applySnapshot(m));
-  }
-
-  private onDelta(m: DeltaEvent): void {
-    this.receive('delta', m, () => (this.digests ?? this.mirror).applyDelta(m));
+  /** A frame into the DigestMirror; a malformed body is refused (nack) like a wrong digest. */
+  private applyFrame(m: FrameEvent): ApplyResult {
+    try {
+      return this.digests!.applyFrame(m);
+    } catch (e) {
+      if (e instanceof WireError) return { ok: false, reason: `malformed ${m.type}: ${e.message}` };
+      throw e;
+    }
   }
 
   /** Holds a message while stalled; otherwise counts it, applies it (unless told to reject it) and acks or nacks. */
-  private receive(type: 'snapshot' | 'delta', m: SnapshotEvent | DeltaEvent, apply: () => ApplyResult): void {
+  private receive(type: 'snapshot' | 'delta', m: SnapshotEvent | DeltaEvent | FrameEvent, apply: () => ApplyResult): void {
     if (this.stalled) return void this.stalled.push(() => this.receive(type, m, apply));
     if (type === 'snapshot') this.snapshots++;
     else this.deltas++;

@@ -43,8 +43,41 @@ function finish(): void {
 }
 
 /** The fingerprint's field separator and its text for null. */
-const SEPARATOR = '\u001f';
-const NULL_TEXT = '\u0000';
+export const FINGERPRINT_SEPARATOR = '\u001f';
+export const FINGERPRINT_NULL = '\u0000';
+const SEPARATOR = FINGERPRINT_SEPARATOR;
+const NULL_TEXT = FINGERPRINT_NULL;
+
+/**
+ * hash64 of a text given in pieces, for a reader that holds the text as
+ * character codes rather than strings (an agent hashing entries straight
+ * from the wire): hashStart(seed), then hashFeed / hashFeedCodes in order,
+ * then hashFinishInto gives hash64(the pieces concatenated, seed).
+ */
+export function hashStart(seed: number): void {
+  start(seed);
+}
+
+export const hashFeed = feed;
+
+/** Feeds the character codes `codes[from..to)`, as feed does a string's. */
+export function hashFeedCodes(codes: Uint16Array, from: number, to: number): void {
+  let h1 = laneA;
+  let h2 = laneB;
+  for (let i = from; i < to; i++) {
+    const ch = codes[i];
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  laneA = h1;
+  laneB = h2;
+}
+
+export function hashFinishInto(out: Uint32Array, at: number): void {
+  finish();
+  out[at] = laneA;
+  out[at + 1] = laneB;
+}
 
 /** 64-bit string hash (cyrb53 mixing, both 32-bit halves kept). */
 export function hash64(text: string, seed = 0): [number, number] {
@@ -70,7 +103,7 @@ export function shortHash(text: string): string {
 }
 
 /** A port list's text in a fingerprint: "from-to" ranges joined by commas. */
-function portsText(ps: { from: number; to: number }[]): string {
+export function portsText(ps: { from: number; to: number }[]): string {
   return ps.map((p) => `${p.from}-${p.to}`).join(',');
 }
 

@@ -226,19 +226,28 @@ export type HostState = { [T in TableName]: Map<string, EntryByTable[T]> };
  */
 export type HostDelta = { [T in TableName]?: { upsert: EntryByTable[T][]; remove: string[] } };
 
-/** The stable key of an entry. */
-export const keyOf: { [T in TableName]: (e: EntryByTable[T]) => string } = {
-  host: (e) => e.hostId,
-  domains: (e) => e.domainId,
-  subnets: (e) => e.subnetId,
-  localEndpoints: (e) => e.endpointId,
-  remoteEndpoints: (e) => e.endpointId,
-  routes: (e) => e.endpointId,
-  peerVteps: (e) => `${e.vni}|${e.vtep}`,
-  addressSets: (e) => e.name,
-  setElements: (e) => `${e.set}|${e.cidr}`,
-  rules: (e) => e.ruleId,
+/** The fields whose values, joined by '|', make an entry's key (keyOf; an agent that hashes keys from the wire reads the same fields). */
+export const KEY_FIELDS: { readonly [T in TableName]: readonly (keyof EntryByTable[T] & string)[] } = {
+  host: ['hostId'],
+  domains: ['domainId'],
+  subnets: ['subnetId'],
+  localEndpoints: ['endpointId'],
+  remoteEndpoints: ['endpointId'],
+  routes: ['endpointId'],
+  peerVteps: ['vni', 'vtep'],
+  addressSets: ['name'],
+  setElements: ['set', 'cidr'],
+  rules: ['ruleId'],
 };
+
+/**
+ * The stable key of an entry: its KEY_FIELDS joined by '|' (a one-field key
+ * is that field, always a string). Generated per table, so each read is a
+ * named, monomorphic property load; field names are the schema's, never data.
+ */
+export const keyOf = Object.fromEntries(
+  TABLES.map((t) => [t, new Function('e', `return ${KEY_FIELDS[t].map((f) => `e[${JSON.stringify(f)}]`).join(" + '|' + ")};`)]),
+) as { [T in TableName]: (e: EntryByTable[T]) => string };
 
 export function emptyHostState(): HostState {
   return {

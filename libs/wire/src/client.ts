@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { CLOSE_AUTH_FAILED, decode, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION, type Delta, type Snapshot } from './messages';
+import { CLOSE_AUTH_FAILED, decode, decodeStateFrame, encodeAck, encodeHello, encodeNack, PROTOCOL_VERSION, type Delta, type Snapshot, type StateFrame } from './messages';
 
 export interface ResumePoint {
   /** epoch of the controller that sent `version` ('' when unknown) */
@@ -35,6 +35,12 @@ export interface AgentClientOptions {
    * 15 s by default); 0 disables. Default 45000.
    */
   idleTimeoutMs?: number;
+  /**
+   * Deliver snapshots and deltas as `frame` events, their bodies not decoded
+   * (StateFrame), instead of `snapshot` and `delta` events: for a holder that
+   * reads the body itself (DigestMirror.applyFrame), which then also checks it.
+   */
+  frames?: boolean;
 }
 
 interface Replyable {
@@ -48,6 +54,9 @@ export interface SnapshotEvent extends Snapshot, Replyable {}
 /** A delta as received, with its answer. */
 export interface DeltaEvent extends Delta, Replyable {}
 
+/** A snapshot or delta as received with its body not decoded (option `frames`), with its answer. */
+export interface FrameEvent extends StateFrame, Replyable {}
+
 export interface AgentClientEvents {
   connected: [];
   disconnected: [{ code: number; reason: string }];
@@ -55,6 +64,8 @@ export interface AgentClientEvents {
   rejected: [string];
   snapshot: [SnapshotEvent];
   delta: [DeltaEvent];
+  /** with option `frames`, instead of snapshot and delta */
+  frame: [FrameEvent];
   error: [Error];
 }
 
@@ -185,13 +196,18 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
       this.attempt = 0; // a working session resets the backoff
       let m;
       try {
-        m = decode(data);
+        m = this.opts.frames ? decodeStateFrame(data) : decode(data);
       } catch (e) {
         this.emit('error', e as Error);
         ws.terminate();
         return;
       }
-      if (m.type === 'snapshot') {
+      if (m === null) return;
+      if ('frame' in m) {
+        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
+        const v = m.version;
+        this.emit('frame', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
+      } else if (m.type === 'snapshot') {
         this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
         const v = m.version;
         this.emit('snapshot', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });

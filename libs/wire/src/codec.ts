@@ -12,7 +12,21 @@
  * (16, 4, 6, 5 bytes) when the text round-trips exactly.
  * Pure: no sockets, timers or logging.
  */
-import { perTable, TABLES, type AnyEntry, type TableName } from '#sdn/compiler';
+import {
+  FINGERPRINT_NULL,
+  FINGERPRINT_SEPARATOR,
+  hashFeed,
+  hashFeedCodes,
+  hashFinishInto,
+  hashStart,
+  KEY_FIELDS,
+  perTable,
+  portsText,
+  TABLES,
+  type AnyEntry,
+  type FieldType,
+  type TableName,
+} from '#sdn/compiler';
 
 /** Every decoding failure; the receiver closes the connection with it. */
 export class WireError extends Error {
@@ -204,16 +218,19 @@ function writeTableString(w: Writer, s: string): void {
 const scratch = Buffer.alloc(64);
 const HEX_ASCII = Buffer.from('0123456789abcdef', 'latin1');
 
-function hexPair(at: number, v: number): number {
-  scratch[at] = HEX_ASCII[v >> 4];
-  scratch[at + 1] = HEX_ASCII[v & 15];
+/** Where a binary-form string's text is written: a byte scratch (then read out as a string) or a TableText's character codes. */
+type Chars = Uint8Array | Uint16Array;
+
+function hexPair(out: Chars, at: number, v: number): number {
+  out[at] = HEX_ASCII[v >> 4];
+  out[at + 1] = HEX_ASCII[v & 15];
   return at + 2;
 }
 
-function decimal(at: number, v: number): number {
-  if (v >= 100) scratch[at++] = 48 + Math.floor(v / 100);
-  if (v >= 10) scratch[at++] = 48 + (Math.floor(v / 10) % 10);
-  scratch[at++] = 48 + (v % 10);
+function decimal(out: Chars, at: number, v: number): number {
+  if (v >= 100) out[at++] = 48 + Math.floor(v / 100);
+  if (v >= 10) out[at++] = 48 + (Math.floor(v / 10) % 10);
+  out[at++] = 48 + (v % 10);
   return at;
 }
 
@@ -222,46 +239,106 @@ const breaksOf = (pairs: readonly number[]) => pairs.map((p, i) => i > 0 && p !=
 const UUID_BREAKS = breaksOf(UUID_PAIRS);
 const MAC_BREAKS = breaksOf(MAC_PAIRS);
 
-/** Reads `count` bytes as lower-case hex pairs, with `sep` before the positions marked in `breaks`. */
-function readHex(r: Reader, count: number, sep: number, breaks: readonly boolean[]): string {
+/** Writes `count` bytes as lower-case hex pairs, with `sep` before the positions marked in `breaks`; returns the end. */
+function hexText(r: Reader, count: number, sep: number, breaks: readonly boolean[], out: Chars, at: number): number {
   const b = r.buf;
   const from = r.skip(count);
-  let at = 0;
   for (let i = 0; i < count; i++) {
-    if (breaks[i]) scratch[at++] = sep;
-    at = hexPair(at, b[from + i]);
+    if (breaks[i]) out[at++] = sep;
+    at = hexPair(out, at, b[from + i]);
   }
-  return scratch.toString('latin1', 0, at);
+  return at;
 }
 
-function readTableString(r: Reader): string {
-  const kind = r.u8();
+/** Writes the text of a table string stored in a binary form (`kind` other than KIND_UTF8) into `out` at `at`; returns the end (at most 36 characters). */
+function binaryText(r: Reader, kind: number, out: Chars, at: number): number {
   switch (kind) {
-    case KIND_UTF8:
-      return r.utf8();
     case KIND_UUID:
-      return readHex(r, 16, 45 /* - */, UUID_BREAKS);
+      return hexText(r, 16, 45 /* - */, UUID_BREAKS, out, at);
     case KIND_MAC:
-      return readHex(r, 6, 58 /* : */, MAC_BREAKS);
+      return hexText(r, 6, 58 /* : */, MAC_BREAKS, out, at);
     case KIND_IPV4:
     case KIND_IPV4_CIDR: {
       const b = r.buf;
       const from = r.skip(kind === KIND_IPV4 ? 4 : 5);
-      let at = 0;
       for (let i = 0; i < 4; i++) {
-        if (i > 0) scratch[at++] = 46; // .
-        at = decimal(at, b[from + i]);
+        if (i > 0) out[at++] = 46; // .
+        at = decimal(out, at, b[from + i]);
       }
       if (kind === KIND_IPV4_CIDR) {
         const len = b[from + 4];
         if (len > 32) throw new WireError(`bad IPv4 prefix length ${len}`);
-        scratch[at++] = 47; // /
-        at = decimal(at, len);
+        out[at++] = 47; // /
+        at = decimal(out, at, len);
       }
-      return scratch.toString('latin1', 0, at);
+      return at;
     }
     default:
       throw new WireError(`unknown string kind ${kind} at offset ${r.pos - 1}`);
+  }
+}
+
+function readTableString(r: Reader): string {
+  const kind = r.u8();
+  if (kind === KIND_UTF8) return r.utf8();
+  return scratch.toString('latin1', 0, binaryText(r, kind, scratch, 0));
+}
+
+/** The longest text binaryText writes (a UUID) */
+const BINARY_TEXT_MAX = 36;
+
+/**
+ * A message's string table as character codes in one array: string i is
+ * `codes[start[i] .. end[i])`, the same text StringTable.read returns, but
+ * without making a string. For a holder that hashes entries straight from
+ * the wire (DigestMirror); the arrays are reused from message to message.
+ */
+export class TableText {
+  codes = new Uint16Array(4096);
+  start = new Int32Array(256);
+  end = new Int32Array(256);
+  count = 0;
+
+  read(r: Reader): void {
+    const n = r.varuint();
+    if (n > r.buf.length) throw new WireError(`string table of ${n} entries in a ${r.buf.length}-byte message`);
+    if (n > this.start.length) {
+      this.start = new Int32Array(2 * n);
+      this.end = new Int32Array(2 * n);
+    }
+    const b = r.buf;
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      this.start[i] = at;
+      const kind = r.u8();
+      if (kind === KIND_UTF8) {
+        const len = r.varuint();
+        const from = r.skip(len);
+        this.room(at + len);
+        const codes = this.codes;
+        let j = 0;
+        while (j < len && b[from + j] < 0x80) codes[at++] = b[from + j++];
+        if (j < len) {
+          // not ASCII: the characters UTF-8 decoding gives (replacement characters included), as StringTable.read
+          at -= j;
+          const text = b.toString('utf8', from, from + len);
+          this.room(at + text.length);
+          for (let k = 0; k < text.length; k++) this.codes[at++] = text.charCodeAt(k);
+        }
+      } else {
+        this.room(at + BINARY_TEXT_MAX);
+        at = binaryText(r, kind, this.codes, at);
+      }
+      this.end[i] = at;
+    }
+    this.count = n;
+  }
+
+  private room(n: number): void {
+    if (n <= this.codes.length) return;
+    const next = new Uint16Array(Math.max(n, 2 * this.codes.length));
+    next.set(this.codes);
+    this.codes = next;
   }
 }
 
@@ -405,23 +482,22 @@ function readPorts(r: Reader, what: string): { from: number; to: number }[] {
 }
 
 /**
- * Per table, the reader of one entry: its fields read in schema order into
- * locals, checked, and returned as one object literal, so that every decoded
- * entry of a table has one shape (fields assigned by name in a loop would
- * leave the stores megamorphic and each object migrating through shapes).
- * Generated from LAYOUT (perTable); no wire data reaches the generated text.
+ * Per field of a table, the statement that reads the field into the local
+ * `f<k>` and checks it. A string field's local is its string-table index
+ * (-1 for a null `nstr`), `count` being the table's length; an enum's is its
+ * value. The two readers below share it, so a frame one of them accepts the
+ * other accepts too.
  */
-const READ = perTable((names, types, field, table) => {
-  const enums: Array<readonly string[]> = [];
+function fieldReads(names: readonly string[], types: readonly FieldType[], table: TableName, enums: Array<readonly string[]>): string[] {
   const what = (n: string) => JSON.stringify(`${table}.${n}`);
-  const code = names.map((n, k) => {
+  return names.map((n, k) => {
     const type = types[k];
     const f = `f${k}`;
     switch (type.t) {
       case 'str':
-        return `i = r.varuint(); if (i >= strings.length) throw new WireError(${JSON.stringify(table)} + ': string index ' + i + ' out of ' + strings.length); const ${f} = strings[i];`;
+        return `i = r.varuint(); if (i >= count) throw new WireError(${JSON.stringify(table)} + ': string index ' + i + ' out of ' + count); const ${f} = i;`;
       case 'nstr':
-        return `i = r.varuint(); if (i > strings.length) throw new WireError(${JSON.stringify(table)} + ': string index ' + (i - 1) + ' out of ' + strings.length); const ${f} = i === 0 ? null : strings[i - 1];`;
+        return `i = r.varuint(); if (i > count) throw new WireError(${JSON.stringify(table)} + ': string index ' + (i - 1) + ' out of ' + count); const ${f} = i - 1;`;
       case 'uint':
         return `const ${f} = r.varuint();`;
       case 'nuint':
@@ -441,17 +517,105 @@ const READ = perTable((names, types, field, table) => {
       }
     }
   });
+}
+
+/**
+ * Per table, the reader of one entry: its fields read in schema order into
+ * locals, checked, and returned as one object literal, so that every decoded
+ * entry of a table has one shape (fields assigned by name in a loop would
+ * leave the stores megamorphic and each object migrating through shapes).
+ * Generated from LAYOUT (perTable); no wire data reaches the generated text.
+ */
+const READ = perTable((names, types, _field, table) => {
+  const enums: Array<readonly string[]> = [];
+  const reads = fieldReads(names, types, table, enums);
+  const value = (k: number) => (types[k].t === 'str' ? `strings[f${k}]` : types[k].t === 'nstr' ? `(f${k} < 0 ? null : strings[f${k}])` : `f${k}`);
   return new Function(
     'WireError',
     'readPorts',
     'enums',
     `return function (r, strings) {
+      const count = strings.length;
       let i;
-      ${code.join('\n')}
-      return { ${names.map((n, k) => `${JSON.stringify(n)}: f${k}`).join(', ')} };
+      ${reads.join('\n')}
+      return { ${names.map((n, k) => `${JSON.stringify(n)}: ${value(k)}`).join(', ')} };
     };`,
   )(WireError, readPorts, enums) as (r: Reader, strings: string[]) => AnyEntry;
 });
+
+/**
+ * Per table, the hashing reader of one entry: the fields read and checked as
+ * READ does, then hash64 of the entry's fingerprint (digest.ts: the table name
+ * and each field's text, each after the separator) and of its key (KEY_FIELDS
+ * joined by '|', seeded with the table's index + 1) written into
+ * `out[o+2], out[o+3]` and `out[o], out[o+1]`, fed from the string table's
+ * character codes: no string or object is made for an entry.
+ */
+const HASH = perTable((names, types, _field, table) => {
+  const enums: Array<readonly string[]> = [];
+  const reads = fieldReads(names, types, table, enums);
+  const text = (k: number): string => {
+    switch (types[k].t) {
+      case 'str':
+        return `hashFeedCodes(codes, start[f${k}], end[f${k}]);`;
+      case 'nstr':
+        return `if (f${k} < 0) hashFeed(NULL); else hashFeedCodes(codes, start[f${k}], end[f${k}]);`;
+      case 'nuint':
+        return `hashFeed(f${k} === null ? NULL : String(f${k}));`;
+      case 'ports':
+        return `hashFeed(portsText(f${k}));`;
+      default:
+        // uint, family, bool, enum: String() of the value, as the fingerprint writes it
+        return `hashFeed(String(f${k}));`;
+    }
+  };
+  const keyText = KEY_FIELDS[table].map((n) => {
+    const k = names.indexOf(n);
+    if (k < 0 || (types[k].t !== 'str' && types[k].t !== 'uint')) throw new Error(`key field ${table}.${n} must be a str or uint field`);
+    return text(k);
+  });
+  return new Function(
+    'WireError',
+    'readPorts',
+    'enums',
+    'hashStart',
+    'hashFeed',
+    'hashFeedCodes',
+    'hashFinishInto',
+    'portsText',
+    'SEP',
+    'NULL',
+    `return function (r, t, out, o) {
+      const count = t.count, codes = t.codes, start = t.start, end = t.end;
+      let i;
+      ${reads.join('\n')}
+      hashStart(0);
+      hashFeed(${JSON.stringify(table)});
+      ${names.map((_n, k) => `hashFeed(SEP); ${text(k)}`).join('\n')}
+      hashFinishInto(out, o + 2);
+      hashStart(${TABLES.indexOf(table) + 1});
+      ${keyText.join(" hashFeed('|');\n")}
+      hashFinishInto(out, o);
+    };`,
+  )(WireError, readPorts, enums, hashStart, hashFeed, hashFeedCodes, hashFinishInto, portsText, FINGERPRINT_SEPARATOR, FINGERPRINT_NULL) as (
+    r: Reader,
+    t: TableText,
+    out: Uint32Array,
+    o: number,
+  ) => void;
+});
+
+/** Reads one entry of `table` and writes its key hash and entry hash into `out` at `o` (4 words; see HASH). */
+export function hashEntryFrom(r: Reader, t: TableText, table: TableName, out: Uint32Array, o: number): void {
+  HASH[table](r, t, out, o);
+}
+
+/** hash64 of string i of `t` as a key of table `tableIndex` (seeded with tableIndex + 1, as HASH hashes an entry's key), into `out` at `o`. */
+export function hashKeyFrom(t: TableText, i: number, tableIndex: number, out: Uint32Array, o: number): void {
+  hashStart(tableIndex + 1);
+  hashFeedCodes(t.codes, t.start[i], t.end[i]);
+  hashFinishInto(out, o);
+}
 
 /** Reads n entries of one table. */
 export function readEntries(r: Reader, strings: string[], table: TableName, n: number): AnyEntry[] {

@@ -20,7 +20,7 @@
  * removed keys.
  */
 import { emptyHostState, keyOf, TABLES, type AnyEntry, type HostDelta, type HostState, type TableName } from '#sdn/compiler';
-import { collectEntries, readEntries, Reader, StringTable, tableAt, tableIndex, WireError, writeEntries, Writer } from './codec';
+import { collectEntries, hashEntryFrom, hashKeyFrom, readEntries, Reader, StringTable, tableAt, tableIndex, TableText, WireError, writeEntries, Writer } from './codec';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -113,11 +113,14 @@ function writeBody(w: Writer, sections: Section[]): void {
   }
 }
 
-function readBody(r: Reader): Section[] {
-  const strings = StringTable.read(r);
+/**
+ * Walks a body's table sections after its string table (of `count` strings),
+ * checking their number, order and sizes; per section `entries(table, n)`
+ * must read the n entries and `removals(table, n)` the n removed keys.
+ */
+function readSections(r: Reader, entries: (table: TableName, n: number) => void, removals: (table: TableName, n: number) => void): void {
   const n = r.varuint();
   if (n > TABLES.length) throw new WireError(`${n} table sections`);
-  const out: Section[] = [];
   const seen = new Set<TableName>();
   for (let i = 0; i < n; i++) {
     const table = tableAt(r.u8());
@@ -125,18 +128,77 @@ function readBody(r: Reader): Section[] {
     seen.add(table);
     const nu = r.varuint();
     if (nu > r.buf.length) throw new WireError(`${table}: ${nu} entries in a ${r.buf.length}-byte message`);
-    const upsert = readEntries(r, strings, table, nu);
+    entries(table, nu);
     const nr = r.varuint();
     if (nr > r.buf.length) throw new WireError(`${table}: ${nr} removals in a ${r.buf.length}-byte message`);
-    const remove: string[] = new Array(nr);
-    for (let k = 0; k < nr; k++) {
-      const idx = r.varuint();
-      if (idx >= strings.length) throw new WireError(`${table}: key index ${idx} out of ${strings.length}`);
-      remove[k] = strings[idx];
-    }
-    out.push({ table, upsert, remove });
+    removals(table, nr);
   }
+}
+
+/** A removed key's string index, checked against the table's `count` strings. */
+function keyIndex(r: Reader, table: TableName, count: number): number {
+  const idx = r.varuint();
+  if (idx >= count) throw new WireError(`${table}: key index ${idx} out of ${count}`);
+  return idx;
+}
+
+function readBody(r: Reader): Section[] {
+  const strings = StringTable.read(r);
+  const out: Section[] = [];
+  let upsert: AnyEntry[] = [];
+  readSections(
+    r,
+    (table, n) => (upsert = readEntries(r, strings, table, n)),
+    (table, n) => {
+      const remove: string[] = new Array(n);
+      for (let k = 0; k < n; k++) remove[k] = strings[keyIndex(r, table, strings.length)];
+      out.push({ table, upsert, remove });
+    },
+  );
   return out;
+}
+
+/**
+ * What a body hashes to, for a holder that keeps hashes (DigestMirror): per
+ * upserted entry its key hash and entry hash (4 words), per removed key its
+ * key hash (2 words); the same values hashInto(keyOf(e), table index + 1) and
+ * entryHashInto give for the decoded entries. Reused from frame to frame.
+ */
+export class BodyHashes {
+  upserts: Uint32Array = new Uint32Array(4 * 256);
+  upsertCount = 0;
+  removals: Uint32Array = new Uint32Array(2 * 64);
+  removalCount = 0;
+  readonly text = new TableText();
+}
+
+function readBodyHashes(r: Reader, into: BodyHashes): void {
+  const text = into.text;
+  text.read(r);
+  into.upsertCount = 0;
+  into.removalCount = 0;
+  readSections(
+    r,
+    (table, n) => {
+      let o = 4 * into.upsertCount;
+      if (o + 4 * n > into.upserts.length) into.upserts = grown(into.upserts, o + 4 * n);
+      for (let k = 0; k < n; k++, o += 4) hashEntryFrom(r, text, table, into.upserts, o);
+      into.upsertCount += n;
+    },
+    (table, n) => {
+      const ti = tableIndex(table);
+      let o = 2 * into.removalCount;
+      if (o + 2 * n > into.removals.length) into.removals = grown(into.removals, o + 2 * n);
+      for (let k = 0; k < n; k++, o += 2) hashKeyFrom(text, keyIndex(r, table, text.count), ti, into.removals, o);
+      into.removalCount += n;
+    },
+  );
+}
+
+function grown(a: Uint32Array, n: number): Uint32Array {
+  const next = new Uint32Array(Math.max(n, 2 * a.length));
+  next.set(a);
+  return next;
 }
 
 const sectionsOfLists = (lists: EntryLists): Section[] =>
@@ -228,6 +290,56 @@ export function encode(m: Message): Buffer {
   }
 }
 
+/** The header fields of a snapshot or delta (a snapshot has no fromVersion on the wire: 0). */
+export interface StateHeader {
+  type: 'snapshot' | 'delta';
+  epoch: string;
+  fromVersion: number;
+  version: number;
+  revision: number;
+  digest: string;
+}
+
+function readStateHeader(r: Reader, type: 'snapshot' | 'delta'): StateHeader {
+  const epoch = r.utf8();
+  const fromVersion = type === 'delta' ? r.varuint() : 0;
+  const version = r.varuint();
+  const revision = r.varuint();
+  const digest = r.utf8();
+  return { type, epoch, fromVersion, version, revision, digest };
+}
+
+/**
+ * A snapshot or delta as received with its body not decoded: for a holder
+ * that reads the body itself (DigestMirror.applyFrame, through hashFrameBody).
+ */
+export interface StateFrame extends StateHeader {
+  frame: Buffer;
+  /** where the body starts in `frame` */
+  bodyAt: number;
+}
+
+/** The header of a snapshot or delta frame; null for another message type; a WireError when the header is malformed. */
+export function decodeStateFrame(frame: Buffer): StateFrame | null {
+  const r = new Reader(frame);
+  const type = r.u8();
+  if (type !== T_SNAPSHOT && type !== T_DELTA) return null;
+  const h = readStateHeader(r, type === T_SNAPSHOT ? 'snapshot' : 'delta');
+  return { ...h, frame, bodyAt: r.pos };
+}
+
+/**
+ * Reads a StateFrame's body into hashes (BodyHashes), checking it as decode
+ * does: a frame decode refuses with a WireError is refused here with one too.
+ */
+export function hashFrameBody(f: StateFrame, into: BodyHashes): void {
+  const r = new Reader(f.frame);
+  r.pos = f.bodyAt;
+  readBodyHashes(r, into);
+  if (f.type === 'snapshot' && into.removalCount > 0) throw new WireError('a snapshot removes nothing');
+  if (!r.done) throw new WireError(`${f.frame.length - r.pos} trailing bytes after ${f.type}`);
+}
+
 export function decode(buf: Buffer): Message {
   const r = new Reader(buf);
   const type = r.u8();
@@ -247,10 +359,7 @@ export function decode(buf: Buffer): Message {
       };
       break;
     case T_SNAPSHOT: {
-      const epoch = r.utf8();
-      const version = r.varuint();
-      const revision = r.varuint();
-      const digest = r.utf8();
+      const h = readStateHeader(r, 'snapshot');
       const state = emptyHostState();
       for (const s of readBody(r)) {
         if (s.remove.length) throw new WireError('a snapshot removes nothing');
@@ -258,18 +367,14 @@ export function decode(buf: Buffer): Message {
         const key = keyOf[s.table] as (e: AnyEntry) => string;
         for (const e of s.upsert) m.set(key(e), e);
       }
-      m = { type: 'snapshot', epoch, version, revision, digest, state };
+      m = { type: 'snapshot', epoch: h.epoch, version: h.version, revision: h.revision, digest: h.digest, state };
       break;
     }
     case T_DELTA: {
-      const epoch = r.utf8();
-      const fromVersion = r.varuint();
-      const version = r.varuint();
-      const revision = r.varuint();
-      const digest = r.utf8();
+      const h = readStateHeader(r, 'delta');
       const delta: HostDelta = {};
       for (const s of readBody(r)) (delta as Record<string, unknown>)[s.table] = { upsert: s.upsert, remove: s.remove };
-      m = { type: 'delta', epoch, fromVersion, version, revision, digest, delta };
+      m = { ...h, type: 'delta', delta };
       break;
     }
     case T_ACK:

@@ -3,20 +3,8 @@
  * digest. The simulator uses it as is; the real agent can use it as its
  * desired state and diff it against the kernel.
  */
-import {
-  applyDelta,
-  emptyHostState,
-  entryHashInto,
-  hashInto,
-  keyOf,
-  StateDigest,
-  stateSize,
-  TABLES,
-  type AnyEntry,
-  type HostDelta,
-  type HostState,
-  type TableName,
-} from '#sdn/compiler';
+import { applyDelta, emptyHostState, StateDigest, type HostDelta, type HostState } from '#sdn/compiler';
+import { BodyHashes, hashFrameBody, type StateFrame } from './messages';
 
 export type ApplyResult = { ok: true } | { ok: false; reason: string };
 
@@ -79,9 +67,6 @@ export class DigestMirror {
   private count = 0;
   /** the running digest of what is held (the entry hashes' lane sums) */
   digest = new StateDigest(false);
-  /** the hash of the key last located */
-  private keyA = 0;
-  private keyB = 0;
   version = 0;
   epoch = '';
   revision = 0;
@@ -91,55 +76,43 @@ export class DigestMirror {
     return this.count;
   }
 
-  /** Replaces what is held; fails (holding the previous state) when the content does not match the announced digest. */
-  applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
-    const before = { slots: this.slots, mask: this.mask, count: this.count, digest: this.digest };
-    let n = MIN_SLOTS;
-    while (n < 2 * stateSize(m.state)) n *= 2;
-    this.slots = new Uint32Array(4 * n);
-    this.mask = n - 1;
-    this.count = 0;
-    this.digest = new StateDigest(false);
-    TABLES.forEach((t, i) => {
-      const keyFn = keyOf[t] as (x: AnyEntry) => string;
-      for (const e of m.state[t].values()) this.put(i, t, keyFn(e as AnyEntry), e as AnyEntry);
-    });
-    const got = this.digest.value();
-    if (got !== m.digest) {
-      Object.assign(this, before);
-      return { ok: false, reason: `snapshot digest ${got} != announced ${m.digest}` };
+  /**
+   * Applies a snapshot or delta frame (decodeStateFrame), reading its body
+   * straight into hashes. A malformed body is a WireError thrown before
+   * anything changes. A snapshot whose content does not match its digest is
+   * refused and what was held stays; after a delta whose result does not
+   * match, what is held is no longer trustworthy (nack, and a snapshot follows).
+   */
+  applyFrame(f: StateFrame): ApplyResult {
+    const h = BODY;
+    hashFrameBody(f, h);
+    const u = h.upserts;
+    if (f.type === 'snapshot') {
+      const before = { slots: this.slots, mask: this.mask, count: this.count, digest: this.digest };
+      let n = MIN_SLOTS;
+      while (n < 2 * h.upsertCount) n *= 2;
+      this.slots = new Uint32Array(4 * n);
+      this.mask = n - 1;
+      this.count = 0;
+      this.digest = new StateDigest(false);
+      for (let o = 0; o < 4 * h.upsertCount; o += 4) this.put(u[o], u[o + 1], u[o + 2], u[o + 3]);
+      const got = this.digest.value();
+      if (got !== f.digest) {
+        Object.assign(this, before);
+        return { ok: false, reason: `snapshot digest ${got} != announced ${f.digest}` };
+      }
+    } else {
+      // removals first: a key removed and upserted by one delta ends upserted (keys of different tables never meet: seeded by table)
+      const x = h.removals;
+      for (let o = 0; o < 2 * h.removalCount; o += 2) this.drop(x[o], x[o + 1]);
+      for (let o = 0; o < 4 * h.upsertCount; o += 4) this.put(u[o], u[o + 1], u[o + 2], u[o + 3]);
+      const got = this.digest.value();
+      if (got !== f.digest) return { ok: false, reason: `state digest ${got} after version ${f.version} != announced ${f.digest}` };
     }
-    this.version = m.version;
-    this.epoch = m.epoch;
-    this.revision = m.revision;
+    this.version = f.version;
+    this.epoch = f.epoch;
+    this.revision = f.revision;
     return { ok: true };
-  }
-
-  /** Applies a delta; on a digest mismatch what is held is no longer trustworthy (nack, and a snapshot follows). */
-  applyDelta(m: { epoch: string; fromVersion: number; version: number; revision: number; digest: string; delta: HostDelta }): ApplyResult {
-    for (let i = 0; i < TABLES.length; i++) {
-      const t = TABLES[i];
-      const c = m.delta[t];
-      if (!c) continue;
-      for (const key of c.remove) this.drop(i, key);
-      const keyFn = keyOf[t] as (x: AnyEntry) => string;
-      for (const e of c.upsert as AnyEntry[]) this.put(i, t, keyFn(e), e);
-    }
-    const got = this.digest.value();
-    if (got !== m.digest) return { ok: false, reason: `state digest ${got} after version ${m.version} != announced ${m.digest}` };
-    this.version = m.version;
-    this.epoch = m.epoch;
-    this.revision = m.revision;
-    return { ok: true };
-  }
-
-  /** The slot holding table `i`'s key, or the empty slot where it would go; the key's hash is left in keyA/keyB. */
-  private locate(i: number, key: string): number {
-    hashInto(key, i + 1, KEY, 0);
-    this.keyA = KEY[0];
-    // (0,0) marks an empty slot
-    this.keyB = KEY[0] === 0 && KEY[1] === 0 ? 1 : KEY[1];
-    return this.slotOf(this.keyA, this.keyB);
   }
 
   /** The slot holding the key hash (ka, kb), or the empty slot where it would go (linear probing from its home). */
@@ -158,25 +131,30 @@ export class DigestMirror {
     return this.slots[s << 2] === 0 && this.slots[(s << 2) + 1] === 0;
   }
 
-  private put(i: number, t: TableName, key: string, e: AnyEntry): void {
-    let s = this.locate(i, key);
+  /** Holds entry hash (ha, hb) under key hash (ka, kb), replacing what the key held. */
+  private put(ka: number, kb: number, ha: number, hb: number): void {
+    // (0,0) marks an empty slot
+    if (ka === 0 && kb === 0) kb = 1;
+    let s = this.slotOf(ka, kb);
     if (!this.isEmpty(s)) this.subtract(s);
     else {
       if (2 * (this.count + 1) > this.mask + 1) {
         this.grow();
-        s = this.slotOf(this.keyA, this.keyB);
+        s = this.slotOf(ka, kb);
       }
-      this.slots[s << 2] = this.keyA;
-      this.slots[(s << 2) + 1] = this.keyB;
+      this.slots[s << 2] = ka;
+      this.slots[(s << 2) + 1] = kb;
       this.count++;
     }
     const o = s << 2;
-    entryHashInto(t, e, this.slots, o + 2);
-    this.digest.addLanes(this.slots[o + 2], this.slots[o + 3]);
+    this.slots[o + 2] = ha;
+    this.slots[o + 3] = hb;
+    this.digest.addLanes(ha, hb);
   }
 
-  private drop(i: number, key: string): void {
-    const s = this.locate(i, key);
+  private drop(ka: number, kb: number): void {
+    if (ka === 0 && kb === 0) kb = 1;
+    const s = this.slotOf(ka, kb);
     if (this.isEmpty(s)) return;
     this.subtract(s);
     this.count--;
@@ -207,13 +185,19 @@ export class DigestMirror {
     const n = 2 * (this.mask + 1);
     this.slots = new Uint32Array(4 * n);
     this.mask = n - 1;
+    const slots = this.slots;
     for (let o = 0; o < old.length; o += 4) {
-      if (old[o] !== 0 || old[o + 1] !== 0) this.slots.set(old.subarray(o, o + 4), this.slotOf(old[o], old[o + 1]) << 2);
+      if (old[o] === 0 && old[o + 1] === 0) continue;
+      const to = this.slotOf(old[o], old[o + 1]) << 2;
+      slots[to] = old[o];
+      slots[to + 1] = old[o + 1];
+      slots[to + 2] = old[o + 2];
+      slots[to + 3] = old[o + 3];
     }
   }
 }
 
 /** a DigestMirror's smallest table (slots; a power of two) */
 const MIN_SLOTS = 1024;
-/** the key hash being computed */
-const KEY = new Uint32Array(2);
+/** the hashes of the frame being applied (one at a time: applyFrame is synchronous) */
+const BODY = new BodyHashes();
