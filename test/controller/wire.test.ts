@@ -264,6 +264,9 @@ describe('wire codec', () => {
     const frame = encodeSnapshot({ epoch: 'e', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
     assert.throws(() => decode(frame.subarray(0, frame.length - 3)), WireError);
     assert.throws(() => decode(Buffer.from([99])), WireError);
+    assert.throws(() => decodeStateFrame(Buffer.from([99])), WireError);
+    assert.throws(() => hashFrameBody(frameOf(frame.subarray(0, frame.length - 3)), new BodyHashes()), WireError);
+    assert.throws(() => hashFrameBody(frameOf(Buffer.concat([frame, Buffer.from([0])])), new BodyHashes()), WireError);
     assert.throws(() => decode(Buffer.concat([frame, Buffer.from([0])])), WireError);
   });
 

@@ -91,9 +91,7 @@ export function hash64(text: string, seed = 0): [number, number] {
 export function hashInto(text: string, seed: number, out: Uint32Array, at: number): void {
   start(seed);
   feed(text);
-  finish();
-  out[at] = laneA;
-  out[at + 1] = laneB;
+  hashFinishInto(out, at);
 }
 
 /** 12 lower-case hex digits (48 bits) of the hash of a text: for derived names. */

@@ -319,11 +319,12 @@ export interface StateFrame extends StateHeader {
   bodyAt: number;
 }
 
-/** The header of a snapshot or delta frame; null for another message type; a WireError when the header is malformed. */
+/** The header of a snapshot or delta frame; null for a hello, ack or nack; a WireError for an unknown type or a malformed header. */
 export function decodeStateFrame(frame: Buffer): StateFrame | null {
   const r = new Reader(frame);
   const type = r.u8();
-  if (type !== T_SNAPSHOT && type !== T_DELTA) return null;
+  if (type === T_HELLO || type === T_ACK || type === T_NACK) return null;
+  if (type !== T_SNAPSHOT && type !== T_DELTA) throw new WireError(`unknown message type ${type}`);
   const h = readStateHeader(r, type === T_SNAPSHOT ? 'snapshot' : 'delta');
   return { ...h, frame, bodyAt: r.pos };
 }
