@@ -450,6 +450,46 @@ describe('wire loopback', () => {
     await agents.close();
     server.close();
   });
+  it('hands undecoded frames to a holder that reads them itself (option frames), which acks them as any agent does', async () => {
+    const { w, hosts, s4, web } = smallWorld();
+    const h = hosts[0];
+    const before = compileAll(w.snapshot()).get(h.id)!;
+    w.endpoint(s4, h, [web]);
+    const after = compileAll(w.snapshot()).get(h.id)!;
+    const acks: string[] = [];
+    const server = createServer();
+    const agents = new AgentServer({
+      authenticate: async () => true,
+      onSession: (s) => {
+        s.on('ack', (a) => {
+          acks.push(a.digest);
+          if (a.version === 1) s.sendDelta({ epoch: 'E', fromVersion: 1, version: 2, revision: 6, digest: digestOf(after) }, diffStates(before, after));
+        });
+        s.sendSnapshot({ epoch: 'E', version: 1, revision: 5, digest: digestOf(before) }, stateLists(before));
+      },
+    });
+    agents.attach(server);
+    const url = await listen(server);
+    const lean = new DigestMirror();
+    const decoded: string[] = [];
+    const client = AgentClient.connect(url, h.id, 'good', h.vtepIp, { frames: true });
+    client.on('snapshot', () => decoded.push('snapshot'));
+    client.on('delta', () => decoded.push('delta'));
+    client.on('frame', (f) => {
+      const r = lean.applyFrame(f);
+      if (r.ok) f.ack();
+      else f.nack(r.reason);
+    });
+    await until(() => acks.length === 2);
+    assert.deepEqual(acks, [digestOf(before), digestOf(after)]);
+    assert.equal(lean.digest.value(), digestOf(after));
+    assert.equal(lean.size, stateSize(after));
+    assert.deepEqual(decoded, [], 'no decoded events with option frames');
+    assert.equal(client.lastAcked.version, 2);
+    await client.close();
+    await agents.close();
+    server.close();
+  });
 });
 
 describe('wire client liveness', () => {

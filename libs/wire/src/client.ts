@@ -202,20 +202,13 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
         ws.terminate();
         return;
       }
-      if (m === null) return;
-      if ('frame' in m) {
-        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
-        const v = m.version;
-        this.emit('frame', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
-      } else if (m.type === 'snapshot') {
-        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
-        const v = m.version;
-        this.emit('snapshot', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
-      } else if (m.type === 'delta') {
-        this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
-        const v = m.version;
-        this.emit('delta', { ...m, ack: () => this.ack(v), nack: (reason) => this.nack(v, reason) });
-      }
+      if (m === null || (m.type !== 'snapshot' && m.type !== 'delta')) return;
+      this.received.set(m.version, { epoch: m.epoch, revision: m.revision, digest: m.digest, connection });
+      const v = m.version;
+      const answer = { ack: () => this.ack(v), nack: (reason: string) => this.nack(v, reason) };
+      if ('frame' in m) this.emit('frame', { ...m, ...answer });
+      else if (m.type === 'snapshot') this.emit('snapshot', { ...m, ...answer });
+      else this.emit('delta', { ...m, ...answer });
     });
     ws.on('error', (e) => {
       if (this.listenerCount('error') > 0) this.emit('error', e);

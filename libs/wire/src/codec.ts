@@ -284,6 +284,13 @@ function readTableString(r: Reader): string {
   return scratch.toString('latin1', 0, binaryText(r, kind, scratch, 0));
 }
 
+/** A string table's length, checked against the message's (each string takes at least one byte). */
+function tableLength(r: Reader): number {
+  const n = r.varuint();
+  if (n > r.buf.length) throw new WireError(`string table of ${n} entries in a ${r.buf.length}-byte message`);
+  return n;
+}
+
 /** The longest text binaryText writes (a UUID) */
 const BINARY_TEXT_MAX = 36;
 
@@ -300,8 +307,7 @@ export class TableText {
   count = 0;
 
   read(r: Reader): void {
-    const n = r.varuint();
-    if (n > r.buf.length) throw new WireError(`string table of ${n} entries in a ${r.buf.length}-byte message`);
+    const n = tableLength(r);
     if (n > this.start.length) {
       this.start = new Int32Array(2 * n);
       this.end = new Int32Array(2 * n);
@@ -365,8 +371,7 @@ export class StringTable {
     for (const s of this.list) writeTableString(w, s);
   }
   static read(r: Reader): string[] {
-    const n = r.varuint();
-    if (n > r.buf.length) throw new WireError(`string table of ${n} entries in a ${r.buf.length}-byte message`);
+    const n = tableLength(r);
     const out = new Array<string>(n);
     for (let i = 0; i < n; i++) out[i] = readTableString(r);
     return out;
