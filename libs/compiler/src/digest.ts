@@ -9,17 +9,23 @@ import { LAYOUT, perTable } from './schema';
 import { AnyEntry, EntryByTable, HostState, TABLES, TableName } from './state';
 
 // The two 32-bit lanes of the hash being computed (cyrb53 mixing, both halves
-// kept): start, feed text, finish. Module state, so that the per-entry hash
+// kept): hashStart, hashFeed, finish. Module state, so that the per-entry hash
 // allocates nothing and shares one definition with hash64.
 let laneA = 0;
 let laneB = 0;
 
-function start(seed: number): void {
+/**
+ * A hash is computed in pieces: hashStart(seed), then hashFeed (a string) or
+ * hashFeedCodes (character codes, for a reader that holds the text that way:
+ * an agent hashing entries straight from the wire) in order, then finish()
+ * or hashFinishInto gives hash64(the pieces concatenated, seed).
+ */
+export function hashStart(seed: number): void {
   laneA = 0xdeadbeef ^ seed;
   laneB = 0x41c6ce57 ^ seed;
 }
 
-function feed(text: string): void {
+export function hashFeed(text: string): void {
   let h1 = laneA;
   let h2 = laneB;
   for (let i = 0; i < text.length; i++) {
@@ -45,22 +51,8 @@ function finish(): void {
 /** The fingerprint's field separator and its text for null. */
 export const FINGERPRINT_SEPARATOR = '\u001f';
 export const FINGERPRINT_NULL = '\u0000';
-const SEPARATOR = FINGERPRINT_SEPARATOR;
-const NULL_TEXT = FINGERPRINT_NULL;
 
-/**
- * hash64 of a text given in pieces, for a reader that holds the text as
- * character codes rather than strings (an agent hashing entries straight
- * from the wire): hashStart(seed), then hashFeed / hashFeedCodes in order,
- * then hashFinishInto gives hash64(the pieces concatenated, seed).
- */
-export function hashStart(seed: number): void {
-  start(seed);
-}
-
-export const hashFeed = feed;
-
-/** Feeds the character codes `codes[from..to)`, as feed does a string's. */
+/** Feeds the character codes `codes[from..to)`, as hashFeed does a string's (the same mixing, over an array instead of a string). */
 export function hashFeedCodes(codes: Uint16Array, from: number, to: number): void {
   let h1 = laneA;
   let h2 = laneB;
@@ -81,16 +73,16 @@ export function hashFinishInto(out: Uint32Array, at: number): void {
 
 /** 64-bit string hash (cyrb53 mixing, both 32-bit halves kept). */
 export function hash64(text: string, seed = 0): [number, number] {
-  start(seed);
-  feed(text);
+  hashStart(seed);
+  hashFeed(text);
   finish();
   return [laneA, laneB];
 }
 
 /** hash64(text, seed) written into `out[at]` and `out[at + 1]`, without allocating. */
 export function hashInto(text: string, seed: number, out: Uint32Array, at: number): void {
-  start(seed);
-  feed(text);
+  hashStart(seed);
+  hashFeed(text);
   hashFinishInto(out, at);
 }
 
@@ -117,9 +109,9 @@ export function fingerprint<T extends TableName>(table: T, entry: EntryByTable[T
   for (let k = 0; k < names.length; k++) {
     const v = e[names[k]];
     if (types[k].t === 'ports') parts.push(portsText(v as { from: number; to: number }[]));
-    else parts.push(v === null ? NULL_TEXT : String(v));
+    else parts.push(v === null ? FINGERPRINT_NULL : String(v));
   }
-  return parts.join(SEPARATOR);
+  return parts.join(FINGERPRINT_SEPARATOR);
 }
 
 /** Port lists equal range by range. */
@@ -158,25 +150,25 @@ const entryHashes = new WeakMap<object, [number, number]>();
 
 /** A field value that is not a string, fed as the fingerprint writes it. */
 function feedOther(v: unknown, isPorts: boolean): void {
-  if (v === null) feed(NULL_TEXT);
-  else if (isPorts) feed(portsText(v as { from: number; to: number }[]));
-  else feed(String(v));
+  if (v === null) hashFeed(FINGERPRINT_NULL);
+  else if (isPorts) hashFeed(portsText(v as { from: number; to: number }[]));
+  else hashFeed(String(v));
 }
 
 /** Per table: feeds an entry's fields, each after the separator, as the fingerprint lists them. */
 const FEED_FIELDS = perTable(
   (names, types, field) =>
     new Function(
-      'feed',
+      'hashFeed',
       'feedOther',
       'SEPARATOR',
       `return function (e) {
         let v;
         ${names
-          .map((n, k) => `feed(SEPARATOR); v = e${field(n)}; if (typeof v === 'string') feed(v); else feedOther(v, ${types[k].t === 'ports'});`)
+          .map((n, k) => `hashFeed(SEPARATOR); v = e${field(n)}; if (typeof v === 'string') hashFeed(v); else feedOther(v, ${types[k].t === 'ports'});`)
           .join('\n')}
       };`,
-    )(feed, feedOther, SEPARATOR) as (e: AnyEntry) => void,
+    )(hashFeed, feedOther, FINGERPRINT_SEPARATOR) as (e: AnyEntry) => void,
 );
 
 /**
@@ -185,8 +177,8 @@ const FEED_FIELDS = perTable(
  * without allocating: agents hash every entry they receive.
  */
 function hashEntry(table: TableName, entry: AnyEntry): void {
-  start(0);
-  feed(table);
+  hashStart(0);
+  hashFeed(table);
   FEED_FIELDS[table](entry);
   finish();
 }

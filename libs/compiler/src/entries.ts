@@ -43,6 +43,7 @@ import type {
   SetElementEntry,
   SubnetEntry,
 } from './state';
+import { KEY_SEPARATOR } from './state';
 
 export interface CompilerOptions {
   /** deployment-wide anycast gateway MAC */
@@ -125,10 +126,12 @@ export const l3PeerEntry = (d: Domain, vtep: string): PeerVtepEntry => ({
   routerMac: routerMacOf(vtep),
 });
 
-export const peerKey = (vni: number, vtep: string) => `${vni}|${vtep}`;
+/** keyOf.peerVteps of a peer entry, from its fields */
+export const peerKey = (vni: number, vtep: string) => `${vni}${KEY_SEPARATOR}${vtep}`;
 
 export const setElementEntry = (set: string, cidr: string): SetElementEntry => ({ set, cidr });
-export const setElementKey = (set: string, cidr: string) => `${set}|${cidr}`;
+/** keyOf.setElements of a set element, from its fields */
+export const setElementKey = (set: string, cidr: string) => `${set}${KEY_SEPARATOR}${cidr}`;
 
 /** Canonical text of a CIDR, or null when it does not parse (such a member is skipped). */
 export function canonicalCidr(text: string): string | null {

@@ -226,7 +226,10 @@ export type HostState = { [T in TableName]: Map<string, EntryByTable[T]> };
  */
 export type HostDelta = { [T in TableName]?: { upsert: EntryByTable[T][]; remove: string[] } };
 
-/** The fields whose values, joined by '|', make an entry's key (keyOf; an agent that hashes keys from the wire reads the same fields). */
+/** What joins the fields of a key made of several (keyOf, peerKey, setElementKey). */
+export const KEY_SEPARATOR = '|';
+
+/** The fields whose values, joined by KEY_SEPARATOR, make an entry's key (keyOf; an agent that hashes keys from the wire reads the same fields). */
 export const KEY_FIELDS: { readonly [T in TableName]: readonly (keyof EntryByTable[T] & string)[] } = {
   host: ['hostId'],
   domains: ['domainId'],
@@ -241,12 +244,12 @@ export const KEY_FIELDS: { readonly [T in TableName]: readonly (keyof EntryByTab
 };
 
 /**
- * The stable key of an entry: its KEY_FIELDS joined by '|' (a one-field key
+ * The stable key of an entry: its KEY_FIELDS joined by KEY_SEPARATOR (a one-field key
  * is that field, always a string). Generated per table, so each read is a
  * named, monomorphic property load; field names are the schema's, never data.
  */
 export const keyOf = Object.fromEntries(
-  TABLES.map((t) => [t, new Function('e', `return ${KEY_FIELDS[t].map((f) => `e[${JSON.stringify(f)}]`).join(" + '|' + ")};`)]),
+  TABLES.map((t) => [t, new Function('e', `return ${KEY_FIELDS[t].map((f) => `e[${JSON.stringify(f)}]`).join(` + ${JSON.stringify(KEY_SEPARATOR)} + `)};`)]),
 ) as { [T in TableName]: (e: EntryByTable[T]) => string };
 
 export function emptyHostState(): HostState {

@@ -20,6 +20,7 @@ import {
   hashFinishInto,
   hashStart,
   KEY_FIELDS,
+  KEY_SEPARATOR,
   perTable,
   portsText,
   TABLES,
@@ -552,7 +553,7 @@ const READ = perTable((names, types, _field, table) => {
  * Per table, the hashing reader of one entry: the fields read and checked as
  * READ does, then hash64 of the entry's fingerprint (digest.ts: the table name
  * and each field's text, each after the separator) and of its key (KEY_FIELDS
- * joined by '|', seeded with the table's index + 1) written into
+ * joined by KEY_SEPARATOR, seeded with the table's index + 1) written into
  * `out[o+2], out[o+3]` and `out[o], out[o+1]`, fed from the string table's
  * character codes: no string or object is made for an entry.
  */
@@ -599,7 +600,7 @@ const HASH = perTable((names, types, _field, table) => {
       ${names.map((_n, k) => `hashFeed(SEP); ${text(k)}`).join('\n')}
       hashFinishInto(out, o + 2);
       hashStart(${TABLES.indexOf(table) + 1});
-      ${keyText.join(" hashFeed('|');\n")}
+      ${keyText.join(` hashFeed(${JSON.stringify(KEY_SEPARATOR)});\n`)}
       hashFinishInto(out, o);
     };`,
   )(WireError, readPorts, enums, hashStart, hashFeed, hashFeedCodes, hashFinishInto, portsText, FINGERPRINT_SEPARATOR, FINGERPRINT_NULL) as (

@@ -8,6 +8,13 @@ import { BodyHashes, hashFrameBody, type StateFrame } from './messages';
 
 export type ApplyResult = { ok: true } | { ok: false; reason: string };
 
+/** The nack reasons of both holders: a snapshot or the state after a delta whose digest is not the one announced. */
+const snapshotRefused = (got: string, announced: string): ApplyResult => ({ ok: false, reason: `snapshot digest ${got} != announced ${announced}` });
+const deltaRefused = (got: string, version: number, announced: string): ApplyResult => ({
+  ok: false,
+  reason: `state digest ${got} after version ${version} != announced ${announced}`,
+});
+
 export class StateMirror {
   state: HostState = emptyHostState();
   digest = new StateDigest(false);
@@ -18,7 +25,7 @@ export class StateMirror {
   /** Replaces the state; fails when the content does not match the announced digest. */
   applySnapshot(m: { epoch: string; version: number; revision: number; digest: string; state: HostState }): ApplyResult {
     const d = StateDigest.of(m.state, false);
-    if (d.value() !== m.digest) return { ok: false, reason: `snapshot digest ${d.value()} != announced ${m.digest}` };
+    if (d.value() !== m.digest) return snapshotRefused(d.value(), m.digest);
     this.state = m.state;
     this.digest = d;
     this.version = m.version;
@@ -35,7 +42,7 @@ export class StateMirror {
   applyDelta(m: { epoch: string; fromVersion: number; version: number; revision: number; digest: string; delta: HostDelta }): ApplyResult {
     applyDelta(this.state, m.delta, this.digest);
     const got = this.digest.value();
-    if (got !== m.digest) return { ok: false, reason: `state digest ${got} after version ${m.version} != announced ${m.digest}` };
+    if (got !== m.digest) return deltaRefused(got, m.version, m.digest);
     this.version = m.version;
     this.epoch = m.epoch;
     this.revision = m.revision;
@@ -99,7 +106,7 @@ export class DigestMirror {
       const got = this.digest.value();
       if (got !== f.digest) {
         Object.assign(this, before);
-        return { ok: false, reason: `snapshot digest ${got} != announced ${f.digest}` };
+        return snapshotRefused(got, f.digest);
       }
     } else {
       // removals first: a key removed and upserted by one delta ends upserted (keys of different tables never meet: seeded by table)
@@ -107,7 +114,7 @@ export class DigestMirror {
       for (let o = 0; o < 2 * h.removalCount; o += 2) this.drop(x[o], x[o + 1]);
       for (let o = 0; o < 4 * h.upsertCount; o += 4) this.put(u[o], u[o + 1], u[o + 2], u[o + 3]);
       const got = this.digest.value();
-      if (got !== f.digest) return { ok: false, reason: `state digest ${got} after version ${f.version} != announced ${f.digest}` };
+      if (got !== f.digest) return deltaRefused(got, f.version, f.digest);
     }
     this.version = f.version;
     this.epoch = f.epoch;
