@@ -513,6 +513,34 @@ describe('wire client liveness', () => {
       server.close();
     }
   });
+
+  it('keeps a connection on which the controller keeps talking, however long it lasts', async () => {
+    const { WebSocketServer } = await import('ws');
+    const server = createServer();
+    const talking = new WebSocketServer({ server });
+    let connections = 0;
+    const pingers: NodeJS.Timeout[] = [];
+    talking.on('connection', (ws) => {
+      connections++;
+      pingers.push(setInterval(() => ws.ping(), 40)); // each ping re-arms the client's 150 ms idle timer
+    });
+    const url = await listen(server);
+    const client = AgentClient.connect(url, 'h', 'c', '192.0.2.1', { idleTimeoutMs: 150, minBackoffMs: 10 });
+    const closes: number[] = [];
+    client.on('disconnected', (d) => closes.push(d.code));
+    try {
+      await until(() => connections >= 1);
+      await new Promise((r) => setTimeout(r, 750)); // five idle timeouts
+      assert.deepEqual(closes, [], 'a connection with traffic was dropped');
+      assert.equal(connections, 1);
+    } finally {
+      for (const p of pingers) clearInterval(p);
+      await client.close();
+      for (const ws of talking.clients) ws.terminate();
+      talking.close();
+      server.close();
+    }
+  });
 });
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {

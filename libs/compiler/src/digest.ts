@@ -220,15 +220,21 @@ export function entryHash(table: TableName, entry: AnyEntry): [number, number] {
  * cache (no weak-map entry per object for the garbage collector to trace).
  */
 export class StateDigest {
-  private a = 0;
-  private b = 0;
+  /**
+   * The two lane sums. A typed array, not two number fields: a sum above 2^30
+   * is no small integer, and a field that starts as one and later holds such
+   * a sum changes its representation, which deprecates the object's map and
+   * kept V8 from optimizing the agents' frame reader (its compilations were
+   * aborted over and over). A Uint32Array also wraps the sums by itself.
+   */
+  private readonly lanes = new Uint32Array(2);
 
   constructor(private readonly cached = true) {}
 
   add(table: TableName, entry: AnyEntry): void {
     this.hash(table, entry);
-    this.a = (this.a + laneA) >>> 0;
-    this.b = (this.b + laneB) >>> 0;
+    this.lanes[0] += laneA;
+    this.lanes[1] += laneB;
   }
 
   /** Adds an entry by its hash (entryHashOf or entryHash of it). */
@@ -238,20 +244,20 @@ export class StateDigest {
 
   /** Adds an entry by the two lanes of its hash (for a holder that keeps hashes in a typed array). */
   addLanes(a: number, b: number): void {
-    this.a = (this.a + a) >>> 0;
-    this.b = (this.b + b) >>> 0;
+    this.lanes[0] += a;
+    this.lanes[1] += b;
   }
 
   /** Removes an entry by the two lanes of its hash. */
   removeLanes(a: number, b: number): void {
-    this.a = (this.a - a) >>> 0;
-    this.b = (this.b - b) >>> 0;
+    this.lanes[0] -= a;
+    this.lanes[1] -= b;
   }
 
   remove(table: TableName, entry: AnyEntry): void {
     this.hash(table, entry);
-    this.a = (this.a - laneA) >>> 0;
-    this.b = (this.b - laneB) >>> 0;
+    this.lanes[0] -= laneA;
+    this.lanes[1] -= laneB;
   }
 
   /** The entry's hash into laneA/laneB, from the per-object cache when this digest uses it. */
@@ -264,14 +270,13 @@ export class StateDigest {
 
   /** 16 hex digits */
   value(): string {
-    return this.a.toString(16).padStart(8, '0') + this.b.toString(16).padStart(8, '0');
+    return this.lanes[0].toString(16).padStart(8, '0') + this.lanes[1].toString(16).padStart(8, '0');
   }
 
   /** A copy (same running value, same caching). */
   clone(): StateDigest {
     const d = new StateDigest(this.cached);
-    d.a = this.a;
-    d.b = this.b;
+    d.lanes.set(this.lanes);
     return d;
   }
 

@@ -168,9 +168,12 @@ export class AgentClient extends EventEmitter<AgentClientEvents> {
     let idle: NodeJS.Timeout | null = null;
     const alive = () => {
       if (idleMs <= 0) return;
-      if (idle) clearTimeout(idle);
-      idle = setTimeout(() => ws.terminate(), idleMs);
-      idle.unref();
+      // every frame re-arms the one timer (no new timer object per frame)
+      if (idle) idle.refresh();
+      else {
+        idle = setTimeout(() => ws.terminate(), idleMs);
+        idle.unref();
+      }
     };
     ws.on('ping', alive);
     ws.on('message', alive);
