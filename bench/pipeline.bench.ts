@@ -17,7 +17,7 @@ import type { Change, PolicyGroup, Subnet } from '#sdn/model';
 import { decode, decodeStateFrame, DigestMirror, encodeDelta, encodeSnapshot, StateMirror, stateLists } from '#sdn/wire';
 import { World } from '../libs/compiler/test/support/world';
 import { calibrate } from './support/cpu';
-import { GROUPS, placement, POLICY, policyRule, positiveInt, scaleSize } from './support/scale-topology';
+import { expectedEntriesPerHost, GROUPS, placement, POLICY, policyRule, positiveInt, scaleSize } from './support/scale-topology';
 
 const SIZE = scaleSize();
 const BATCH = positiveInt('PIPELINE_BATCH', 32);
@@ -57,7 +57,7 @@ function main() {
   const mirrors = new Map<string, StateMirror | DigestMirror>();
   for (const h of hosts) {
     const snapshot = { epoch: 'e', version: 1, revision: engine.revision, digest: engine.digestOf(h.id), state: engine.stateOf(h.id) };
-    const m = KEEP === 'digest' ? new DigestMirror() : new StateMirror();
+    const m = KEEP === 'digest' ? new DigestMirror(expectedEntriesPerHost(SIZE)) : new StateMirror();
     const r = m instanceof DigestMirror ? m.applyFrame(decodeStateFrame(encodeSnapshot(snapshot, stateLists(snapshot.state)))!) : m.applySnapshot(snapshot);
     if (!r.ok) throw new Error(r.reason);
     mirrors.set(h.id, m);

@@ -6,6 +6,7 @@
  * IPC: parent -> {type:'start', url, hosts}, {type:'report'}; child -> {type:'ready'}, {type:'report', ...}
  */
 import { SimHost, SimulatedAgent } from '../../test/support/sim-agent';
+import { expectedEntriesPerHost, scaleSize } from './scale-topology';
 
 let agents: SimulatedAgent[] = [];
 /** SCALE_AGENTS_KEEP=state: hold every entry, as the tests' agents do (default: each entry's hash; every entry is still decoded and checked) */
@@ -14,7 +15,8 @@ const KEEP = process.env.SCALE_AGENTS_KEEP === 'state' ? 'state' : 'digest';
 process.on('message', (m: any) => {
   if (m.type === 'start') {
     const hosts = m.hosts as SimHost[];
-    agents = hosts.map((h) => new SimulatedAgent(m.url, h, { minBackoffMs: 100, keep: KEEP }));
+    const expectedEntries = expectedEntriesPerHost(scaleSize()); // the parent's sizes: the same environment
+    agents = hosts.map((h) => new SimulatedAgent(m.url, h, { minBackoffMs: 100, keep: KEEP, expectedEntries }));
     const poll = setInterval(() => {
       if (agents.every((a) => a.ackedVersion > 0)) {
         clearInterval(poll);

@@ -36,6 +36,18 @@ export function scaleSize(): ScaleSize {
   };
 }
 
+/**
+ * An upper estimate of the entries one host holds at the end of the run, for
+ * the simulated agents' tables: each endpoint reaches its network's
+ * perNetwork hosts with about two entries on each (measured: 1.70M entries
+ * for 100K endpoints on 8 hosts each, 2.1 per endpoint and host: its FDB and
+ * neighbour entries or its local entry, and its set membership); three
+ * leaves room for the rules, sets and uneven placement.
+ */
+export function expectedEntriesPerHost(size: ScaleSize): number {
+  return Math.ceil((3 * size.endpoints * size.perNetwork) / size.hosts);
+}
+
 /** The policy groups of every network, by index. */
 export const GROUPS = ['web', 'app', 'db'] as const;
 

@@ -27,6 +27,8 @@ export interface SimOptions {
    * benchmark's many hosts in one process).
    */
   keep?: 'state' | 'digest';
+  /** with keep: 'digest', how many entries the host is expected to hold at most (DigestMirror's table starts that large) */
+  expectedEntries?: number;
 }
 
 /** One simulated host agent: applies snapshots and deltas to a StateMirror and acks. */
@@ -50,7 +52,7 @@ export class SimulatedAgent {
   ) {
     const prev = opts.resumeFrom;
     if (prev) this.mirror = prev.mirror;
-    if (opts.keep === 'digest') this.digests = prev?.digests ?? new DigestMirror();
+    if (opts.keep === 'digest') this.digests = prev?.digests ?? new DigestMirror(opts.expectedEntries);
     this.client = new AgentClient(url, host.id, host.credential, host.vtepIp, {
       minBackoffMs: opts.minBackoffMs ?? 50,
       maxBackoffMs: 1000,
