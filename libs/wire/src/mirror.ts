@@ -84,11 +84,10 @@ export class DigestMirror {
    * `expectedEntries`: how many entries the holder expects to hold at most.
    * The table starts that large instead of doubling its way there: each
    * doubling re-places every key held, at scattered addresses (for the scale
-   * benchmark's agents, ~a quarter of their frame handling).
+   * benchmark's agents, about a third of their frame reading).
    */
   constructor(expectedEntries = 0) {
-    let n = MIN_SLOTS;
-    while (n < 2 * expectedEntries) n *= 2;
+    const n = slotsFor(MIN_SLOTS, expectedEntries);
     this.minSlots = n;
     this.slots = new Uint32Array(4 * n);
     this.mask = n - 1;
@@ -112,8 +111,7 @@ export class DigestMirror {
     const u = h.upserts;
     if (f.type === 'snapshot') {
       const before = { slots: this.slots, mask: this.mask, count: this.count, digest: this.digest };
-      let n = this.minSlots;
-      while (n < 2 * h.upsertCount) n *= 2;
+      const n = slotsFor(this.minSlots, h.upsertCount);
       this.slots = new Uint32Array(4 * n);
       this.mask = n - 1;
       this.count = 0;
@@ -222,5 +220,12 @@ export class DigestMirror {
 
 /** a DigestMirror's smallest table (slots; a power of two) */
 const MIN_SLOTS = 1024;
+
+/** The smallest power-of-two table of at least `min` slots that holds `entries` at most half full. */
+function slotsFor(min: number, entries: number): number {
+  let n = min;
+  while (n < 2 * entries) n *= 2;
+  return n;
+}
 /** the hashes of the frame being applied (one at a time: applyFrame is synchronous) */
 const BODY = new BodyHashes();
