@@ -497,53 +497,64 @@ describe('wire loopback', () => {
 });
 
 describe('wire client liveness', () => {
-  it('drops and reopens a connection on which the controller went silent', async () => {
+  /**
+   * A controller stand-in that accepts WebSocket connections and does with each
+   * only what `onConnection` says, and a client with a 150 ms idle timeout
+   * connected to it; `body` gets the connection count and the client's close codes.
+   */
+  async function againstController(
+    onConnection: (ws: import('ws').WebSocket) => (() => void) | void,
+    body: (seen: { connections: () => number; closes: number[] }) => Promise<void>,
+  ): Promise<void> {
     const { WebSocketServer } = await import('ws');
     const server = createServer();
-    const silent = new WebSocketServer({ server });
+    const wss = new WebSocketServer({ server });
     let connections = 0;
-    silent.on('connection', () => connections++); // accepts, never answers, never pings
-    const url = await listen(server);
-    const client = AgentClient.connect(url, 'h', 'c', '192.0.2.1', { idleTimeoutMs: 150, minBackoffMs: 10 });
-    const closes: number[] = [];
-    client.on('disconnected', (d) => closes.push(d.code));
-    try {
-      await until(() => connections >= 2);
-      assert.ok(closes.length >= 1, 'the silent connection was dropped');
-    } finally {
-      await client.close();
-      for (const ws of silent.clients) ws.terminate();
-      silent.close();
-      server.close();
-    }
-  });
-
-  it('keeps a connection on which the controller keeps talking, however long it lasts', async () => {
-    const { WebSocketServer } = await import('ws');
-    const server = createServer();
-    const talking = new WebSocketServer({ server });
-    let connections = 0;
-    const pingers: NodeJS.Timeout[] = [];
-    talking.on('connection', (ws) => {
+    const stops: Array<() => void> = [];
+    wss.on('connection', (ws) => {
       connections++;
-      pingers.push(setInterval(() => ws.ping(), 40)); // each ping re-arms the client's 150 ms idle timer
+      const stop = onConnection(ws);
+      if (stop) stops.push(stop);
     });
     const url = await listen(server);
     const client = AgentClient.connect(url, 'h', 'c', '192.0.2.1', { idleTimeoutMs: 150, minBackoffMs: 10 });
     const closes: number[] = [];
     client.on('disconnected', (d) => closes.push(d.code));
     try {
-      await until(() => connections >= 1);
-      await new Promise((r) => setTimeout(r, 750)); // five idle timeouts
-      assert.deepEqual(closes, [], 'a connection with traffic was dropped');
-      assert.equal(connections, 1);
+      await body({ connections: () => connections, closes });
     } finally {
-      for (const p of pingers) clearInterval(p);
+      for (const stop of stops) stop();
       await client.close();
-      for (const ws of talking.clients) ws.terminate();
-      talking.close();
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
       server.close();
     }
+  }
+
+  it('drops and reopens a connection on which the controller went silent', async () => {
+    // accepts, never answers, never pings
+    await againstController(
+      () => undefined,
+      async ({ connections, closes }) => {
+        await until(() => connections() >= 2);
+        assert.ok(closes.length >= 1, 'the silent connection was dropped');
+      },
+    );
+  });
+
+  it('keeps a connection on which the controller keeps talking, however long it lasts', async () => {
+    await againstController(
+      (ws) => {
+        const pinger = setInterval(() => ws.ping(), 40); // each ping re-arms the client's 150 ms idle timer
+        return () => clearInterval(pinger);
+      },
+      async ({ connections, closes }) => {
+        await until(() => connections() >= 1);
+        await new Promise((r) => setTimeout(r, 750)); // five idle timeouts
+        assert.deepEqual(closes, [], 'a connection with traffic was dropped');
+        assert.equal(connections(), 1);
+      },
+    );
   });
 });
 
