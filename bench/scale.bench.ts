@@ -387,6 +387,10 @@ async function main() {
     const later = latencies.slice(tenK, Math.min(activated, ENDPOINTS)).sort();
     if (later.length > 0) {
       line(`  first ${tenK} / the rest: p50, p99`, `${pct(early, 50).toFixed(0)}, ${pct(early, 99).toFixed(0)} ms / ${pct(later, 50).toFixed(0)}, ${pct(later, 99).toFixed(0)} ms`);
+      // the same split of the controller's part (changes in the order it applied them)
+      const lagEarly = appliedLag.slice(0, Math.min(applied, tenK)).sort();
+      const lagLater = appliedLag.slice(tenK, Math.min(applied, ENDPOINTS)).sort();
+      line('    commit -> applied, first / the rest', `${pct(lagEarly, 50).toFixed(0)}, ${pct(lagEarly, 99).toFixed(0)} ms / ${pct(lagLater, 50).toFixed(0)}, ${pct(lagLater, 99).toFixed(0)} ms`);
     }
     line('activation latency max', `${sorted[sorted.length - 1].toFixed(0)} ms`);
     line('controller event-loop delay p99 / max', `${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms / ${(loopDelay.max / 1e6).toFixed(0)} ms; GC pauses: ${gcPauses.length}, total ${(gcPauses.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s, longest ${Math.max(0, ...gcPauses).toFixed(0)} ms`);

@@ -56,6 +56,7 @@ import {
   EntryByTable,
   emptyHostState,
   HostDelta,
+  PeerVtepEntry,
   HostState,
   keyOf,
   RuleEntry,
@@ -536,6 +537,39 @@ export class Engine {
     return this.hosts.get(hostId)!.vtepIp;
   }
 
+  /**
+   * The peer entry of a VTEP on a domain's l3Vni (l3Peer) or a subnet's l2Vni
+   * (l2Peer): one object per owner and VTEP, shared by every host that holds
+   * it, as an endpoint's entries are. A host joining a network gets a peer
+   * entry for each host already there and each of them one for it, so
+   * building (router MAC included) and hashing each copy was most of the
+   * engine's work while hosts join their networks. Kept by the model object:
+   * a changed domain or subnet is a new object with new entries (the fields
+   * an entry takes from its owner are checked all the same), and the entry
+   * of a VTEP that moved stays until its owner is replaced.
+   */
+  private readonly peers = new WeakMap<Domain | Subnet, Map<string, PeerVtepEntry>>();
+
+  private l3Peer(D: Domain, vtep: string): PeerVtepEntry {
+    const m = this.peersOf(D);
+    let p = m.get(vtep);
+    if (p === undefined || p.vni !== D.l3Vni || p.domainId !== D.id) m.set(vtep, (p = l3PeerEntry(D, vtep)));
+    return p;
+  }
+
+  private l2Peer(S: Subnet, vtep: string): PeerVtepEntry {
+    const m = this.peersOf(S);
+    let p = m.get(vtep);
+    if (p === undefined || p.vni !== S.l2Vni || p.domainId !== S.domainId || p.subnetId !== S.id) m.set(vtep, (p = l2PeerEntry(S, vtep)));
+    return p;
+  }
+
+  private peersOf(owner: Domain | Subnet): Map<string, PeerVtepEntry> {
+    let m = this.peers.get(owner);
+    if (m === undefined) this.peers.set(owner, (m = new Map()));
+    return m;
+  }
+
   /** An endpoint becomes placed: it is added to every host present in its domain. */
   private place(e: Endpoint): void {
     const H = e.hostId!;
@@ -557,8 +591,8 @@ export class Engine {
       for (const V of domainHosts.keys()) {
         if (V === H) continue;
         const vb = this.books.get(V)!;
-        this.put(vb, D.id, 'peerVteps', l3PeerEntry(D, vtep));
-        if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', l2PeerEntry(S, vtep));
+        this.put(vb, D.id, 'peerVteps', this.l3Peer(D, vtep));
+        if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', this.l2Peer(S, vtep));
         this.putEndpoint(vb, e, x, subnetHosts);
       }
       return;
@@ -568,8 +602,8 @@ export class Engine {
       this.put(book, D.id, 'subnets', subnetEntry(S));
       for (const V of subnetHosts.keys()) {
         if (V === H) continue;
-        this.put(book, D.id, 'peerVteps', l2PeerEntry(S, this.vtepOf(V)));
-        this.put(this.books.get(V)!, D.id, 'peerVteps', l2PeerEntry(S, vtep));
+        this.put(book, D.id, 'peerVteps', this.l2Peer(S, this.vtepOf(V)));
+        this.put(this.books.get(V)!, D.id, 'peerVteps', this.l2Peer(S, vtep));
       }
       for (const xid of this.placedBySubnet.get(S.id)!) {
         if (xid === e.id) continue;
@@ -725,14 +759,14 @@ export class Engine {
     };
     put('domains', domainEntry(D));
     const domainHosts = this.domainHosts.get(D.id) ?? EMPTY_COUNTS;
-    for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', l3PeerEntry(D, this.vtepOf(V)));
+    for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', this.l3Peer(D, this.vtepOf(V)));
     for (const sid of this.subnetsByDomain.get(D.id) ?? EMPTY) {
       const S = this.subnets.get(sid)!;
       const holders = this.subnetHosts.get(sid) ?? EMPTY_COUNTS;
       const held = holders.has(H);
       if (held) {
         put('subnets', subnetEntry(S));
-        for (const V of holders.keys()) if (V !== H) put('peerVteps', l2PeerEntry(S, this.vtepOf(V)));
+        for (const V of holders.keys()) if (V !== H) put('peerVteps', this.l2Peer(S, this.vtepOf(V)));
       }
       for (const xid of this.placedBySubnet.get(sid) ?? EMPTY) {
         const e = this.endpoints.get(xid)!;
