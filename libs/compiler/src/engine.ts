@@ -53,13 +53,15 @@ import { hostPrefix } from './names';
 import {
   AddressSetEntry,
   AnyEntry,
+  DomainEntry,
   EntryByTable,
   emptyHostState,
   HostDelta,
-  PeerVtepEntry,
   HostState,
   keyOf,
+  PeerVtepEntry,
   RuleEntry,
+  SubnetEntry,
   TableName,
   TABLES,
 } from './state';
@@ -564,6 +566,21 @@ export class Engine {
     return p;
   }
 
+  /** A domain's and a subnet's own entry, likewise one object per model object for all the hosts present in it. */
+  private readonly ownEntries = new WeakMap<Domain | Subnet, DomainEntry | SubnetEntry>();
+
+  private domainEntryOf(D: Domain): DomainEntry {
+    let x = this.ownEntries.get(D) as DomainEntry | undefined;
+    if (x === undefined) this.ownEntries.set(D, (x = domainEntry(D)));
+    return x;
+  }
+
+  private subnetEntryOf(S: Subnet): SubnetEntry {
+    let x = this.ownEntries.get(S) as SubnetEntry | undefined;
+    if (x === undefined) this.ownEntries.set(S, (x = subnetEntry(S)));
+    return x;
+  }
+
   private peersOf(owner: Domain | Subnet): Map<string, PeerVtepEntry> {
     let m = this.peers.get(owner);
     if (m === undefined) this.peers.set(owner, (m = new Map()));
@@ -599,7 +616,7 @@ export class Engine {
     }
     if (newInSubnet) {
       // the host joins the subnet: its endpoints turn from routes into FDB/ARP entries
-      this.put(book, D.id, 'subnets', subnetEntry(S));
+      this.put(book, D.id, 'subnets', this.subnetEntryOf(S));
       for (const V of subnetHosts.keys()) {
         if (V === H) continue;
         this.put(book, D.id, 'peerVteps', this.l2Peer(S, this.vtepOf(V)));
@@ -757,7 +774,7 @@ export class Engine {
     const put = <T extends TableName>(t: T, e: EntryByTable[T], key: string = keyOf[t](e)) => {
       sec[t].set(key, e);
     };
-    put('domains', domainEntry(D));
+    put('domains', this.domainEntryOf(D));
     const domainHosts = this.domainHosts.get(D.id) ?? EMPTY_COUNTS;
     for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', this.l3Peer(D, this.vtepOf(V)));
     for (const sid of this.subnetsByDomain.get(D.id) ?? EMPTY) {
@@ -765,7 +782,7 @@ export class Engine {
       const holders = this.subnetHosts.get(sid) ?? EMPTY_COUNTS;
       const held = holders.has(H);
       if (held) {
-        put('subnets', subnetEntry(S));
+        put('subnets', this.subnetEntryOf(S));
         for (const V of holders.keys()) if (V !== H) put('peerVteps', this.l2Peer(S, this.vtepOf(V)));
       }
       for (const xid of this.placedBySubnet.get(sid) ?? EMPTY) {
