@@ -237,3 +237,32 @@ describe('incremental engine (in memory)', () => {
     );
   });
 });
+
+describe('entries every host of a network holds alike', () => {
+  it('are one object for all of them (built and hashed once), and a changed domain brings a new one', () => {
+    const w = new World(true);
+    const d = w.domain(w.enterprise());
+    const s = w.subnet(w.zone(d));
+    const [a, b, c] = [w.host(), w.host(), w.host()];
+    for (const h of [a, b, c]) w.endpoint(s, h);
+    const engine = new Engine();
+    for (const ch of w.log) engine.apply(ch);
+    const peerOf = (holder: string, vni: number, of: string) => engine.stateOf(holder).peerVteps.get(`${vni}|${of}`);
+    const l3 = peerOf(b.id, d.l3Vni, a.vtepIp);
+    const l2 = peerOf(b.id, s.l2Vni, a.vtepIp);
+    assert.ok(l3 && l2, 'b holds peer entries for a');
+    assert.equal(peerOf(c.id, d.l3Vni, a.vtepIp), l3, 'the same l3 peer object on b and c');
+    assert.equal(peerOf(c.id, s.l2Vni, a.vtepIp), l2, 'the same l2 peer object on b and c');
+    const domainOf = (h: string) => [...engine.stateOf(h).domains.values()][0];
+    const subnetOf = (h: string) => [...engine.stateOf(h).subnets.values()][0];
+    assert.equal(domainOf(a.id), domainOf(c.id));
+    assert.equal(subnetOf(a.id), subnetOf(b.id));
+    // a changed domain is a new object: its hosts get entries built from it
+    w.updateDomain(d, { defaultIngressAction: 'allow' });
+    engine.apply(w.log[w.log.length - 1]);
+    assert.equal(domainOf(a.id).defaultIngressAction, 'allow');
+    assert.equal(domainOf(a.id), domainOf(b.id));
+    // its peer entries did not change: the hosts keep the ones they hold
+    assert.equal(peerOf(b.id, d.l3Vni, a.vtepIp), l3);
+  });
+});
