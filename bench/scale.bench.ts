@@ -382,15 +382,15 @@ async function main() {
     line('activation latency p50 / p99', `${p50.toFixed(0)} ms / ${p99.toFixed(0)} ms   p99 target ${TARGET_P99_MS} ms: ${(TARGET_P99_MS / p99).toFixed(2)}x`);
     const lagSorted = appliedLag.slice(0, Math.min(applied, ENDPOINTS)).sort();
     line('  of which commit -> applied by controller', `p50 ${pct(lagSorted, 50).toFixed(0)} ms / p99 ${pct(lagSorted, 99).toFixed(0)} ms`);
-    // the first activations meet a cold controller (every host joining its networks, code not yet optimized)
-    const early = latencies.slice(0, Math.min(activated, tenK)).sort();
-    const later = latencies.slice(tenK, Math.min(activated, ENDPOINTS)).sort();
-    if (later.length > 0) {
-      line(`  first ${tenK} / the rest: p50, p99`, `${pct(early, 50).toFixed(0)}, ${pct(early, 99).toFixed(0)} ms / ${pct(later, 50).toFixed(0)}, ${pct(later, 99).toFixed(0)} ms`);
-      // the same split of the controller's part (changes in the order it applied them)
-      const lagEarly = appliedLag.slice(0, Math.min(applied, tenK)).sort();
-      const lagLater = appliedLag.slice(tenK, Math.min(applied, ENDPOINTS)).sort();
-      line('    commit -> applied, first / the rest', `${pct(lagEarly, 50).toFixed(0)}, ${pct(lagEarly, 99).toFixed(0)} ms / ${pct(lagLater, 50).toFixed(0)}, ${pct(lagLater, 99).toFixed(0)} ms`);
+    // the first activations meet a cold controller (every host joining its networks, code not yet optimized);
+    // the controller's part is split the same way (changes in the order it applied them)
+    const firstAndRest = (values: Float64Array, count: number) => {
+      const q = (xs: Float64Array) => `${pct(xs, 50).toFixed(0)}, ${pct(xs, 99).toFixed(0)} ms`;
+      return `${q(values.slice(0, Math.min(count, tenK)).sort())} / ${q(values.slice(tenK, Math.min(count, ENDPOINTS)).sort())}`;
+    };
+    if (Math.min(activated, ENDPOINTS) > tenK) {
+      line(`  first ${tenK} / the rest: p50, p99`, firstAndRest(latencies, activated));
+      line('    commit -> applied, first / the rest', firstAndRest(appliedLag, applied));
     }
     line('activation latency max', `${sorted[sorted.length - 1].toFixed(0)} ms`);
     line('controller event-loop delay p99 / max', `${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms / ${(loopDelay.max / 1e6).toFixed(0)} ms; GC pauses: ${gcPauses.length}, total ${(gcPauses.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s, longest ${Math.max(0, ...gcPauses).toFixed(0)} ms`);

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { AnyEntry, applyDelta, compileAll, describeDifference, digestOf, emptyHostState, Engine, entryHash, fingerprint, hash64, HostState, sameEntry, StateDigest, TABLES } from '#sdn/compiler';
+import { AnyEntry, applyDelta, compileAll, describeDifference, digestOf, emptyHostState, Engine, entryHash, fingerprint, hash64, HostState, peerKey, sameEntry, StateDigest, TABLES } from '#sdn/compiler';
 import { World } from '../../libs/compiler/test/support/world';
 
 /** Random operations on an in-memory stand-in of the directory. Each op picks its targets from the world by index. */
@@ -247,7 +247,7 @@ describe('entries every host of a network holds alike', () => {
     for (const h of [a, b, c]) w.endpoint(s, h);
     const engine = new Engine();
     for (const ch of w.log) engine.apply(ch);
-    const peerOf = (holder: string, vni: number, of: string) => engine.stateOf(holder).peerVteps.get(`${vni}|${of}`);
+    const peerOf = (holder: string, vni: number, of: string) => engine.stateOf(holder).peerVteps.get(peerKey(vni, of));
     const l3 = peerOf(b.id, d.l3Vni, a.vtepIp);
     const l2 = peerOf(b.id, s.l2Vni, a.vtepIp);
     assert.ok(l3 && l2, 'b holds peer entries for a');

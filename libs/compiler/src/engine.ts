@@ -541,8 +541,8 @@ export class Engine {
 
   /**
    * Entries that every host present in a domain or subnet holds alike: the
-   * peer entry of a VTEP on the domain's l3Vni (l3Peer) or the subnet's l2Vni
-   * (l2Peer), and the domain's and subnet's own entries. One object each,
+   * peer entry of a VTEP on the domain's l3Vni or the subnet's l2Vni
+   * (peerEntry), and the domain's and subnet's own entries (ownEntry). One object each,
    * shared by those hosts as an endpoint's entries are, so that it is built
    * (a peer's router MAC included) and hashed once. A host joining a network
    * gets a peer entry for each host already there and each of them one for
@@ -555,36 +555,18 @@ export class Engine {
   private readonly peers = new WeakMap<Domain | Subnet, Map<string, PeerVtepEntry>>();
   private readonly ownEntries = new WeakMap<Domain | Subnet, DomainEntry | SubnetEntry>();
 
-  private l3Peer(D: Domain, vtep: string): PeerVtepEntry {
-    const m = this.peersOf(D);
-    let p = m.get(vtep);
-    if (p === undefined) m.set(vtep, (p = l3PeerEntry(D, vtep)));
-    return p;
-  }
-
-  private l2Peer(S: Subnet, vtep: string): PeerVtepEntry {
-    const m = this.peersOf(S);
-    let p = m.get(vtep);
-    if (p === undefined) m.set(vtep, (p = l2PeerEntry(S, vtep)));
-    return p;
-  }
-
-  private domainEntryOf(D: Domain): DomainEntry {
-    let x = this.ownEntries.get(D) as DomainEntry | undefined;
-    if (x === undefined) this.ownEntries.set(D, (x = domainEntry(D)));
-    return x;
-  }
-
-  private subnetEntryOf(S: Subnet): SubnetEntry {
-    let x = this.ownEntries.get(S) as SubnetEntry | undefined;
-    if (x === undefined) this.ownEntries.set(S, (x = subnetEntry(S)));
-    return x;
-  }
-
-  private peersOf(owner: Domain | Subnet): Map<string, PeerVtepEntry> {
+  private peerEntry<O extends Domain | Subnet>(owner: O, vtep: string, make: (owner: O, vtep: string) => PeerVtepEntry): PeerVtepEntry {
     let m = this.peers.get(owner);
     if (m === undefined) this.peers.set(owner, (m = new Map()));
-    return m;
+    let p = m.get(vtep);
+    if (p === undefined) m.set(vtep, (p = make(owner, vtep)));
+    return p;
+  }
+
+  private ownEntry<O extends Domain | Subnet, E extends DomainEntry | SubnetEntry>(owner: O, make: (owner: O) => E): E {
+    let x = this.ownEntries.get(owner) as E | undefined;
+    if (x === undefined) this.ownEntries.set(owner, (x = make(owner)));
+    return x;
   }
 
   /** An endpoint becomes placed: it is added to every host present in its domain. */
@@ -608,19 +590,19 @@ export class Engine {
       for (const V of domainHosts.keys()) {
         if (V === H) continue;
         const vb = this.books.get(V)!;
-        this.put(vb, D.id, 'peerVteps', this.l3Peer(D, vtep));
-        if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', this.l2Peer(S, vtep));
+        this.put(vb, D.id, 'peerVteps', this.peerEntry(D, vtep, l3PeerEntry));
+        if (newInSubnet && subnetHosts.has(V)) this.put(vb, D.id, 'peerVteps', this.peerEntry(S, vtep, l2PeerEntry));
         this.putEndpoint(vb, e, x, subnetHosts);
       }
       return;
     }
     if (newInSubnet) {
       // the host joins the subnet: its endpoints turn from routes into FDB/ARP entries
-      this.put(book, D.id, 'subnets', this.subnetEntryOf(S));
+      this.put(book, D.id, 'subnets', this.ownEntry(S, subnetEntry));
       for (const V of subnetHosts.keys()) {
         if (V === H) continue;
-        this.put(book, D.id, 'peerVteps', this.l2Peer(S, this.vtepOf(V)));
-        this.put(this.books.get(V)!, D.id, 'peerVteps', this.l2Peer(S, vtep));
+        this.put(book, D.id, 'peerVteps', this.peerEntry(S, this.vtepOf(V), l2PeerEntry));
+        this.put(this.books.get(V)!, D.id, 'peerVteps', this.peerEntry(S, vtep, l2PeerEntry));
       }
       for (const xid of this.placedBySubnet.get(S.id)!) {
         if (xid === e.id) continue;
@@ -774,16 +756,16 @@ export class Engine {
     const put = <T extends TableName>(t: T, e: EntryByTable[T], key: string = keyOf[t](e)) => {
       sec[t].set(key, e);
     };
-    put('domains', this.domainEntryOf(D));
+    put('domains', this.ownEntry(D, domainEntry));
     const domainHosts = this.domainHosts.get(D.id) ?? EMPTY_COUNTS;
-    for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', this.l3Peer(D, this.vtepOf(V)));
+    for (const V of domainHosts.keys()) if (V !== H) put('peerVteps', this.peerEntry(D, this.vtepOf(V), l3PeerEntry));
     for (const sid of this.subnetsByDomain.get(D.id) ?? EMPTY) {
       const S = this.subnets.get(sid)!;
       const holders = this.subnetHosts.get(sid) ?? EMPTY_COUNTS;
       const held = holders.has(H);
       if (held) {
-        put('subnets', this.subnetEntryOf(S));
-        for (const V of holders.keys()) if (V !== H) put('peerVteps', this.l2Peer(S, this.vtepOf(V)));
+        put('subnets', this.ownEntry(S, subnetEntry));
+        for (const V of holders.keys()) if (V !== H) put('peerVteps', this.peerEntry(S, this.vtepOf(V), l2PeerEntry));
       }
       for (const xid of this.placedBySubnet.get(sid) ?? EMPTY) {
         const e = this.endpoints.get(xid)!;
