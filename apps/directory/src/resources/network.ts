@@ -277,6 +277,18 @@ function judgeGroups(rows: Row[], ids: string[], domainId: string, enterpriseId:
 
 type EndpointInput = z.infer<typeof endpointCreate>;
 
+/**
+ * The guard of an endpoint INSERT: every one of its policy groups (`groups`,
+ * deduplicated) still exists in its domain, so a group deleted since the
+ * check in prepare() makes the row insert nothing. One primary-key lookup per
+ * group. The count(*) form this replaced was planned as a bitmap heap scan
+ * on the (domain_id, name) index, and every rescan of a bitmap heap scan asks
+ * the kernel for the table's size (one lseek per row): it was ~7% of the
+ * writer backend's CPU in bench:scale.
+ */
+const groupsInDomain = (groups: string, domain: string) =>
+  `NOT EXISTS (SELECT 1 FROM unnest(${groups}) AS gid WHERE (SELECT g.domain_id FROM policy_groups g WHERE g.id = gid) IS DISTINCT FROM ${domain})`;
+
 // Rows travel as one JSON document (serialised natively by V8, parsed once by
 // Postgres) rather than as thirteen array parameters, whose text encoding the
 // driver builds in JavaScript element by element.
@@ -286,8 +298,7 @@ const INSERT_ENDPOINTS = `
   SELECT t.id, t.ent, t.dom, t.zone, t.sub, t.host, t.kind, t.name, t.ext, t.mac, t.ip::inet, t.groups, $2, $2, t.rev
   FROM json_to_recordset($1::json)
     AS t(id uuid, ent uuid, dom uuid, zone uuid, sub uuid, host uuid, kind text, name text, ext text, mac text, ip text, groups uuid[], rev bigint)
-  WHERE cardinality(t.groups) = 0
-     OR (SELECT count(*) FROM policy_groups g WHERE g.id = ANY(t.groups) AND g.domain_id = t.dom) = cardinality(t.groups)
+  WHERE ${groupsInDomain('t.groups', 't.dom')}
   ON CONFLICT (subnet_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
   RETURNING id`;
 
@@ -539,8 +550,7 @@ export function endpointDef(ipam: Ipam): ResourceDef<Endpoint, EndpointInput, z.
         `INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
            policy_group_ids, created_at, updated_at, revision)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::uuid[], $13, $13, $14
-         WHERE cardinality($12::uuid[]) = 0
-            OR (SELECT count(*) FROM policy_groups WHERE id = ANY($12::uuid[]) AND domain_id = $3) = cardinality($12::uuid[])
+         WHERE ${groupsInDomain('$12::uuid[]', '$3')}
          ON CONFLICT (subnet_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
          RETURNING *`,
         [
