@@ -111,6 +111,25 @@ describe('bad input gets a clear, specific problem+json', () => {
     problem(await t.api.post('/api/v1/enterprises', '{"name": '), 400, undefined, /not valid JSON/);
   });
 
+  it('refuses strings Postgres cannot store (NUL, lone surrogates) with 400 naming the field, in bodies and filters', async () => {
+    const eps = `/api/v1/subnets/${tree.subnet.id}/endpoints`;
+    // JSON text, so that the escapes reach the server as they are
+    problem(await t.api.post(eps, '{"name": "a\\u0000b"}'), 400, 'name', /U\+0000/);
+    problem(await t.api.post(eps, '{"name": "x\\ud800"}'), 400, 'name', /lone UTF-16 surrogate/);
+    problem(await t.api.post(eps, '{"name": "ok", "externalId": "\\udc00"}'), 400, 'externalId', /surrogate/);
+    problem(await t.api.post('/api/v1/enterprises', '{"name": "n", "description": "d\\u0000"}'), 400, 'description', /NUL/);
+    problem(await t.api.patch(`/api/v1/zones/${tree.zone.id}`, '{"description": "\\ud83d"}'), 400, 'description', /surrogate/);
+    // nested, and in a field name: still a 400, not a database error
+    problem(await t.api.post(eps, '{"name": "ok", "policyGroupIds": ["\\u0000"]}'), 400, 'policyGroupIds[0]', /NUL/);
+    problem(await t.api.post(eps, '{"name": "ok", "a\\u0000": 1}'), 400, '', /field name/);
+    problem(await t.api.get(`${eps}?name=a%00b`), 400, 'name', /NUL/);
+    // a well-formed pair is a character like any other
+    const ok = await t.api.post(eps, '{"name": "clef \\ud834\\udd1e"}');
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    assert.equal(ok.body.name, 'clef 𝄞');
+    assert.equal((await t.api.get(`${eps}?name=${encodeURIComponent('clef 𝄞')}`)).body.items.length, 1);
+  });
+
   it('refuses duplicate names, VNIs, route distinguishers and community tags', async () => {
     problem(await t.api.post('/api/v1/enterprises', { name: 'errors' }), 409, 'name', /already exists/);
     const d = await t.api.make(`/api/v1/enterprises/${tree.enterprise.id}/domains`, { name: 'vni-a', l3Vni: 777, routeDistinguisher: '65000:7' });

@@ -6,13 +6,51 @@ import {
   parseCidr,
   parsePortSpec,
 } from '#sdn/model';
-import { ValidationFailed } from './errors';
+import { FieldError, ValidationFailed } from './errors';
+
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Why Postgres cannot store `s`, or null: text never holds U+0000, and a lone
+ * UTF-16 surrogate (JSON allows "\ud800") has no UTF-8 form. Such strings are
+ * refused at the edge with their field named, not in the database as an
+ * internal error.
+ */
+export function unstorable(s: string): string | null {
+  if (s.includes('\u0000')) return 'must not contain the character U+0000 (NUL)';
+  if (LONE_SURROGATE.test(s)) return 'must be valid Unicode (it holds a lone UTF-16 surrogate)';
+  return null;
+}
+
+/** Every string of a parsed JSON body, keys included, that unstorable() refuses (walked without recursion: a body may nest deeply). */
+function unstorableStrings(body: object): FieldError[] {
+  const errors: FieldError[] = [];
+  const todo: Array<[unknown, string]> = [[body, '']];
+  while (todo.length > 0 && errors.length < 20) {
+    const [v, path] = todo.pop()!;
+    if (typeof v === 'string') {
+      const why = unstorable(v);
+      if (why) errors.push({ field: path, message: why });
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) todo.push([v[i], `${path}[${i}]`]);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        const why = unstorable(k);
+        if (why) errors.push({ field: path, message: `a field name ${why}` });
+        else todo.push([x, path === '' ? k : `${path}.${k}`]);
+      }
+    }
+  }
+  return errors;
+}
 
 /** Validates `input` at the edge; inner code receives typed, valid values. */
 export function validate<T>(schema: z.ZodType<T>, input: unknown): T {
   if (input === undefined || input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ValidationFailed([{ field: '', message: 'the body must be a JSON object' }]);
   }
+  const bad = unstorableStrings(input);
+  if (bad.length > 0) throw new ValidationFailed(bad);
   const r = schema.safeParse(input);
   if (r.success) return r.data;
   throw new ValidationFailed(

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import type { ResourceKind, ResourceMeta } from '#sdn/model';
 import { Caller, scopeOf } from '../common/auth';
 import { Conflict, HasChildren, NotFound, PreconditionFailed, ValidationFailed } from '../common/errors';
-import { validate } from '../common/validation';
+import { unstorable, validate } from '../common/validation';
 import { BulkHandler, Database, Tx } from '../db/database';
 import { ParentCache } from './parent-cache';
 
@@ -149,7 +149,10 @@ export function parseListQuery(def: ResourceDef, q: Record<string, unknown>): Li
       errors.push({ field: k, message: `unknown filter; ${def.path} filter by ${Object.keys(def.filters).join(', ') || 'nothing'}` });
       continue;
     }
-    filters[k] = String(v);
+    const value = String(v);
+    const why = unstorable(value);
+    if (why) errors.push({ field: k, message: why });
+    else filters[k] = value;
   }
   if (errors.length) throw new ValidationFailed(errors);
   return { limit, cursor, filters };
