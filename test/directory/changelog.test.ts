@@ -146,6 +146,48 @@ describe('the change log', () => {
     assert.ok(tail.every((c) => c.state === null && c.committedAt === tail[0].committedAt));
   });
 
+  it('keeps every state exactly, whatever its strings hold, in one-statement and ordinary batches alike', async () => {
+    const { subnet } = await makeTree(one.api, 'chars', '10.9.0.0/24');
+    // the states travel joined by U+001E, and the other columns as array literals
+    const names = ['a\u001eb', 'pipe | semi ;', '\u001e', 'quote " and \\ backslash', '{braces},comma', 'NULL', 'tab\tnew\nline', 'snow ☃ clef 𝄞', "it's"];
+    const before = (await allChanges(one)).length;
+    // sent together: they are written in the endpoint creations' one-statement batches
+    const made = await Promise.all(names.map((name) => one.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name })));
+    assert.deepEqual(
+      made.map((e) => e.name),
+      names,
+    );
+    // an update, a delete (a null state) and a creation in the ordinary batches, together
+    const [renamed, deleted] = await Promise.all([
+      one.api.patch(`/api/v1/endpoints/${made[0].id}`, { name: 'b\u001e\u001ec' }),
+      one.api.del(`/api/v1/endpoints/${made[1].id}`),
+      one.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: '\u001e"\u001e', mac: '02:aa:00:00:09:01' }),
+    ]);
+    assert.equal(renamed.status, 200);
+    assert.equal(deleted.status, 204);
+    const tail = (await allChanges(one)).slice(before);
+    assert.equal(tail.length, names.length + 3);
+    for (const c of tail) {
+      if (c.op === 'delete') {
+        assert.equal(c.state, null);
+        assert.equal(c.id, made[1].id);
+        continue;
+      }
+      const now = await one.api.get(`/api/v1/endpoints/${c.id}`);
+      // the newest entry of an object is the object as the API shows it
+      const newest = tail.filter((x) => x.id === c.id).at(-1);
+      if (newest === c) assert.deepEqual({ ...c.state, status: now.body.status }, now.body);
+      assert.equal(c.enterpriseId, subnet.enterpriseId);
+    }
+    assert.deepEqual(
+      tail
+        .filter((c) => c.op === 'create')
+        .map((c) => c.state.name)
+        .sort(),
+      [...names, '\u001e"\u001e'].sort(),
+    );
+  });
+
   it('streams changes live over server-sent events from a given revision', async () => {
     const start = (await allChanges(one)).length;
     const ac = new AbortController();
