@@ -144,6 +144,16 @@ describe('bad input gets a clear, specific problem+json', () => {
     problem(await t.api.post(`/api/v1/domains/${other.domain.id}/policy-groups`, { name: 't', communityTag: '1:2:3:4' }), 400, 'communityTag');
   });
 
+  it('refuses change-log reads outside their ranges', async () => {
+    problem(await t.api.get('/api/v1/changes?after=-1'), 400, 'after', /from 0 to/);
+    problem(await t.api.get('/api/v1/changes?limit=0'), 400, 'limit', /from 1 to 10000/);
+    problem(await t.api.get('/api/v1/changes?limit=10001'), 400, 'limit');
+    problem(await t.api.get('/api/v1/changes?waitMs=30001'), 400, 'waitMs');
+    const one = await t.api.get('/api/v1/changes?limit=1');
+    assert.equal(one.status, 200);
+    assert.equal(one.body.items.length, 1);
+  });
+
   it('refuses a malformed If-Match and cascade flag', async () => {
     problem(await t.api.patch(`/api/v1/zones/${tree.zone.id}`, { description: 'x' }, { 'if-match': 'yesterday' }), 400, 'If-Match');
     problem(await t.api.del(`/api/v1/zones/${tree.zone.id}?cascade=maybe`), 400, 'cascade');

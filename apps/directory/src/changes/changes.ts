@@ -103,10 +103,12 @@ export class ChangeFeed implements OnModuleDestroy {
   }
 }
 
-function intParam(name: string, v: unknown, fallback: number, max: number): number {
+function intParam(name: string, v: unknown, fallback: number, max: number, min = 0): number {
   if (v === undefined || v === '') return fallback;
   const s = String(v);
-  if (!/^[0-9]+$/.test(s) || Number(s) > max) throw new ValidationFailed([{ field: name, message: `must be an integer from 0 to ${max}, got "${s}"` }]);
+  if (!/^[0-9]+$/.test(s) || Number(s) > max || Number(s) < min) {
+    throw new ValidationFailed([{ field: name, message: `must be an integer from ${min} to ${max}, got "${s}"` }]);
+  }
   return Number(s);
 }
 
@@ -122,11 +124,11 @@ export class ChangesController {
       'Entries with revision > after, in order, gap-free (an enterprise admin sees only its own enterprise). Each entry: revision, kind, op, id, enterpriseId, state (null on delete), committedAt.',
   })
   @ApiQuery({ name: 'after', required: false, schema: { type: 'integer', default: 0 } })
-  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', default: 1000, maximum: 10000 } })
+  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', default: 1000, minimum: 1, maximum: 10000 } })
   @ApiQuery({ name: 'waitMs', required: false, schema: { type: 'integer', maximum: 30000 }, description: 'long-poll: wait this long for a change when none is there' })
   async list(@CurrentCaller() caller: Caller, @Query() q: Record<string, unknown>) {
     const after = intParam('after', q.after, 0, Number.MAX_SAFE_INTEGER);
-    const limit = Math.max(1, intParam('limit', q.limit, 1000, 10000));
+    const limit = intParam('limit', q.limit, 1000, 10000, 1);
     const waitMs = intParam('waitMs', q.waitMs, 0, 30000);
     let items = await this.feed.read(caller, after, limit);
     if (items.length === 0 && waitMs > 0) {
