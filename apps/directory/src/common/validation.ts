@@ -22,7 +22,7 @@ export function unstorable(s: string): string | null {
   return null;
 }
 
-/** Every string of a parsed JSON body, keys included, that unstorable() refuses (walked without recursion: a body may nest deeply). */
+/** Every string of a parsed JSON body, keys included, that unstorable() refuses (at most 20; walked without recursion, as a body may nest deeply). */
 function unstorableStrings(body: object): FieldError[] {
   const errors: FieldError[] = [];
   const todo: Array<[unknown, string]> = [[body, '']];

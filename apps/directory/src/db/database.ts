@@ -128,7 +128,8 @@ const CHANGE_LOG_COLUMNS = `INSERT INTO change_log (revision, kind, op, object_i
  * on (changeLogParams). Each state is parsed once, by the cast to json that
  * validates it. As one JSON document of entries, Postgres parsed every state
  * three times (validating the document, splitting it into records, validating
- * each state again): ~40% more of its time per entry, measured with pgbench.
+ * each state again) and took ~1.6 times as long per entry (pgbench, 27
+ * entries: 0.48-0.79 against 0.29-0.46 ms).
  */
 const changeLogRows = (first: number, at: string) => {
   const p = (n: number) => `$${first + n}`;

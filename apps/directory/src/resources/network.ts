@@ -289,9 +289,11 @@ type EndpointInput = z.infer<typeof endpointCreate>;
 const groupsInDomain = (groups: string, domain: string) =>
   `NOT EXISTS (SELECT 1 FROM unnest(${groups}) AS gid WHERE (SELECT g.domain_id FROM policy_groups g WHERE g.id = gid) IS DISTINCT FROM ${domain})`;
 
-// Rows travel as one JSON document (serialised natively by V8, parsed once by
-// Postgres) rather than as thirteen array parameters, whose text encoding the
-// driver builds in JavaScript element by element.
+// Rows travel as one JSON document (serialised natively by V8) rather than as
+// thirteen array parameters: the driver builds an array's text in JavaScript
+// element by element, and Postgres took longer over the arrays too (pgbench,
+// 27 rows: 0.52-0.67 ms against 0.33-0.45 ms for the document, which it
+// validates on the cast and then splits into records).
 const INSERT_ENDPOINTS = `
   INSERT INTO endpoints (id, enterprise_id, domain_id, zone_id, subnet_id, host_id, kind, name, external_id, mac, ip,
     policy_group_ids, created_at, updated_at, revision)
