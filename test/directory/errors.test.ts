@@ -119,9 +119,10 @@ describe('bad input gets a clear, specific problem+json', () => {
     problem(await t.api.post(eps, '{"name": "ok", "externalId": "\\udc00"}'), 400, 'externalId', /surrogate/);
     problem(await t.api.post('/api/v1/enterprises', '{"name": "n", "description": "d\\u0000"}'), 400, 'description', /NUL/);
     problem(await t.api.patch(`/api/v1/zones/${tree.zone.id}`, '{"description": "\\ud83d"}'), 400, 'description', /surrogate/);
-    // nested, and in a field name: still a 400, not a database error
-    problem(await t.api.post(eps, '{"name": "ok", "policyGroupIds": ["\\u0000"]}'), 400, 'policyGroupIds[0]', /NUL/);
-    problem(await t.api.post(eps, '{"name": "ok", "a\\u0000": 1}'), 400, '', /field name/);
+    // nested values (checked after the schema: a group id must be a UUID first), and field names: still 400s
+    problem(await t.api.post(eps, '{"name": "ok", "policyGroupIds": ["\\u0000"]}'), 400, 'policyGroupIds[0]', /UUID/);
+    problem(await t.api.post(`/api/v1/zones/${tree.zone.id}/subnets`, '{"name": "r", "cidr": "10.77.0.0/24", "description": "x\\ud800"}'), 400, 'description', /surrogate/);
+    problem(await t.api.post(eps, '{"name": "ok", "a\\u0000": 1}'), 400, '', /unknown field/);
     problem(await t.api.get(`${eps}?name=a%00b`), 400, 'name', /NUL/);
     // a well-formed pair is a character like any other
     const ok = await t.api.post(eps, '{"name": "clef \\ud834\\udd1e"}');

@@ -22,7 +22,7 @@ export function unstorable(s: string): string | null {
   return null;
 }
 
-/** Every string of a parsed JSON body, keys included, that unstorable() refuses (at most 20; walked without recursion, as a body may nest deeply). */
+/** Every string of a validated body, keys included, that unstorable() refuses (at most 20; walked without recursion). */
 function unstorableStrings(body: object): FieldError[] {
   const errors: FieldError[] = [];
   const todo: Array<[unknown, string]> = [[body, '']];
@@ -49,10 +49,13 @@ export function validate<T>(schema: z.ZodType<T>, input: unknown): T {
   if (input === undefined || input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ValidationFailed([{ field: '', message: 'the body must be a JSON object' }]);
   }
-  const bad = unstorableStrings(input);
-  if (bad.length > 0) throw new ValidationFailed(bad);
   const r = schema.safeParse(input);
-  if (r.success) return r.data;
+  if (r.success) {
+    // what would be stored, after the schema's bounds and transforms: a hostile body cannot make this walk long
+    const bad = unstorableStrings(r.data as object);
+    if (bad.length > 0) throw new ValidationFailed(bad);
+    return r.data;
+  }
   throw new ValidationFailed(
     r.error.issues.map((i) => ({
       field: i.path.map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? String(p) : `.${String(p)}`)).join(''),
