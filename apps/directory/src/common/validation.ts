@@ -22,23 +22,28 @@ export function unstorable(s: string): string | null {
   return null;
 }
 
-/** Every string of a validated body, keys included, that unstorable() refuses (at most 20; walked without recursion). */
+/** A field's path as the problem's `errors` name it: `rules[2].ports`. */
+function fieldPath(keys: ReadonlyArray<PropertyKey>): string {
+  return keys.map((k, n) => (typeof k === 'number' ? `[${k}]` : n === 0 ? String(k) : `.${String(k)}`)).join('');
+}
+
+/**
+ * Every string of a validated body that unstorable() refuses (at most 20;
+ * walked without recursion). Its keys are the schema's, so only values are
+ * looked at.
+ */
 function unstorableStrings(body: object): FieldError[] {
   const errors: FieldError[] = [];
-  const todo: Array<[unknown, string]> = [[body, '']];
+  const todo: Array<[unknown, PropertyKey[]]> = [[body, []]];
   while (todo.length > 0 && errors.length < 20) {
-    const [v, path] = todo.pop()!;
+    const [v, keys] = todo.pop()!;
     if (typeof v === 'string') {
       const why = unstorable(v);
-      if (why) errors.push({ field: path, message: why });
+      if (why) errors.push({ field: fieldPath(keys), message: why });
     } else if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) todo.push([v[i], `${path}[${i}]`]);
+      for (let i = 0; i < v.length; i++) todo.push([v[i], [...keys, i]]);
     } else if (v !== null && typeof v === 'object') {
-      for (const [k, x] of Object.entries(v)) {
-        const why = unstorable(k);
-        if (why) errors.push({ field: path, message: `a field name ${why}` });
-        else todo.push([x, path === '' ? k : `${path}.${k}`]);
-      }
+      for (const [k, x] of Object.entries(v)) todo.push([x, [...keys, k]]);
     }
   }
   return errors;
@@ -58,7 +63,7 @@ export function validate<T>(schema: z.ZodType<T>, input: unknown): T {
   }
   throw new ValidationFailed(
     r.error.issues.map((i) => ({
-      field: i.path.map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? String(p) : `.${String(p)}`)).join(''),
+      field: fieldPath(i.path),
       message: i.code === 'unrecognized_keys' ? `unknown field(s): ${(i as any).keys.join(', ')}` : i.message,
     })),
   );

@@ -123,9 +123,12 @@ class BatchLog {
 
 const CHANGE_LOG_COLUMNS = `INSERT INTO change_log (revision, kind, op, object_id, enterprise_id, state, committed_at)`;
 
+/** how many parameters changeLogParams gives and changeLogRows takes */
+const CHANGE_LOG_PARAMS = 6;
+
 /**
- * The rows of the change-log entries given as the six parameters from `first`
- * on (changeLogParams). Each state is parsed once, by the cast to json that
+ * The rows of the change-log entries given as the CHANGE_LOG_PARAMS parameters
+ * from `first` on (changeLogParams). Each state is parsed once, by the cast to json that
  * validates it. As one JSON document of entries, Postgres parsed every state
  * three times (validating the document, splitting it into records, validating
  * each state again) and took ~1.6 times as long per entry (pgbench, 27
@@ -145,7 +148,7 @@ const changeLogRows = (first: number, at: string) => {
 const STATE_SEPARATOR = '\x1e';
 
 /**
- * The change-log entries as six parameters: revisions, kinds, ops, object ids
+ * The change-log entries as CHANGE_LOG_PARAMS parameters: revisions, kinds, ops, object ids
  * and enterprise ids as array literals (numbers, identifiers and UUIDs: no
  * element needs quoting), and the states' JSON joined by STATE_SEPARATOR (an
  * empty state is a deletion's null).
@@ -190,13 +193,14 @@ function oneStatementText(insert: string, k: number): string {
 }
 
 function buildOneStatementText(insert: string, k: number): string {
-  const p = (n: number) => `$${k + n}`;
+  // after the INSERT's k parameters and the change log's: the counter's step, the row count, the counter's value, the notification
+  const p = (n: number) => `$${k + CHANGE_LOG_PARAMS + n}`;
   return `WITH ins AS (${insert}),
     entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(k + 1, '(SELECT clock_timestamp())')}),
-    counter AS (UPDATE revision_counter SET revision = revision + ${p(7)}::bigint WHERE id = 1 RETURNING revision)
-    SELECT sdn_check((SELECT count(*) FROM ins) = ${p(8)}::bigint, 'every row of the batch went in')
-       AND sdn_check((SELECT revision FROM counter) = ${p(9)}::bigint, 'no other writer since the last batch') AS ok,
-       pg_notify('sdn_changes', ${p(10)})`;
+    counter AS (UPDATE revision_counter SET revision = revision + ${p(1)}::bigint WHERE id = 1 RETURNING revision)
+    SELECT sdn_check((SELECT count(*) FROM ins) = ${p(2)}::bigint, 'every row of the batch went in')
+       AND sdn_check((SELECT revision FROM counter) = ${p(3)}::bigint, 'no other writer since the last batch') AS ok,
+       pg_notify('sdn_changes', ${p(4)})`;
 }
 
 export interface CommitListener {
@@ -414,9 +418,9 @@ export class Database {
         // one round trip: the entries, the counter, the notification
         await client.query(
           statement(
-            `WITH entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(1, '$7')}),
-             counter AS (UPDATE revision_counter SET revision = $8 WHERE id = 1)
-             SELECT pg_notify('sdn_changes', $9)`,
+            `WITH entries AS (${CHANGE_LOG_COLUMNS} ${changeLogRows(1, `$${CHANGE_LOG_PARAMS + 1}`)}),
+             counter AS (UPDATE revision_counter SET revision = $${CHANGE_LOG_PARAMS + 2} WHERE id = 1)
+             SELECT pg_notify('sdn_changes', $${CHANGE_LOG_PARAMS + 3})`,
             [...changeLogParams(log.changes), new Date(), log.revision, String(log.revision)],
           ),
         );
