@@ -39,8 +39,12 @@ import {
   stateLists,
   WireError,
   Writer,
+  MAX_AGENT_MESSAGE,
+  encodeHello,
+  encodeNack,
 } from '#sdn/wire';
 import fc from 'fast-check';
+import WebSocket from 'ws';
 import { World } from '../../libs/compiler/test/support/world';
 
 function smallWorld() {
@@ -494,7 +498,57 @@ describe('wire loopback', () => {
     await agents.close();
     server.close();
   });
+  it('refuses an oversized frame before reading it and a controller message from a peer, and still serves agents', async () => {
+    const { w, hosts } = smallWorld();
+    const state = compileAll(w.snapshot()).get(hosts[0].id)!;
+    const errors: string[] = [];
+    const nacks: string[] = [];
+    const server = createServer();
+    const agents = new AgentServer({
+      authenticate: async (h) => (h.credential === 'good' ? true : 'bad credential'),
+      onSession: (s) => {
+        s.on('nack', (n) => nacks.push(n.reason));
+        s.sendSnapshot({ epoch: 'E', version: 1, revision: 5, digest: digestOf(state) }, stateLists(state));
+      },
+      onError: (e) => errors.push(e.message),
+    });
+    agents.attach(server);
+    const url = await listen(server);
+    /** what a raw peer is told when it sends `frames` (closing code and reason) */
+    const closedAfter = async (...frames: Buffer[]) => {
+      const ws = new WebSocket(url);
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
+      ws.on('error', () => undefined);
+      for (const f of frames) ws.send(f);
+      return closed;
+    };
+
+    // before any hello: a frame just over the bound is refused from its header (1009: message too big)
+    const [big] = await closedAfter(Buffer.alloc(MAX_AGENT_MESSAGE + 1, 1));
+    assert.equal(big, 1009);
+    assert.match(errors.join('|'), /max payload/i);
+    // a snapshot sent to the controller is named and refused, before and after the hello
+    const snapshot = encodeSnapshot({ epoch: 'E', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
+    assert.deepEqual(await closedAfter(snapshot), [4002, "a snapshot is the controller's message, not an agent's"]);
+    const hello = encodeHello({ protocol: 1, hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: '', version: 0, revision: 0, digest: '' });
+    const [code, why] = await closedAfter(hello, encodeDelta({ epoch: 'E', fromVersion: 0, version: 1, revision: 1, digest: '' }, {}));
+    assert.deepEqual([code, why], [4002, "a delta is the controller's message, not an agent's"]);
+
+    // the bound leaves room for the longest message an agent sends: a nack of 4,000 three-byte characters
+    const longest = '\u20ac'.repeat(4000);
+    assert.ok(encodeNack(1, longest).length < MAX_AGENT_MESSAGE);
+    const client = AgentClient.connect(url, hosts[0].id, 'good', hosts[0].vtepIp, { minBackoffMs: 20 });
+    const snap = await new Promise<{ nack(reason: string): boolean }>((r) => client.once('snapshot', r));
+    assert.equal(snap.nack(longest + 'x'), true);
+    await until(() => nacks.length === 1);
+    assert.equal(nacks[0], longest);
+    await client.close();
+    await agents.close();
+    server.close();
+  });
 });
+
 
 describe('wire client liveness', () => {
   /**

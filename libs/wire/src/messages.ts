@@ -30,6 +30,15 @@ export const CLOSE_PROTOCOL_ERROR = 4002;
 export const CLOSE_REPLACED = 4003;
 export const CLOSE_SHUTDOWN = 4004;
 
+/**
+ * The largest message an agent sends: a hello (five short strings), an ack
+ * (a version and a digest) or a nack (a reason of at most 4,000 characters,
+ * encodeNack, so at most 12 KB of UTF-8). The controller refuses larger
+ * frames before reading them (WebSocket close 1009), so that a peer that has
+ * not even said hello cannot make it buffer megabytes.
+ */
+export const MAX_AGENT_MESSAGE = 64 * 1024;
+
 export interface Hello {
   type: 'hello';
   protocol: number;
@@ -339,6 +348,17 @@ export function hashFrameBody(f: StateFrame, into: BodyHashes): void {
   readBodyHashes(r, into);
   if (f.type === 'snapshot' && into.removalCount > 0) throw new WireError('a snapshot removes nothing');
   if (!r.done) throw new WireError(`${f.frame.length - r.pos} trailing bytes after ${f.type}`);
+}
+
+/**
+ * What the controller accepts from an agent: a hello, an ack or a nack. A
+ * snapshot or delta (the controller's own messages) is refused from its type
+ * byte, before its body is read.
+ */
+export function decodeFromAgent(buf: Buffer): Hello | Ack | Nack {
+  const type = buf.length > 0 ? buf[0] : -1;
+  if (type === T_SNAPSHOT || type === T_DELTA) throw new WireError(`a ${type === T_SNAPSHOT ? 'snapshot' : 'delta'} is the controller's message, not an agent's`);
+  return decode(buf) as Hello | Ack | Nack;
 }
 
 export function decode(buf: Buffer): Message {

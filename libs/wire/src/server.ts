@@ -13,11 +13,12 @@ import type { HostDelta } from '#sdn/compiler';
 import {
   CLOSE_AUTH_FAILED,
   CLOSE_PROTOCOL_ERROR,
-  decode,
+  decodeFromAgent,
   encodeDelta,
   encodeSnapshot,
   EntryLists,
   Hello,
+  MAX_AGENT_MESSAGE,
   PROTOCOL_VERSION,
 } from './messages';
 
@@ -94,7 +95,7 @@ export interface AgentServerOptions {
 }
 
 export class AgentServer {
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_AGENT_MESSAGE });
   private readonly path: string;
   private readonly sockets = new Set<WebSocket>();
   private pinger: NodeJS.Timeout | null = null;
@@ -156,7 +157,7 @@ export class AgentServer {
       let m;
       try {
         if (!isBinary) throw new Error('text frame');
-        m = decode(data);
+        m = decodeFromAgent(data);
       } catch (e) {
         this.opts.onError?.(e as Error, { remoteAddress, hostId: session?.hostId });
         ws.close(CLOSE_PROTOCOL_ERROR, (e as Error).message.slice(0, 100));
