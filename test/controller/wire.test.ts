@@ -30,8 +30,11 @@ import {
   decodeStateFrame,
   DigestMirror,
   encodeDelta,
+  encodeHello,
+  encodeNack,
   encodeSnapshot,
   hashFrameBody,
+  MAX_AGENT_MESSAGE,
   Reader,
   StateMirror,
   StringTable,
@@ -39,9 +42,6 @@ import {
   stateLists,
   WireError,
   Writer,
-  MAX_AGENT_MESSAGE,
-  encodeHello,
-  encodeNack,
 } from '#sdn/wire';
 import fc from 'fast-check';
 import WebSocket from 'ws';
@@ -531,7 +531,7 @@ describe('wire loopback', () => {
     // a snapshot sent to the controller is named and refused, before and after the hello
     const snapshot = encodeSnapshot({ epoch: 'E', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
     assert.deepEqual(await closedAfter(snapshot), [4002, "a snapshot is the controller's message, not an agent's"]);
-    const hello = encodeHello({ protocol: 1, hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: '', version: 0, revision: 0, digest: '' });
+    const hello = encodeHello({ hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: '', version: 0, revision: 0, digest: '' });
     const [code, why] = await closedAfter(hello, encodeDelta({ epoch: 'E', fromVersion: 0, version: 1, revision: 1, digest: '' }, {}));
     assert.deepEqual([code, why], [4002, "a delta is the controller's message, not an agent's"]);
 
@@ -548,7 +548,6 @@ describe('wire loopback', () => {
     server.close();
   });
 });
-
 
 describe('wire client liveness', () => {
   /**
