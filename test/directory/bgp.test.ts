@@ -128,6 +128,44 @@ describe('BGP configuration and remote endpoints in the API', () => {
     const page2 = await tenant.get(`/api/v1/domains/${tree.domain.id}/remote-endpoints?limit=2&cursor=${page1.body.nextCursor}`);
     assert.deepEqual(page2.body.items.map((x: any) => x.ip), ['10.0.0.102']);
     assert.equal(page2.body.nextCursor, null);
+
+    // a second speaker learned the same routes: a page boundary between two rows of one route key loses neither
+    const sp2 = await t.api.make('/api/v1/bgp-speakers', { name: 'dc1-b', datacenter: 'dc1', asn: 4200000001, routerId: '10.255.0.2' });
+    const c2 = new Client({ connectionString: t.dir.databaseUrl });
+    await c2.connect();
+    try {
+      await c2.query(
+        `INSERT INTO remote_endpoints (speaker_id, route_key, enterprise_id, domain_id, subnet_id, mac, ip, vtep_ip, l2_vni, l3_vni,
+           policy_group_ids, mobility_sequence, route_distinguisher, peer, datacenter, learned_at)
+         SELECT $1, route_key, enterprise_id, domain_id, subnet_id, mac, ip, vtep_ip, l2_vni, l3_vni, policy_group_ids, mobility_sequence,
+                route_distinguisher, '10.255.0.253', datacenter, learned_at FROM remote_endpoints WHERE speaker_id = $2`,
+        [sp2.id, sp.id],
+      );
+    } finally {
+      await c2.end();
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const r: any = await tenant.get(`/api/v1/domains/${tree.domain.id}/remote-endpoints?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(r.status, 200);
+      seen.push(...r.body.items.map((x: any) => `${x.ip} from ${x.peer}`));
+      cursor = r.body.nextCursor;
+    } while (cursor && seen.length < 20);
+    assert.deepEqual(seen.sort(), ['100', '101', '102'].flatMap((h) => [`10.0.0.${h} from 10.255.0.253`, `10.0.0.${h} from 10.255.0.254`]));
+    // a cursor this API did not return is a 400 naming it, whatever it decodes to (NUL bytes were a database error)
+    const notOurs = [
+      'A'.repeat(64),
+      Buffer.from('["k"]').toString('base64url'),
+      Buffer.from(JSON.stringify(['k\u0000', sp.id])).toString('base64url'),
+      Buffer.from(JSON.stringify(['k', 'not-a-uuid'])).toString('base64url'),
+      `${page1.body.nextCursor}&cursor=${page1.body.nextCursor}`,
+    ];
+    for (const bad of notOurs) {
+      const r = await tenant.get(`/api/v1/domains/${tree.domain.id}/remote-endpoints?cursor=${bad}`);
+      assert.equal(r.status, 400, bad);
+      assert.deepEqual(r.body.errors.map((e: any) => e.field), ['cursor']);
+    }
     assert.equal((await other.get(`/api/v1/domains/${tree.domain.id}/remote-endpoints`)).status, 404, 'another tenant: as if it did not exist');
     assert.equal((await other.get(`/api/v1/domains/${otherTree.domain.id}/remote-endpoints`)).body.items.length, 0);
     assert.equal((await tenant.post(`/api/v1/domains/${tree.domain.id}/remote-endpoints`, {})).status, 404, 'read-only');
