@@ -35,6 +35,7 @@ import {
   encodeSnapshot,
   hashFrameBody,
   MAX_AGENT_MESSAGE,
+  MAX_HELLO_VERSION,
   Reader,
   StateMirror,
   StringTable,
@@ -266,6 +267,16 @@ describe('wire codec', () => {
     assert.equal(w.finish().length, 1 + 17 + 6);
   });
 
+  it('reads every varuint the writer writes and refuses one past 2^53 - 1', () => {
+    for (const v of [0, 127, 128, 2 ** 32, 2 ** 49 - 1, 2 ** 49, Number.MAX_SAFE_INTEGER]) {
+      const w = new Writer(16);
+      w.varuint(v);
+      assert.equal(new Reader(w.finish()).varuint(), v);
+    }
+    // 2^53 in eight LEB128 bytes: seven 0x80 and a final 0x10 (16 * 2^49)
+    const past = Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    assert.throws(() => new Reader(past).varuint(), (e) => e instanceof WireError && /beyond 2\^53/.test((e as Error).message));
+  });
   it('rejects truncated and unknown frames with a WireError', () => {
     const { w } = smallWorld();
     const state = [...compileAll(w.snapshot()).values()][0];
@@ -514,38 +525,51 @@ describe('wire loopback', () => {
     });
     agents.attach(server);
     const url = await listen(server);
-    /** what a raw peer is told when it sends `frames` (closing code and reason) */
-    const closedAfter = async (...frames: Buffer[]) => {
-      const ws = new WebSocket(url);
-      await new Promise((r, j) => ws.once('open', r).once('error', j));
-      const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
-      ws.on('error', () => undefined);
-      for (const f of frames) ws.send(f);
-      return closed;
-    };
+    let client: AgentClient | null = null;
+    try {
+      /** what a raw peer is told when it sends `frames` (closing code and reason; [0, 'still open'] when nothing closes it within 5 s) */
+      const closedAfter = async (...frames: Buffer[]) => {
+        const ws = new WebSocket(url);
+        await new Promise((r, j) => ws.once('open', r).once('error', j));
+        const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
+        ws.on('error', () => undefined);
+        for (const f of frames) ws.send(f);
+        let timer: NodeJS.Timeout | undefined;
+        const open = new Promise<[number, string]>((r) => (timer = setTimeout(() => r([0, 'still open']), 5000)));
+        const outcome = await Promise.race([closed, open]);
+        clearTimeout(timer);
+        ws.terminate();
+        return outcome;
+      };
 
-    // before any hello: a frame just over the bound is refused from its header (1009: message too big)
-    const [big] = await closedAfter(Buffer.alloc(MAX_AGENT_MESSAGE + 1, 1));
-    assert.equal(big, 1009);
-    assert.match(errors.join('|'), /max payload/i);
-    // a snapshot sent to the controller is named and refused, before and after the hello
-    const snapshot = encodeSnapshot({ epoch: 'E', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
-    assert.deepEqual(await closedAfter(snapshot), [4002, "a snapshot is the controller's message, not an agent's"]);
-    const hello = encodeHello({ hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: '', version: 0, revision: 0, digest: '' });
-    const [code, why] = await closedAfter(hello, encodeDelta({ epoch: 'E', fromVersion: 0, version: 1, revision: 1, digest: '' }, {}));
-    assert.deepEqual([code, why], [4002, "a delta is the controller's message, not an agent's"]);
+      // before any hello: a frame just over the bound is refused from its header (1009: message too big)
+      const [big] = await closedAfter(Buffer.alloc(MAX_AGENT_MESSAGE + 1, 1));
+      assert.equal(big, 1009);
+      assert.match(errors.join('|'), /max payload/i);
+      // a snapshot sent to the controller is named and refused, before and after the hello
+      const snapshot = encodeSnapshot({ epoch: 'E', version: 1, revision: 1, digest: digestOf(state) }, stateLists(state));
+      assert.deepEqual(await closedAfter(snapshot), [4002, "a snapshot is the controller's message, not an agent's"]);
+      const hello = encodeHello({ hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: '', version: 0, revision: 0, digest: '' });
+      const [code, why] = await closedAfter(hello, encodeDelta({ epoch: 'E', fromVersion: 0, version: 1, revision: 1, digest: '' }, {}));
+      assert.deepEqual([code, why], [4002, "a delta is the controller's message, not an agent's"]);
 
-    // the bound leaves room for the longest message an agent sends: a nack of 4,000 three-byte characters
-    const longest = '\u20ac'.repeat(4000);
-    assert.ok(encodeNack(1, longest).length < MAX_AGENT_MESSAGE);
-    const client = AgentClient.connect(url, hosts[0].id, 'good', hosts[0].vtepIp, { minBackoffMs: 20 });
-    const snap = await new Promise<{ nack(reason: string): boolean }>((r) => client.once('snapshot', r));
-    assert.equal(snap.nack(longest + 'x'), true);
-    await until(() => nacks.length === 1);
-    assert.equal(nacks[0], longest);
-    await client.close();
-    await agents.close();
-    server.close();
+      // a hello claiming a version beyond any a controller issues (one near 2^53 would stop counting exactly)
+      const [vcode, vwhy] = await closedAfter(encodeHello({ hostId: hosts[0].id, credential: 'good', vtepIp: hosts[0].vtepIp, epoch: 'E', version: MAX_HELLO_VERSION + 1, revision: 1, digest: 'x' }));
+      assert.deepEqual([vcode, vwhy], [4002, `hello claims version ${MAX_HELLO_VERSION + 1}, beyond any a controller issues`]);
+
+      // the bound leaves room for the longest message an agent sends: a nack of 4,000 three-byte characters
+      const longest = '\u20ac'.repeat(4000);
+      assert.ok(encodeNack(1, longest).length < MAX_AGENT_MESSAGE);
+      client = AgentClient.connect(url, hosts[0].id, 'good', hosts[0].vtepIp, { minBackoffMs: 20 });
+      const snap = await new Promise<{ nack(reason: string): boolean }>((r) => client!.once('snapshot', r));
+      assert.equal(snap.nack(longest + 'x'), true);
+      await until(() => nacks.length === 1);
+      assert.equal(nacks[0], longest);
+    } finally {
+      await client?.close();
+      await agents.close();
+      server.close();
+    }
   });
 });
 

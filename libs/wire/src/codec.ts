@@ -103,7 +103,11 @@ export class Reader {
     for (let i = 0; i < 8; i++) {
       const b = this.u8();
       v += (b & 0x7f) * mul;
-      if (b < 0x80) return v;
+      if (b < 0x80) {
+        // eight bytes hold 56 bits: past 2^53 - 1 a number no longer counts exactly (the writer refuses such values too)
+        if (i === 7 && v > Number.MAX_SAFE_INTEGER) throw new WireError(`varint beyond 2^53 - 1 at offset ${this.pos}`);
+        return v;
+      }
       mul *= 0x80;
     }
     throw new WireError(`varint too long at offset ${this.pos}`);

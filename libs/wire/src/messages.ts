@@ -39,6 +39,14 @@ export const CLOSE_SHUTDOWN = 4004;
  */
 export const MAX_AGENT_MESSAGE = 64 * 1024;
 
+/**
+ * The largest version a hello may claim (2^48). The controller continues a
+ * host's versions from the one its agent last acknowledged, so a claim near
+ * 2^53 would leave too little room for exact increments; no controller issues
+ * anywhere near this many versions (at 1,000 a second, ~9,000 years).
+ */
+export const MAX_HELLO_VERSION = 2 ** 48;
+
 export interface Hello {
   type: 'hello';
   protocol: number;
@@ -358,7 +366,9 @@ export function hashFrameBody(f: StateFrame, into: BodyHashes): void {
 export function decodeFromAgent(buf: Buffer): Hello | Ack | Nack {
   const type = buf.length > 0 ? buf[0] : -1;
   if (type === T_SNAPSHOT || type === T_DELTA) throw new WireError(`a ${type === T_SNAPSHOT ? 'snapshot' : 'delta'} is the controller's message, not an agent's`);
-  return decode(buf) as Hello | Ack | Nack;
+  const m = decode(buf) as Hello | Ack | Nack;
+  if (m.type === 'hello' && m.version > MAX_HELLO_VERSION) throw new WireError(`hello claims version ${m.version}, beyond any a controller issues`);
+  return m;
 }
 
 export function decode(buf: Buffer): Message {
