@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { AnyEntry, HostState, TABLES } from '#sdn/compiler';
+import { encodeAck, encodeHello, encodeNack } from '#sdn/wire';
+import WebSocket from 'ws';
 import { makeTree } from '../support/directory';
 import { controllerTestWorld, settled, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
 
@@ -288,6 +290,50 @@ describe('controller scenarios', () => {
       assert.deepEqual(domainsOf(agents[0].state), new Set([a.domain.id]));
     } finally {
       await Promise.all(agents.map((x) => x.stop()));
+      await c.close();
+    }
+  });
+  it('withstands a holder of a host credential sending random hellos, acks and nacks: the others keep their state, the real agent converges', async () => {
+    const { subnet } = await makeTree(w.t.api, 'hostile', '10.11.0.0/24');
+    const hosts = [await makeHost(), await makeHost(), await makeHost()];
+    for (let i = 0; i < 12; i++) await endpoint(subnet.id, hosts[i % 3].id);
+    const c = await startTestController(w.t.db.url);
+    const others = [new SimulatedAgent(c.agentUrl, hosts[0]), new SimulatedAgent(c.agentUrl, hosts[1])];
+    const evil = hosts[2];
+    let real: SimulatedAgent | null = null;
+    // a seeded generator, so that a failure can be replayed (the seed is in the assertion messages)
+    const seed = Date.now() % 2 ** 31;
+    let x = seed;
+    const next = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)];
+    try {
+      await settle(c, others);
+      const before = others.map((a) => a.snapshots + a.deltas);
+      for (let round = 0; round < 150; round++) {
+        const ws = new WebSocket(c.agentUrl);
+        await new Promise((r) => ws.once('open', r).once('error', r));
+        ws.on('error', () => undefined);
+        const closed = new Promise((r) => ws.once('close', r));
+        const claim = { epoch: pick(['', c.controller.epoch, 'e'.repeat(200)]), version: pick([0, 1, 2, 7, 1000, 2 ** 40]), revision: pick([0, 1, 5, 2 ** 40]), digest: pick(['', 'x', 'ff'.repeat(16)]) };
+        if (ws.readyState === WebSocket.OPEN) {
+          ws.send(encodeHello({ hostId: evil.id, credential: evil.credential, vtepIp: evil.vtepIp, ...claim }));
+          for (let i = Math.floor(next() * 12); i > 0; i--) {
+            ws.send(next() < 0.7 ? encodeAck(pick([0, 1, 2, 3, 2 ** 40]), pick(['', 'ff'.repeat(16)])) : encodeNack(pick([0, 1, 2]), pick(['', 'x'.repeat(3000)])));
+            if (next() < 0.3) await new Promise((r) => setTimeout(r, 5));
+          }
+        }
+        if (next() < 0.5) ws.close();
+        else ws.terminate();
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 200))]);
+      }
+      // the other hosts' agents were left alone: no message since they settled
+      assert.deepEqual(others.map((a) => a.snapshots + a.deltas), before, `seed ${seed}`);
+      real = new SimulatedAgent(c.agentUrl, evil);
+      const e = await endpoint(subnet.id, evil.id);
+      assertSame([...others, real], await settle(c, [...others, real]), c);
+      await waitUntil(async () => (await w.t.api.get(`/api/v1/endpoints/${e.id}`)).body.status === 'active', `an endpoint of that host activates (seed ${seed})`);
+    } finally {
+      await Promise.all([...others, ...(real ? [real] : [])].map((a) => a.stop()));
       await c.close();
     }
   });
