@@ -40,6 +40,30 @@ describe('bad input gets a clear, specific problem+json', () => {
     problem(await t.api.post(z, { name: 'a', cidr: '10.1.0.0/24', l2Vni: 16777216 }), 400, 'l2Vni');
   });
 
+  it('refuses subnets whose addresses hosts cannot own (multicast, loopback, link-local, reserved), which would fail every agent holding them', async () => {
+    const z = `/api/v1/zones/${tree.zone.id}/subnets`;
+    const refused: Array<[string, RegExp]> = [
+      ['0.0.0.0/0', /overlaps 0\.0\.0\.0\/8/],
+      ['0.0.0.0/24', /"this network"/],
+      ['127.0.0.0/24', /loopback/],
+      ['169.254.0.0/24', /link-local/],
+      ['224.0.0.0/24', /multicast/],
+      ['239.255.255.0/24', /multicast/],
+      ['240.0.0.0/24', /reserved/],
+      ['255.255.255.0/24', /reserved/],
+      ['::/64', /reserved by the IETF/],
+      ['::ffff:0:0/120', /IPv4-mapped/],
+      ['fe80::/64', /link-local/],
+      ['ff05::/64', /multicast/],
+    ];
+    for (const [cidr, why] of refused) problem(await t.api.post(z, { name: 'special', cidr }), 400, 'cidr', why);
+    // their neighbours are ordinary unicast space
+    const z2 = (await t.api.make(`/api/v1/domains/${tree.domain.id}/zones`, { name: 'unicast-edges' })).id;
+    for (const [i, cidr] of ['1.0.0.0/24', '126.255.255.0/24', '128.0.0.0/24', '169.253.0.0/24', '169.255.0.0/24', '223.255.255.0/24', '100.64.0.0/24', '100::/64', 'fec0::/64', 'fe00::/64'].entries()) {
+      assert.equal((await t.api.post(`/api/v1/zones/${z2}/subnets`, { name: `edge${i}`, cidr })).status, 201, cidr);
+    }
+  });
+
   it('refuses overlapping subnets in a domain and allows them across domains and tenants', async () => {
     const z = `/api/v1/zones/${tree.zone.id}/subnets`;
     problem(await t.api.post(z, { name: 'over', cidr: '10.0.0.128/25' }), 409, 'cidr', /overlaps subnet/);

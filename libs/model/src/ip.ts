@@ -165,6 +165,30 @@ export function usableRange(c: Cidr): { first: bigint; last: bigint } {
   return { first: c.network + 1n, last };
 }
 
+/**
+ * Ranges no subnet may overlap: their addresses are not unicast addresses a
+ * host can own and route. The kernel refuses some outright (an IPv6
+ * multicast or loopback gateway), and a refused address in a host's state
+ * fails the agent's whole version, for every tenant on that host.
+ * (Network macros may name any prefix: they only fill firewall sets.)
+ */
+const NOT_FOR_SUBNETS: ReadonlyArray<{ cidr: Cidr; what: string }> = [
+  ['0.0.0.0/8', '"this network" (RFC 1122)'],
+  ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local (RFC 3927: never routed)'],
+  ['224.0.0.0/4', 'multicast'],
+  ['240.0.0.0/4', 'reserved (RFC 1112), with the broadcast address'],
+  ['::/8', 'reserved by the IETF (the unspecified, loopback and IPv4-mapped addresses)'],
+  ['fe80::/10', 'link-local (every interface has its own)'],
+  ['ff00::/8', 'multicast'],
+].map(([text, what]) => ({ cidr: (parseCidr(text) as { ok: true; cidr: Cidr }).cidr, what }));
+
+/** Why no subnet may have this prefix (it overlaps a special-purpose range), or null. */
+export function specialPurposeOverlap(c: Cidr): string | null {
+  for (const r of NOT_FOR_SUBNETS) if (cidrsOverlap(c, r.cidr)) return `overlaps ${formatCidr(r.cidr)}, ${r.what}`;
+  return null;
+}
+
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 /** Accepts aa:bb:cc:dd:ee:ff or aa-bb-..., any case; returns lower-case colon form. */

@@ -10,6 +10,7 @@ import {
   parseCidr,
   parseIp,
   Subnet,
+  specialPurposeOverlap,
   usableRange,
 } from '#sdn/model';
 import { hashKey, newApiKey, requireOperator, scopeOf } from '../common/auth';
@@ -89,6 +90,8 @@ export function subnetDef(ipam: Ipam): ResourceDef<Subnet, z.infer<typeof subnet
     }),
     async create(tx, { parent, input, id }) {
       const c = parseCidrOk(input.cidr);
+      const special = specialPurposeOverlap(c);
+      if (special !== null) throw invalid('cidr', `${input.cidr} ${special}: a subnet's addresses must be unicast addresses hosts can own`);
       const usable = usableRange(c);
       if (usable.last - usable.first < 1n) throw invalid('cidr', `${input.cidr} is too small to hold a gateway and an endpoint`);
       let gateway = input.gateway;
