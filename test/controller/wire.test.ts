@@ -24,6 +24,7 @@ import {
 import {
   AgentClient,
   AgentServer,
+  type AgentServerOptions,
   AgentSession,
   BodyHashes,
   decode,
@@ -421,14 +422,28 @@ async function listen(server: Server): Promise<string> {
   return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/agent`;
 }
 
+/** An AgentServer on a loopback HTTP server: its agents' URL, and close() for both. */
+async function serveAgents(opts: AgentServerOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer();
+  const agents = new AgentServer(opts);
+  agents.attach(server);
+  const url = await listen(server);
+  return {
+    url,
+    async close() {
+      await agents.close();
+      server.close();
+    },
+  };
+}
+
 describe('wire loopback', () => {
   it('authenticates, streams a snapshot and a delta, and resumes from the last ack after a reconnect', async () => {
     const { w, hosts } = smallWorld();
     const state = compileAll(w.snapshot()).get(hosts[0].id)!;
     const sessions: AgentSession[] = [];
     const acks: number[] = [];
-    const server = createServer();
-    const agents = new AgentServer({
+    const agents = await serveAgents({
       authenticate: async (h) => (h.credential === 'good' ? true : 'bad credential'),
       onSession: (s) => {
         sessions.push(s);
@@ -437,8 +452,7 @@ describe('wire loopback', () => {
         else s.sendDelta({ epoch: 'E', fromVersion: s.hello.version, version: s.hello.version + 1, revision: 6, digest: digestOf(state) }, {});
       },
     });
-    agents.attach(server);
-    const url = await listen(server);
+    const url = agents.url;
 
     const rejected = AgentClient.connect(url, hosts[1].id, 'nope', hosts[1].vtepIp, { minBackoffMs: 5000 });
     const reason = await new Promise<string>((r) => rejected.once('rejected', r));
@@ -467,7 +481,6 @@ describe('wire loopback', () => {
     await until(() => acks.includes(2));
     await client.close();
     await agents.close();
-    server.close();
   });
   it('hands undecoded frames to a holder that reads them itself (option frames), which acks them as any agent does', async () => {
     const { w, hosts, s4, web } = smallWorld();
@@ -476,8 +489,7 @@ describe('wire loopback', () => {
     w.endpoint(s4, h, [web]);
     const after = compileAll(w.snapshot()).get(h.id)!;
     const acks: string[] = [];
-    const server = createServer();
-    const agents = new AgentServer({
+    const agents = await serveAgents({
       authenticate: async () => true,
       onSession: (s) => {
         s.on('ack', (a) => {
@@ -487,8 +499,7 @@ describe('wire loopback', () => {
         s.sendSnapshot({ epoch: 'E', version: 1, revision: 5, digest: digestOf(before) }, stateLists(before));
       },
     });
-    agents.attach(server);
-    const url = await listen(server);
+    const url = agents.url;
     const lean = new DigestMirror();
     const decoded: string[] = [];
     const client = AgentClient.connect(url, h.id, 'good', h.vtepIp, { frames: true });
@@ -507,15 +518,13 @@ describe('wire loopback', () => {
     assert.equal(client.lastAcked.version, 2);
     await client.close();
     await agents.close();
-    server.close();
   });
   it('refuses an oversized frame before reading it and a controller message from a peer, and still serves agents', async () => {
     const { w, hosts } = smallWorld();
     const state = compileAll(w.snapshot()).get(hosts[0].id)!;
     const errors: string[] = [];
     const nacks: string[] = [];
-    const server = createServer();
-    const agents = new AgentServer({
+    const agents = await serveAgents({
       authenticate: async (h) => (h.credential === 'good' ? true : 'bad credential'),
       onSession: (s) => {
         s.on('nack', (n) => nacks.push(n.reason));
@@ -523,8 +532,7 @@ describe('wire loopback', () => {
       },
       onError: (e) => errors.push(e.message),
     });
-    agents.attach(server);
-    const url = await listen(server);
+    const url = agents.url;
     let client: AgentClient | null = null;
     try {
       /** what a raw peer is told when it sends `frames` (closing code and reason; [0, 'still open'] when nothing closes it within 5 s) */
@@ -568,7 +576,6 @@ describe('wire loopback', () => {
     } finally {
       await client?.close();
       await agents.close();
-      server.close();
     }
   });
 });
