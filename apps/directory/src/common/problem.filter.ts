@@ -1,5 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
-import { isDbError } from '../db/database';
+import { CommitUnknown, isConnectionError, isDbError } from '../db/database';
 import { ProblemError } from './errors';
 import { log } from './log';
 
@@ -39,6 +39,17 @@ export function toProblem(e: unknown): Problem {
     if (e.errors.length > 0) p.errors = e.errors;
     return p;
   }
+  if (e instanceof CommitUnknown) {
+    return problem(
+      503,
+      'commit-unknown',
+      'Outcome unknown',
+      'the database connection was lost while the change was being committed, and the database could not be asked afterwards whether it was: read the object (or GET /changes) before sending the request again',
+    );
+  }
+  if (isConnectionError(e)) {
+    return problem(503, 'database-unavailable', 'Database unavailable', 'the database connection was lost or could not be made; nothing was changed: retry the request');
+  }
   if (isDbError(e)) return dbProblem(e);
   if (e instanceof HttpException) {
     const status = e.getStatus();
@@ -77,9 +88,6 @@ function dbProblem(e: { code: string; constraint?: string; detail?: string }): P
   }
   if (e.code === '40001' || e.code === '40P01') {
     return problem(503, 'retry', 'Try again', 'the database aborted a concurrent transaction; retry the request');
-  }
-  if (e.code.startsWith('08') || e.code === '57P01') {
-    return problem(503, 'database-unavailable', 'Database unavailable', 'the database connection was lost; retry the request');
   }
   return problem(500, 'internal', 'Internal error', 'an unexpected database error occurred; it was logged');
 }

@@ -39,6 +39,15 @@ import type { ChangeOp, ResourceKind } from '#sdn/model';
  * counter was still that value. When a check fails, a read is needed, or any
  * database error occurs, nothing was committed: the handler's in-memory effects
  * are rolled back and the batch runs the ordinary way.
+ *
+ * A lost connection: the writer's connection is replaced before its next
+ * batch when it reported an error while idle. A batch whose connection fails
+ * before its commit is sent committed nothing (its callers get
+ * DatabaseUnavailable). One whose connection fails after the COMMIT (or the
+ * one-statement batch) was sent may have committed: the writer asks the
+ * database on a new connection whether the batch's change-log entries are
+ * there (`landed`), and answers the callers as committed when they are. Only
+ * when the database cannot be asked do they get CommitUnknown.
  */
 
 export interface PendingChange {
@@ -243,18 +252,23 @@ export class Database {
   /** answers to the callers of committed batches, given once the next batch's first statement is on its way (or nothing follows) */
   private answers: Array<() => void> = [];
   private writer: PoolClient | null = null;
+  /** the writer's connection reported an error: replaced before its next use */
+  private writerBroken = false;
   private closed = false;
   private listeners: CommitListener[] = [];
   /** the change-log counter as this process last committed it; null when unknown */
   private lastRevision: number | null = null;
   /** batches committed as one statement / tried and run again the ordinary way */
   readonly oneStatement = { committed: 0, retried: 0 };
+  /** batches whose connection was lost with their commit sent, by what the database said afterwards */
+  readonly lostCommits = { committed: 0, not_committed: 0, unknown: 0 };
 
   constructor(
     readonly url: string,
     private readonly opts: { poolSize: number; maxBatch: number },
   ) {
-    this.pool = new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory' });
+    // a database that does not answer a connection attempt fails it (503) rather than holding the writer forever
+    this.pool = new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory', connectionTimeoutMillis: 10_000 });
     this.pool.on('error', () => undefined); // idle client errors surface on next use
   }
 
@@ -316,11 +330,77 @@ export class Database {
     }
   }
 
+  private async connectWriter(): Promise<void> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw isConnectionError(e) ? new DatabaseUnavailable(e) : e;
+    }
+    this.writer = client;
+    this.writerBroken = false;
+    // a connection lost while idle (Postgres restarted, the session terminated) is replaced before the next batch
+    client.on('error', () => {
+      if (this.writer === client) this.writerBroken = true;
+    });
+  }
+
   private async dropWriter(): Promise<void> {
     if (this.writer) {
       this.writer.release(true);
       this.writer = null;
     }
+    this.writerBroken = false;
+  }
+
+  /**
+   * Whether a batch whose connection was lost after its commit was sent did
+   * commit: its change-log entries are there, with this batch's objects and
+   * operations at its revisions (a batch commits all of them or none; another
+   * writer taking those revisions wrote other entries). Asked on a new
+   * connection, retried for about three seconds while Postgres is away; null
+   * when it could not be asked.
+   */
+  private async landed(log: BatchLog): Promise<boolean | null> {
+    if (log.changes.length === 0) return true; // it wrote nothing: its answers (refusals, reads) stand either way
+    const first = log.changes[0].revision;
+    const last = log.changes[log.changes.length - 1].revision;
+    for (let attempt = 0; attempt < 6; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      let rows: Array<{ revision: string; id: string; op: string }>;
+      try {
+        rows = (
+          await this.pool.query('SELECT revision::text, object_id::text AS id, op FROM change_log WHERE revision BETWEEN $1 AND $2 ORDER BY revision', [
+            first,
+            last,
+          ])
+        ).rows;
+      } catch (e) {
+        if (isConnectionError(e)) continue;
+        return null;
+      }
+      return (
+        rows.length === log.changes.length &&
+        rows.every((r, i) => {
+          const c = log.changes[i];
+          return Number(r.revision) === c.revision && r.id === c.id && r.op === c.op;
+        })
+      );
+    }
+    return null;
+  }
+
+  /**
+   * After the connection failed with a batch's commit sent (`e`): answers the
+   * batch as committed when it did, else throws what its callers are told.
+   */
+  private async resolveLostCommit(e: unknown, log: BatchLog): Promise<void> {
+    await this.dropWriter();
+    this.lastRevision = null;
+    const landed = await this.landed(log);
+    this.lostCommits[landed === true ? 'committed' : landed === false ? 'not_committed' : 'unknown']++;
+    if (landed === true) return;
+    throw landed === false ? new DatabaseUnavailable(e) : new CommitUnknown(e);
   }
 
   /**
@@ -339,16 +419,15 @@ export class Database {
 
   private async runBatch(batch: Item[], alone: boolean): Promise<void> {
     this.answer();
-    if (!this.writer) {
-      this.writer = await this.pool.connect();
-      this.writer.on('error', () => undefined);
-    }
-    const client = this.writer;
+    if (this.writerBroken) await this.dropWriter();
+    if (!this.writer) await this.connectWriter();
+    const client = this.writer!;
     const query: Tx['query'] = async (sql, params) => (await client.query(statement(sql, params))).rows;
     const insertIds: Tx['insertIds'] = async (sql, params) => (await query(sql, params)).map((r) => r.id as string);
     const commitHooks: Array<() => void> = [];
     const rollbackHooks: Array<() => void> = [];
     let committed = false;
+    let lostCommit = false;
     try {
       // one round trip: BEGIN and the lock that serializes writers across processes
       const begun = (await client.query('BEGIN; SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE')) as unknown as Array<{
@@ -425,13 +504,25 @@ export class Database {
           ),
         );
       }
-      await client.query('COMMIT');
+      try {
+        await client.query('COMMIT');
+      } catch (e) {
+        // the connection failed with COMMIT on its way: ask the database whether it happened
+        if (!isConnectionError(e) || neverSent(e)) throw e;
+        try {
+          await this.resolveLostCommit(e, log);
+        } catch (lost) {
+          lostCommit = true;
+          throw lost;
+        }
+      }
       committed = true;
       this.committed(batch, results as Awaited<ReturnType<BulkHandler>>, commitHooks, log);
     } catch (e) {
       for (const fn of rollbackHooks) fn();
-      if (!committed) await client.query('ROLLBACK').catch(() => this.dropWriter());
-      throw e;
+      if (!committed && !lostCommit) await client.query('ROLLBACK').catch(() => this.dropWriter());
+      // a connection error that reaches here came before COMMIT was sent (or instead of sending it): nothing was committed
+      throw e instanceof CommitUnknown || e instanceof DatabaseUnavailable || !isConnectionError(e) ? e : new DatabaseUnavailable(e);
     }
   }
 
@@ -498,11 +589,27 @@ export class Database {
       this.answer();
       await sent;
     } catch (e) {
-      undo();
-      if (!isDbError(e)) throw e; // the connection: the batch fails as an ordinary one would
-      this.lastRevision = null;
-      this.oneStatement.retried++;
-      return false;
+      if (!isConnectionError(e)) {
+        undo();
+        if (!isDbError(e)) throw e;
+        // a check failed or a constraint fired: nothing was committed, the ordinary way does (and reports) it
+        this.lastRevision = null;
+        this.oneStatement.retried++;
+        return false;
+      }
+      if (neverSent(e)) {
+        // the connection had failed before: nothing was sent, the ordinary way runs it on a new connection
+        undo();
+        await this.dropWriter();
+        return false;
+      }
+      // the statement commits itself, and it was sent: ask the database whether it did
+      try {
+        await this.resolveLostCommit(e, log);
+      } catch (lost) {
+        undo();
+        throw lost;
+      }
     }
     this.oneStatement.committed++;
     this.committed(batch, results, commitHooks, log);
@@ -519,4 +626,48 @@ export class Database {
 
 export function isDbError(e: unknown): e is { code: string; constraint?: string; detail?: string } {
   return typeof e === 'object' && e !== null && typeof (e as any).code === 'string' && 'severity' in (e as any);
+}
+
+/** errno codes of a connection to Postgres that failed or could not be made */
+const CONNECTION_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOENT']);
+
+/**
+ * An error of the connection to Postgres rather than of a statement: the
+ * socket failed or could not be opened, the server ended the session
+ * (SQLSTATE class 08, 57P01-57P03: shutdown, crash, administrator), or pg
+ * refused to use a client whose connection had failed.
+ */
+export function isConnectionError(e: unknown): boolean {
+  if (e instanceof DatabaseUnavailable) return true;
+  if (typeof e !== 'object' || e === null) return false;
+  const x = e as { code?: unknown; message?: unknown; severity?: unknown };
+  if (typeof x.code === 'string') {
+    if ('severity' in x) return x.code.startsWith('08') || x.code === '57P01' || x.code === '57P02' || x.code === '57P03';
+    if (CONNECTION_ERRNOS.has(x.code)) return true;
+  }
+  const m = typeof x.message === 'string' ? x.message : '';
+  return /^Connection terminated|is not queryable$|^timeout exceeded when trying to connect|^Connection ended unexpectedly/.test(m);
+}
+
+/** pg refused a query on a client whose connection had already failed: nothing was sent */
+function neverSent(e: unknown): boolean {
+  return e instanceof Error && e.message.endsWith('is not queryable');
+}
+
+/** The connection to Postgres was lost or could not be made; nothing of the request was committed. */
+export class DatabaseUnavailable extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`the database connection was lost: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/**
+ * The connection was lost after the commit was sent, and the database could
+ * not be asked afterwards whether the commit happened. The change may or may
+ * not be in the database (and its change log).
+ */
+export class CommitUnknown extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`the database connection was lost while committing: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
 }

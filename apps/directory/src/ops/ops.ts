@@ -75,6 +75,15 @@ export class Metrics {
         this.set({ outcome: 'retried' }, db.oneStatement.retried);
       },
     });
+    new Gauge({
+      name: 'sdn_directory_write_lost_commits_total',
+      help: 'writer batches whose database connection was lost with the commit sent, by what the database said afterwards (committed: the callers were answered as usual; not_committed: 503 database-unavailable; unknown: 503 commit-unknown)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+      collect() {
+        for (const [outcome, n] of Object.entries(db.lostCommits)) this.set({ outcome }, n);
+      },
+    });
     db.onCommit(({ lastRevision, items, waits, seconds }) => {
       this.revision.set(lastRevision);
       this.batchSize.observe(items);

@@ -1,0 +1,142 @@
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { compileAll, describeDifference } from '#sdn/compiler';
+import { createModelStore, type ModelStore } from '#sdn/store';
+import { Client } from 'pg';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../apps/directory/src/db/embedded';
+import { settled, type SimHost, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
+import { freePort, makeTree, startTestDirectory, type TestDirectory } from '../support/directory';
+
+/** An embedded Postgres of this file's own, which the test stops and starts again under load. */
+async function restartableDatabase() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sdn-pg-outage-'));
+  const port = await freePort();
+  let pg: EmbeddedPostgresHandle = await startEmbeddedPostgres({ dataDir, port, persistent: true });
+  return {
+    url: pg.url,
+    async restart(downMs: number) {
+      await pg.stop();
+      await new Promise((r) => setTimeout(r, downMs));
+      pg = await startEmbeddedPostgres({ dataDir, port, persistent: true });
+    },
+    async stop() {
+      await pg.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Ends the server sessions of the applications named like `pattern`, as an administrator (or a failover) would. */
+async function terminate(url: string, pattern: string): Promise<number> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query('SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name LIKE $1 AND pid <> pg_backend_pid()', [
+      pattern,
+    ]);
+    return r.rows[0].n;
+  } finally {
+    await c.end();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('losing the database under load', () => {
+  let db: Awaited<ReturnType<typeof restartableDatabase>>;
+  let t: TestDirectory;
+  let store: ModelStore;
+  before(async () => {
+    db = await restartableDatabase();
+    t = await startTestDirectory({ db });
+    store = createModelStore(db.url);
+  });
+  after(async () => {
+    await store?.close();
+    await t?.stop();
+    await db?.stop();
+  });
+
+  it('answers 201 or 503 while sessions are killed and Postgres restarts, loses nothing it acknowledged, and every host converges', async () => {
+    const { subnet } = await makeTree(t.api, 'outage', '10.9.0.0/16');
+    const hosts: SimHost[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const h = await t.api.make('/api/v1/hosts', { name: `outage${i}`, vtepIp: `198.51.100.${i}` });
+      hosts.push({ id: h.id, credential: h.credential, vtepIp: h.vtepIp });
+    }
+    const c = await startTestController(db.url);
+    const agents = hosts.map((h) => new SimulatedAgent(c.agentUrl, h, { minBackoffMs: 20 }));
+    try {
+      // eight orchestrator clients creating endpoints, each request with a name of its own
+      const answered = new Map<string, { status: number; type?: string; id?: string }>();
+      let stop = false;
+      const client = async (k: number) => {
+        for (let i = 0; !stop; i++) {
+          const name = `c${k}-${i}`;
+          const r = await t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name, hostId: hosts[i % hosts.length].id });
+          answered.set(name, { status: r.status, type: r.body?.type, id: r.body?.id });
+          if (r.status !== 201) await sleep(20);
+        }
+      };
+      const clients = Array.from({ length: 8 }, (_, k) => client(k));
+      const killed = { directory: 0, controller: 0 };
+      await sleep(300);
+      for (let round = 0; round < 6; round++) {
+        killed.directory += await terminate(db.url, 'sdn-directory%');
+        await sleep(100);
+        killed.controller += await terminate(db.url, 'sdn-store%');
+        await sleep(150);
+      }
+      await db.restart(700);
+      await sleep(700);
+      stop = true;
+      await Promise.all(clients);
+      assert.ok(killed.directory > 0 && killed.controller > 0, `sessions were killed: ${JSON.stringify(killed)}`);
+
+      // only the two answers an orchestrator can act on
+      const byStatus = new Map<string, number>();
+      for (const a of answered.values()) byStatus.set(`${a.status} ${a.type ?? ''}`, (byStatus.get(`${a.status} ${a.type ?? ''}`) ?? 0) + 1);
+      for (const key of byStatus.keys()) assert.match(key, /^(201 |503 \/problems\/(database-unavailable|commit-unknown))$/, `answers: ${JSON.stringify([...byStatus])}`);
+      console.log(JSON.stringify([...byStatus]), (await (await fetch(`${t.dir.url}/metrics`)).text()).split("\n").filter((l) => l.startsWith("sdn_directory_write_lost")).join(" "));
+      assert.ok((byStatus.get('503 /problems/database-unavailable') ?? 0) > 0, `the outage was seen: ${JSON.stringify([...byStatus])}`);
+      assert.ok((byStatus.get('201 ') ?? 0) > 100, `work went on around it: ${JSON.stringify([...byStatus])}`);
+
+      // the directory serves again, and the database holds what was acknowledged and nothing that was refused
+      const last = await t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after', hostId: hosts[0].id });
+      assert.equal(last.status, 201, JSON.stringify(last.body));
+      const rows = (await store.loadSnapshot()).endpoints.filter((e: any) => e.subnetId === subnet.id);
+      const stored = new Map(rows.map((e: any) => [e.name, e.id]));
+      for (const [name, a] of answered) {
+        if (a.status === 201) assert.equal(stored.get(name), a.id, `${name} was acknowledged`);
+        if (a.type === '/problems/database-unavailable') assert.ok(!stored.has(name), `${name} was refused as not written, yet it is stored`);
+      }
+
+      // the change log has every stored endpoint, without a gap
+      const log: any[] = [];
+      for (let after = 0; ; ) {
+        const r = await t.api.get(`/api/v1/changes?after=${after}&limit=1000`);
+        assert.equal(r.status, 200);
+        log.push(...r.body.items);
+        if (r.body.items.length < 1000) break;
+        after = log[log.length - 1].revision;
+      }
+      log.forEach((ch, i) => assert.equal(ch.revision, i + 1));
+      const logged = new Set(log.filter((ch) => ch.kind === 'endpoint' && ch.op === 'create').map((ch) => ch.id));
+      for (const id of stored.values()) assert.ok(logged.has(id), `endpoint ${id} is in the change log`);
+
+      // the controller followed the log through the outage: every agent holds what the database compiles to,
+      // and every endpoint turned active (the status writes lost with the database were written again)
+      const snap = await store.loadSnapshot();
+      await waitUntil(() => settled(c, snap.revision, agents), `settled at revision ${snap.revision}`);
+      const ref = compileAll(snap, c.controller.engine.opts);
+      for (const a of agents) assert.deepEqual(describeDifference(a.state, ref.get(a.host.id)!), [], `agent ${a.host.id}`);
+      await waitUntil(async () => (await store.loadSnapshot()).endpoints.every((e: any) => e.status === 'active'), 'every endpoint active');
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await c.close();
+    }
+  });
+});

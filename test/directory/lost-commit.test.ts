@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Client } from 'pg';
+import { PgProxy } from '../support/pg-proxy';
+import { makeTree, startTestDatabase, startTestDirectory, type TestDatabase, type TestDirectory } from '../support/directory';
+
+/**
+ * The directory's writer loses its connection with a commit on its way (a TCP
+ * proxy cuts it at the COMMIT, or at the one-statement batch that commits by
+ * itself). The caller must get what really happened: 201 when the commit
+ * landed, 503 database-unavailable when it did not, 503 commit-unknown when
+ * the database could not be asked.
+ */
+describe('a commit whose connection is lost', () => {
+  let db: TestDatabase;
+  let proxy: PgProxy;
+  let t: TestDirectory;
+  before(async () => {
+    db = await startTestDatabase();
+    const u = new URL(db.url);
+    proxy = new PgProxy({ host: u.hostname === 'localhost' ? '127.0.0.1' : u.hostname, port: Number(u.port || 5432) }, 'sdn_check');
+    await proxy.start();
+    t = await startTestDirectory({ db: { url: `postgres://${u.username}:${u.password}@127.0.0.1:${proxy.port}${u.pathname}`, stop: async () => undefined } });
+  });
+  after(async () => {
+    await t?.stop();
+    await proxy?.close();
+    await db?.stop();
+  });
+
+  const lostCommits = async () => {
+    const text = await (await fetch(`${t.dir.url}/metrics`)).text();
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/^sdn_directory_write_lost_commits_total\{outcome="(\w+)"\} (\d+)$/gm)) out[m[1]] = Number(m[2]);
+    return out;
+  };
+  /** rows in the database itself, not through the directory */
+  const count = async (sql: string, params: unknown[]) => {
+    const c = new Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      return (await c.query(sql, params)).rows[0].n as number;
+    } finally {
+      await c.end();
+    }
+  };
+
+  it('answers 201 when the COMMIT landed, 503 database-unavailable when it did not', async () => {
+    const { domain } = await makeTree(t.api, 'lost-ordinary');
+    // a policy group is written the ordinary way: BEGIN, the work, the change log, COMMIT
+    proxy.arm('after');
+    const landed = await t.api.post(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'landed' });
+    assert.equal(proxy.cuts, 1, 'the connection was cut at the COMMIT');
+    assert.equal(landed.status, 201, JSON.stringify(landed.body));
+    assert.equal(await count('SELECT count(*)::int AS n FROM policy_groups WHERE id = $1', [landed.body.id]), 1);
+    assert.equal(await count('SELECT count(*)::int AS n FROM change_log WHERE object_id = $1', [landed.body.id]), 1);
+
+    proxy.arm('before');
+    const lost = await t.api.post(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'lost' });
+    assert.equal(proxy.cuts, 2);
+    assert.equal(lost.status, 503, JSON.stringify(lost.body));
+    assert.equal(lost.body.type, '/problems/database-unavailable');
+    assert.equal(await count("SELECT count(*)::int AS n FROM policy_groups WHERE name = 'lost'", []), 0);
+
+    // the writer carries on, on a new connection, and the log has no gap
+    const next = await t.api.post(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'lost' });
+    assert.equal(next.status, 201, JSON.stringify(next.body));
+    const revisions = (await t.api.get('/api/v1/changes?after=0&limit=1000')).body.items.map((c: any) => c.revision);
+    assert.deepEqual(revisions, revisions.map((_: number, i: number) => i + 1));
+    assert.deepEqual(await lostCommits(), { committed: 1, not_committed: 1, unknown: 0 });
+  });
+
+  it('answers 201 when a one-statement batch landed, 503 database-unavailable when it did not', async () => {
+    const { subnet } = await makeTree(t.api, 'lost-one', '10.1.0.0/24');
+    await t.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'warm' }); // the subnet's addresses are known: the next creation needs no read
+    const before = (await lostCommits()).committed;
+    proxy.arm('after');
+    const landed = await t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'landed' });
+    assert.equal(landed.status, 201, JSON.stringify(landed.body));
+    assert.equal((await lostCommits()).committed, before + 1, 'it went as one statement, and was cut');
+    assert.equal(await count('SELECT count(*)::int AS n FROM endpoints WHERE id = $1', [landed.body.id]), 1);
+
+    proxy.arm('before');
+    const lost = await t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'lost', ip: '10.1.0.77' });
+    assert.equal(lost.status, 503, JSON.stringify(lost.body));
+    assert.equal(lost.body.type, '/problems/database-unavailable');
+    // nothing of it stayed behind: not the row, not its address
+    const again = await t.api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'lost', ip: '10.1.0.77' });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    const list = (await t.api.get(`/api/v1/subnets/${subnet.id}/endpoints`)).body.items.map((e: any) => e.name).sort();
+    assert.deepEqual(list, ['landed', 'lost', 'warm']);
+  });
+
+  it('answers 503 commit-unknown when the database cannot be asked, and the change is found afterwards', async () => {
+    const { domain } = await makeTree(t.api, 'lost-unknown');
+    // the commit lands, then the database is away for longer than the directory asks (about three seconds)
+    proxy.arm('after', 5000);
+    const r = await t.api.post(`/api/v1/domains/${domain.id}/policy-groups`, { name: 'in-doubt' });
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.type, '/problems/commit-unknown');
+    assert.match(r.body.detail, /before sending the request again/);
+    assert.equal((await lostCommits()).unknown, 1);
+    // while the database is away, requests are refused as unavailable, not failed
+    const away = await t.api.get(`/api/v1/domains/${domain.id}/policy-groups`);
+    assert.equal(away.status, 503, JSON.stringify(away.body));
+    assert.equal(away.body.type, '/problems/database-unavailable');
+    await new Promise((res) => setTimeout(res, 2500));
+    const found = (await t.api.get(`/api/v1/domains/${domain.id}/policy-groups`)).body.items.map((g: any) => g.name);
+    assert.deepEqual(found, ['in-doubt'], 'the commit had landed');
+  });
+});
