@@ -4,11 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compileAll, describeDifference } from '#sdn/compiler';
-import { createModelStore, type ModelStore } from '#sdn/store';
+import type { Logger } from '#sdn/log';
+import { createModelStore, DatabaseWaitFailed, type ModelStore } from '#sdn/store';
 import { Client } from 'pg';
+import { loadConfig as controllerConfig } from '../../apps/controller/src/config';
+import { startController } from '../../apps/controller/src/controller';
+import { startDirectory } from '../../apps/directory/src/app';
+import { loadConfig as directoryConfig } from '../../apps/directory/src/config';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../apps/directory/src/db/embedded';
 import { settled, type SimHost, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
-import { freePort, makeTree, startTestDirectory, type TestDirectory } from '../support/directory';
+import { Api, freePort, makeTree, OPERATOR_KEY, startTestDirectory, type TestDirectory } from '../support/directory';
 
 /** An embedded Postgres of this file's own, which the test stops and starts again under load. */
 async function restartableDatabase() {
@@ -43,7 +48,20 @@ async function terminate(url: string, pattern: string): Promise<number> {
   }
 }
 
+/** the application names of the server's sessions */
+async function sessions(url: string): Promise<string[]> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query('SELECT application_name FROM pg_stat_activity')).rows.map((r) => r.application_name);
+  } finally {
+    await c.end();
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 describe('losing the database under load', () => {
   let db: Awaited<ReturnType<typeof restartableDatabase>>;
@@ -100,7 +118,6 @@ describe('losing the database under load', () => {
       const byStatus = new Map<string, number>();
       for (const a of answered.values()) byStatus.set(`${a.status} ${a.type ?? ''}`, (byStatus.get(`${a.status} ${a.type ?? ''}`) ?? 0) + 1);
       for (const key of byStatus.keys()) assert.match(key, /^(201 |503 \/problems\/(database-unavailable|commit-unknown))$/, `answers: ${JSON.stringify([...byStatus])}`);
-      console.log(JSON.stringify([...byStatus]), (await (await fetch(`${t.dir.url}/metrics`)).text()).split("\n").filter((l) => l.startsWith("sdn_directory_write_lost")).join(" "));
       assert.ok((byStatus.get('503 /problems/database-unavailable') ?? 0) > 0, `the outage was seen: ${JSON.stringify([...byStatus])}`);
       assert.ok((byStatus.get('201 ') ?? 0) > 100, `work went on around it: ${JSON.stringify([...byStatus])}`);
 
@@ -134,9 +151,52 @@ describe('losing the database under load', () => {
       const ref = compileAll(snap, c.controller.engine.opts);
       for (const a of agents) assert.deepEqual(describeDifference(a.state, ref.get(a.host.id)!), [], `agent ${a.host.id}`);
       await waitUntil(async () => (await store.loadSnapshot()).endpoints.every((e: any) => e.status === 'active'), 'every endpoint active');
+      // the directory's and the controller's LISTEN sessions are back (without them, other processes' commits are seen by polling only)
+      await waitUntil(async () => (await sessions(db.url)).includes('sdn-directory-listen'), 'the directory listens again', 10_000);
+      await waitUntil(async () => (await sessions(db.url)).includes('sdn-store-listen'), 'the controller listens again', 10_000);
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
       await c.close();
+    }
+  });
+
+  it('starts the directory and the controller before their database: they wait for it, and refuse wrong credentials at once', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sdn-pg-late-'));
+    const port = await freePort();
+    const url = `postgres://postgres:postgres@127.0.0.1:${port}/sdn`;
+    const waits = { controller: 0 };
+    // both start with nothing listening; the controller also waits for the schema the directory's migrations create
+    const controller = startController(
+      { ...controllerConfig({}), databaseUrl: url, host: '127.0.0.1', port: 0, logLevel: 'error', dbWaitSeconds: 30 },
+      { logger: { ...quiet, warn: (msg) => void (msg === 'waiting for the database' && waits.controller++) } },
+    );
+    await sleep(500);
+    const directory = startDirectory({ ...directoryConfig({}), databaseUrl: url, host: '127.0.0.1', port: 0, operatorKey: OPERATOR_KEY, logLevel: 'error', dbWaitSeconds: 30 });
+    let pg: EmbeddedPostgresHandle | null = null;
+    let dir: Awaited<typeof directory> | null = null;
+    let ctl: Awaited<typeof controller> | null = null;
+    try {
+      await sleep(1500);
+      pg = await startEmbeddedPostgres({ dataDir, port, persistent: false });
+      [dir, ctl] = await Promise.all([directory, controller]);
+      assert.ok(waits.controller >= 2, `the controller waited (${waits.controller} times)`);
+      const api = new Api(dir.url, OPERATOR_KEY);
+      const { subnet } = await makeTree(api, 'late', '10.7.0.0/24');
+      const e = await api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'late' });
+      await waitUntil(() => ctl!.controller.engine.revision >= e.revision, 'the controller follows the directory');
+
+      // credentials that will never work are not waited for
+      const t0 = Date.now();
+      await assert.rejects(
+        startController({ ...controllerConfig({}), databaseUrl: url.replace(':postgres@', ':wrong@'), host: '127.0.0.1', port: 0, logLevel: 'error', dbWaitSeconds: 30 }, { logger: quiet }),
+        (err: Error) => err instanceof DatabaseWaitFailed && /refused the credentials/.test(err.message) && !err.message.includes('wrong'),
+      );
+      assert.ok(Date.now() - t0 < 5000, 'refused at once');
+    } finally {
+      await ctl?.close();
+      await dir?.close();
+      await pg?.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -18,6 +18,8 @@ export interface ControllerConfig {
   sendIntervalMs: number;
   /** serve agents and HTTP over TLS (SDN_TLS_CERT, SDN_TLS_KEY) */
   tls: TlsFiles | null;
+  /** how long to wait at start for the database and the directory's schema */
+  dbWaitSeconds: number;
 }
 
 export { ConfigError };
@@ -49,5 +51,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     pingIntervalMs: intFrom(env, 'SDN_PING_MS', 15_000, 100, 600_000),
     sendIntervalMs: intFrom(env, 'SDN_SEND_INTERVAL_MS', 50, 0, 10_000),
     tls: cert ? { certFile: cert, keyFile: key } : null,
+    dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
   };
 }

@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { Subscription } from 'rxjs';
 import { AnyEntry, diffStates, Engine, ExternalRoute, PendingChanges, TableName } from '#sdn/compiler';
 import type { Change } from '#sdn/model';
-import { createModelStore, ModelStore } from '#sdn/store';
+import { createModelStore, describeDatabase, ModelStore, waitForDatabase } from '#sdn/store';
 import { AgentServer, AgentSession, CLOSE_REPLACED, CLOSE_SHUTDOWN, EntryLists, Hello } from '#sdn/wire';
 import type { ControllerConfig } from './config';
 import type { RemoteBridge } from './remote-bridge';
@@ -626,6 +626,12 @@ export async function startController(config: ControllerConfig, opts: Controller
   const log = opts.logger ?? createLogger(config.logLevel);
   const store = opts.store ?? createModelStore(config.databaseUrl, { pollMs: config.pollMs });
   const controller = new Controller(config, store, log, opts);
+  // the controller may start before (or with) the directory that creates the schema, or before Postgres
+  await waitForDatabase(config.databaseUrl, {
+    seconds: config.dbWaitSeconds,
+    schema: true,
+    onWait: (reason) => log.warn('waiting for the database', { database: describeDatabase(config.databaseUrl), reason }),
+  });
   await controller.start();
   const handler = (req: IncomingMessage, res: ServerResponse) => void route(controller, req, res);
   // with a certificate, agents connect over wss:// (their host credential is in the hello)

@@ -1,3 +1,4 @@
+import { DatabaseWaitFailed } from '#sdn/store';
 import { ConfigError, loadConfig } from './config';
 import { startController } from './controller';
 import { federate, federationSpeakerName } from './federation';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  console.error(e);
+  // a database that never came up, or refused us: the message says which; anything else with its stack
+  console.error(e instanceof DatabaseWaitFailed ? `error: ${e.message}` : e);
   process.exit(1);
 });

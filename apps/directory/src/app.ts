@@ -6,6 +6,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { ChangeFeed, ChangesController } from './changes/changes';
 import { ApiKeys, AuthGuard } from './common/auth';
+import { describeDatabase, waitForDatabase } from '#sdn/store';
 import { configureLog, log } from './common/log';
 import { ProblemFilter } from './common/problem.filter';
 import type { DirectoryConfig } from './config';
@@ -90,6 +91,13 @@ export async function startDirectory(config: DirectoryConfig): Promise<RunningDi
     log.info('embedded postgres started', { dataDir: config.dataDir, port: config.embeddedPgPort });
   }
   try {
+    if (!embedded) {
+      const url = databaseUrl;
+      await waitForDatabase(url, {
+        seconds: config.dbWaitSeconds,
+        onWait: (reason) => log.warn('waiting for the database', { database: describeDatabase(url), reason }),
+      });
+    }
     const applied = await runMigrations(databaseUrl);
     if (applied.length) log.info('migrations applied', { migrations: applied });
     const db = new Database(databaseUrl, { poolSize: config.poolSize, maxBatch: config.maxBatch });

@@ -16,6 +16,8 @@ export interface DirectoryConfig {
   /** writer batch size bound (group commit) */
   maxBatch: number;
   poolSize: number;
+  /** how long to wait at start for an external database (DATABASE_URL) to accept sessions */
+  dbWaitSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -37,6 +39,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     operatorKey,
     maxBatch: intFrom(env, 'SDN_WRITE_BATCH', 256, 1, 10000),
     poolSize: intFrom(env, 'SDN_DB_POOL', 8, 2, 200),
+    dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
     logLevel: level,
   };
 }

@@ -1,5 +1,6 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseWaitFailed } from '#sdn/store';
 import { startDirectory } from './app';
 import { ConfigError, loadConfig } from './config';
 
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  console.error(e);
+  // a database that never came up, or refused us: the message says which; anything else with its stack
+  console.error(e instanceof DatabaseWaitFailed ? `error: ${e.message}` : e);
   process.exit(1);
 });

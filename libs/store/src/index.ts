@@ -4,6 +4,8 @@ import { Observable } from 'rxjs';
 import type { Change, EndpointStatus, ModelSnapshot, ResourceKind } from '#sdn/model';
 import { SNAPSHOT_COLLECTION } from '#sdn/model';
 
+export * from './wait';
+
 /**
  * Read access to the policy directory's database for the controller (and any
  * other follower). The change log is the contract: every entry carries the

@@ -34,17 +34,38 @@ export class ChangeFeed implements OnModuleDestroy {
     this.poll.unref();
   }
 
+  /**
+   * The LISTEN session. A lost one (Postgres restarted, the session killed) is
+   * opened again every second until it is back, the poll covering the gap.
+   */
   private async connect(): Promise<void> {
     if (this.stopped) return;
     const c = new Client({ connectionString: this.db.url, application_name: 'sdn-directory-listen' });
+    let lost = false;
+    const reconnect = () => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === c) this.listener = null;
+      void c.end().catch(() => undefined);
+      if (!this.stopped) setTimeout(() => void this.connect().catch(() => undefined), 1000).unref();
+    };
     c.on('notification', (n) => this.advance(Number(n.payload)));
-    c.on('error', () => {
-      this.listener = null;
-      setTimeout(() => void this.connect().catch(() => undefined), 1000).unref();
-    });
-    await c.connect();
-    await c.query('LISTEN sdn_changes');
+    c.on('error', reconnect);
+    c.on('end', reconnect);
+    try {
+      await c.connect();
+      await c.query('LISTEN sdn_changes');
+    } catch (e) {
+      reconnect();
+      throw e;
+    }
+    if (this.stopped) {
+      lost = true;
+      await c.end().catch(() => undefined);
+      return;
+    }
     this.listener = c;
+    void this.refresh(); // what was committed while no one listened
   }
 
   private async refresh(): Promise<void> {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ChangeOp, ResourceKind } from '#sdn/model';
+import { isConnectionError as lostConnection } from '#sdn/store';
 
 /**
  * Access to Postgres: a pool for reads, and one serial writer that commits
@@ -628,25 +629,9 @@ export function isDbError(e: unknown): e is { code: string; constraint?: string;
   return typeof e === 'object' && e !== null && typeof (e as any).code === 'string' && 'severity' in (e as any);
 }
 
-/** errno codes of a connection to Postgres that failed or could not be made */
-const CONNECTION_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOENT']);
-
-/**
- * An error of the connection to Postgres rather than of a statement: the
- * socket failed or could not be opened, the server ended the session
- * (SQLSTATE class 08, 57P01-57P03: shutdown, crash, administrator), or pg
- * refused to use a client whose connection had failed.
- */
+/** An error of the connection to Postgres rather than of a statement (see `lostConnection`), or one this file made of it. */
 export function isConnectionError(e: unknown): boolean {
-  if (e instanceof DatabaseUnavailable) return true;
-  if (typeof e !== 'object' || e === null) return false;
-  const x = e as { code?: unknown; message?: unknown; severity?: unknown };
-  if (typeof x.code === 'string') {
-    if ('severity' in x) return x.code.startsWith('08') || x.code === '57P01' || x.code === '57P02' || x.code === '57P03';
-    if (CONNECTION_ERRNOS.has(x.code)) return true;
-  }
-  const m = typeof x.message === 'string' ? x.message : '';
-  return /^Connection terminated|is not queryable$|^timeout exceeded when trying to connect|^Connection ended unexpectedly/.test(m);
+  return e instanceof DatabaseUnavailable || lostConnection(e);
 }
 
 /** pg refused a query on a client whose connection had already failed: nothing was sent */
