@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Client } from 'pg';
 import { Federation } from '../../apps/controller/src/federation';
 import { createLogger } from '../../apps/controller/src/log';
 import { Gobgpd } from '../bgp/support/gobgp.js';
@@ -37,6 +38,16 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     neighbors: [{ address: OURS, asn: 65001, families: ['l2vpn-evpn'] }],
   });
   const w: Record<string, any> = {};
+  const warnings: string[] = [];
+  const sql = async (text: string) => {
+    const c = new Client({ connectionString: t.db.url });
+    await c.connect();
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
+  };
   const evpnRib = () => g.json<GobgpRib>(['global', 'rib', '-a', 'evpn']);
 
   before(async () => {
@@ -51,7 +62,14 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     w.ep = await t.api.make(`/api/v1/subnets/${tree.subnet.id}/endpoints`, { name: 'db-1', hostId: w.host.id, policyGroupIds: [w.db.id, w.app.id] });
     w.speaker = await t.api.make('/api/v1/bgp-speakers', { name: 'dc1', datacenter: 'dc1', asn: 65001, routerId: '10.255.0.100', listenAddress: OURS, listenPort: 21852 });
     w.peer = await t.api.make(`/api/v1/bgp-speakers/${w.speaker.id}/bgp-neighbors`, { name: 'rr', address: THEIRS, port: GOBGP_PORT, asn: 65002, datacenter: 'fabric' });
-    fed = new Federation({ databaseUrl: t.dir.databaseUrl, speakerName: 'dc1', log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 100 });
+    const log = createLogger('error');
+    fed = new Federation({
+      databaseUrl: t.dir.databaseUrl,
+      speakerName: 'dc1',
+      log: { ...log, warn: (msg) => void warnings.push(msg) },
+      connectRetryTime: 1,
+      statusIntervalMs: 100,
+    });
     await fed.start();
   });
   after(async () => {
@@ -146,6 +164,29 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
       const r = await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`);
       return !r.body.items.some((x: any) => x.mac === '02:aa:00:00:00:01');
     });
+  });
+
+  it('writes a remote endpoint again when the database refused its first write', async () => {
+    // the database refuses every write to the table for a while (a trigger stands for a failing database)
+    await sql(`CREATE FUNCTION sdn_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+               CREATE TRIGGER sdn_test_refuse BEFORE INSERT OR UPDATE OR DELETE ON remote_endpoints FOR EACH STATEMENT EXECUTE FUNCTION sdn_test_refuse()`);
+    const refusedBefore = warnings.filter((m) => m.startsWith('federation: could not write remote endpoints')).length;
+    try {
+      await g.cli([
+        'global', 'rib', '-a', 'evpn', 'add', 'macadv', '02:ee:00:00:00:01', '10.0.0.230', 'etag', '0', 'label', `${w.subnet.l2Vni},${w.domain.l3Vni}`,
+        'rd', '10.255.9.100:5', 'rt', '65001:7001', 'encap', 'vxlan', 'nexthop', '10.255.9.9',
+      ]);
+      await waitFor('the write was refused', () => warnings.filter((m) => m.startsWith('federation: could not write remote endpoints')).length > refusedBefore);
+      assert.ok(!(await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:ee:00:00:00:01'));
+    } finally {
+      await sql('DROP TRIGGER sdn_test_refuse ON remote_endpoints; DROP FUNCTION sdn_test_refuse()');
+    }
+    // no change of that route follows: the federation writes the refused batch again by itself
+    await waitFor('written once the database takes it', async () =>
+      (await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:ee:00:00:00:01'),
+    );
+    await g.cli(['global', 'rib', '-a', 'evpn', 'del', 'macadv', '02:ee:00:00:00:01', '10.0.0.230', 'etag', '0', 'label', `${w.subnet.l2Vni},${w.domain.l3Vni}`, 'rd', '10.255.9.100:5']);
+    await waitFor('withdrawn again', async () => !(await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:ee:00:00:00:01'));
   });
 
   it('closes the session of a neighbour that sends more routes than its limit (Cease 6/1), and reopens it when the limit is raised', async () => {

@@ -115,6 +115,8 @@ export class Federation {
   private statusTimer: NodeJS.Timeout | null = null;
   private pendingDb = new Map<string, Imported | null>();
   private dbTimer: NodeJS.Timeout | null = null;
+  /** wait before writing a refused batch of remote endpoints again; doubles per failure up to 30 s */
+  private dbRetryMs = 500;
   private dbChain: Promise<void> = Promise.resolve();
   private lastModelVersion = -1;
   private exportTimer: NodeJS.Timeout | null = null;
@@ -535,9 +537,19 @@ export class Federation {
           );
         }
       } catch (e) {
-        // the in-memory state is the truth; the table is its mirror and is rewritten on the next change
-        this.opts.log.warn('federation: could not write remote endpoints', { error: (e as Error).message });
+        // the in-memory state is the truth and the table its mirror: the batch goes back in the queue (a value queued
+        // since for the same key is newer and wins) and is written again, sooner when a new change comes
+        for (const [k, v] of batch) if (!this.pendingDb.has(k)) this.pendingDb.set(k, v);
+        this.dbRetryMs = Math.min(this.dbRetryMs * 2, 30_000);
+        this.opts.log.warn('federation: could not write remote endpoints; will retry', {
+          error: (e as Error).message,
+          rows: batch.size,
+          retryInMs: this.dbRetryMs,
+        });
+        if (!this.dbTimer && !this.stopped) this.dbTimer = setTimeout(() => void this.flushDb(), this.dbRetryMs);
+        return;
       }
+      this.dbRetryMs = 500;
     });
     return this.dbChain;
   }
