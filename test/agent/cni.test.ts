@@ -10,6 +10,7 @@ import { startTestController } from '../support/controller';
 import type { RunningController } from '../../apps/controller/src/controller';
 import { AgentProcess, registerHostsAndStartAgents, stopAgentProcess, until } from '../support/agent-process';
 import { CniChain, makeCniPath, runPlugin } from '../support/agent-cni';
+import { PgProxy } from '../support/pg-proxy';
 import { inNs, NetnsWorld, ping, runPrefix, sh } from '../support/netns';
 
 describe('CNI plugin chained with the reference plugins', () => {
@@ -140,6 +141,30 @@ describe('CNI plugin chained with the reference plugins', () => {
     assert.equal(typeof bad.json.msg, 'string');
     const gone = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none' }, { cniVersion: '1.0.0', name: 'n', ...sdnConf('h1') });
     assert.equal(gone.json.code, 3, 'unknown container');
+  });
+
+  it('tells the runtime to try again later (11) when the directory is up but its database is not', async () => {
+    // a second directory process on the same database, through a proxy that then loses the database
+    const u = new URL(t.db.url);
+    const proxy = new PgProxy({ host: u.hostname === 'localhost' ? '127.0.0.1' : u.hostname, port: Number(u.port || 5432) }, 'sdn_check');
+    await proxy.start();
+    const second = await startTestDirectory({ db: { url: `postgres://${u.username}:${u.password}@127.0.0.1:${proxy.port}${u.pathname}`, stop: async () => undefined } });
+    const c = container('503');
+    try {
+      proxy.refuse(60_000);
+      const h = world.host('h1');
+      const conf = { cniVersion: '1.0.0', name: 'n', ...sdnConf('h1'), directoryUrl: second.dir.url };
+      const add = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: c.containerId, CNI_IFNAME: c.ifName, CNI_NETNS: c.netns }, conf);
+      assert.equal(add.code, 1, add.stdout);
+      assert.equal(add.json.code, 11, add.stdout);
+      assert.match(add.json.msg, /directory unavailable \(503 \/problems\/database-unavailable\)/);
+      const st = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'STATUS' }, { ...conf, cniVersion: '1.1.0' });
+      assert.equal(st.json.code, 50, st.stdout);
+    } finally {
+      sh(['ip', 'netns', 'del', c.ns]);
+      await second.stop();
+      await proxy.close();
+    }
   });
 
   it('DELs idempotently, also when the namespace has vanished, and the agents forget the endpoint', async () => {

@@ -44,6 +44,12 @@ export class PgProxy {
     this.refuseMs = refuseMs;
   }
 
+  /** the database goes away for `ms`: every connection is lost now, new ones are refused until then */
+  refuse(ms: number): void {
+    this.refuseUntil = Date.now() + ms;
+    for (const s of this.sockets) s.destroy();
+  }
+
   get isArmed(): boolean {
     return this.armed !== null;
   }

@@ -103,6 +103,9 @@ async function directory(conf: NetConf, method: string, path: string, body?: unk
   } catch {
     parsed = text;
   }
+  // the directory is up but its database is not (or a commit's outcome is unknown): a transient condition the runtime
+  // retries; a retried ADD finds its endpoint by external id, so it never makes a second one
+  if (res.status === 503) throw new CniError(CNI_ERR.tryAgainLater, `directory unavailable (503 ${parsed?.type ?? ''})`.trim(), parsed?.detail ?? text);
   return { status: res.status, body: parsed };
 }
 
@@ -225,7 +228,8 @@ async function status(conf: NetConf): Promise<void> {
   try {
     r = await directory(conf, 'GET', `/api/v1/subnets/${conf.subnetId}`);
   } catch (e) {
-    throw new CniError(CNI_ERR.notAvailable, 'the directory is not reachable', (e as Error).message);
+    // STATUS has one code for all of it: not available (unreachable, or up without its database)
+    throw new CniError(CNI_ERR.notAvailable, e instanceof CniError ? e.message : 'the directory is not reachable', e instanceof CniError ? e.details : (e as Error).message);
   }
   if (r.status !== 200) throw new CniError(CNI_ERR.notAvailable, `the directory answers ${r.status} for subnet ${conf.subnetId}`);
 }
