@@ -13,5 +13,5 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 ENV NODE_ENV=production PORT=8080
-EXPOSE 8080
+EXPOSE 8080 9650
 CMD ["node", "--enable-source-maps", "dist/apps/directory/src/main.js"]

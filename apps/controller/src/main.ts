@@ -31,6 +31,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // started by the directory (`npm start`): when the directory goes, even killed, so does its controller
+  if (process.send !== undefined) process.on('disconnect', () => void stop());
 }
 
 main().catch((e) => {

@@ -18,6 +18,8 @@ export interface DirectoryConfig {
   poolSize: number;
   /** how long to wait at start for an external database (DATABASE_URL) to accept sessions */
   dbWaitSeconds: number;
+  /** `npm start` also runs the controller, as a child process (SDN_START_CONTROLLER=0: the directory alone) */
+  startController: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -40,6 +42,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     maxBatch: intFrom(env, 'SDN_WRITE_BATCH', 256, 1, 10000),
     poolSize: intFrom(env, 'SDN_DB_POOL', 8, 2, 200),
     dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
+    startController: intFrom(env, 'SDN_START_CONTROLLER', 1, 0, 1) === 1,
     logLevel: level,
   };
 }

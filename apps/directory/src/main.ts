@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { DatabaseWaitFailed } from '#sdn/store';
 import { startDirectory } from './app';
 import { ConfigError, loadConfig } from './config';
+import { EmbeddedPostgresFailed } from './db/embedded';
+import { startControllerChild } from './controller-child';
 
 async function main(): Promise<void> {
   let config;
@@ -26,10 +28,13 @@ async function main(): Promise<void> {
         `API documentation: ${dir.url}/api/docs\n\n`,
     );
   }
+  // the rest of the system: the controller, as a child process on the same database
+  const controller = config.startController ? startControllerChild(dir.databaseUrl) : null;
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    await controller?.stop();
     await dir.close();
     process.exit(0);
   };
@@ -39,6 +44,6 @@ async function main(): Promise<void> {
 
 main().catch((e) => {
   // a database that never came up, or refused us: the message says which; anything else with its stack
-  console.error(e instanceof DatabaseWaitFailed ? `error: ${e.message}` : e);
+  console.error(e instanceof DatabaseWaitFailed || e instanceof EmbeddedPostgresFailed ? `error: ${e.message}` : e);
   process.exit(1);
 });

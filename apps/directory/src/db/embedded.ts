@@ -1,5 +1,6 @@
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { log } from '../common/log';
 
 /** The socket path must fit sockaddr_un (107 bytes); fall back to TCP when it does not. */
 function socketUrl(dir: string, port: number): string {
@@ -7,6 +8,9 @@ function socketUrl(dir: string, port: number): string {
   if (Buffer.byteLength(socket) > 100) return `postgres://postgres:postgres@127.0.0.1:${port}/sdn`;
   return `postgres://postgres:postgres@localhost:${port}/sdn?host=${encodeURIComponent(dir)}`;
 }
+
+/** The embedded Postgres did not start: the message has what it said. */
+export class EmbeddedPostgresFailed extends Error {}
 
 export interface EmbeddedPostgresHandle {
   url: string;
@@ -44,11 +48,23 @@ export async function startEmbeddedPostgres(opts: {
     // few thousand queries per second (measured: ~30% of the directory's CPU
     // in writev to Postgres over TCP). TCP stays on for other tools.
     postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', `unix_socket_directories=${databaseDir}`, ...(opts.settings ?? []).flatMap((s) => ['-c', s])],
-    onLog: () => undefined,
-    onError: () => undefined,
+    onLog: (m: unknown) => keep(String(m)),
+    onError: (m: unknown) => keep(String(m)),
   });
+  // the server's last words, for the error when it does not start (the package rejects with nothing)
+  const said: string[] = [];
+  function keep(m: string): void {
+    for (const line of m.split('\n')) if (line.trim()) said.push(line.trim());
+    if (said.length > 20) said.splice(0, said.length - 20);
+  }
   if (fresh) await pg.initialise();
-  await pg.start();
+  else await stopLeftOver(databaseDir);
+  try {
+    await pg.start();
+  } catch (e) {
+    const why = e instanceof Error ? e.message : said.filter((l) => /FATAL|ERROR|HINT|PANIC/.test(l)).slice(-3).join(' ') || said.slice(-3).join(' ');
+    throw new EmbeddedPostgresFailed(`the embedded Postgres in ${databaseDir} did not start on port ${opts.port}: ${why || 'it exited'}`);
+  }
   if (fresh) {
     const client = pg.getPgClient();
     await client.connect();
@@ -59,4 +75,44 @@ export async function startEmbeddedPostgres(opts: {
     url: socketUrl(databaseDir, opts.port),
     stop: () => pg.stop(),
   };
+}
+
+/**
+ * A directory killed without its shutdown (kill -9, the OOM killer) leaves its
+ * embedded Postgres running, and the next start then fails on the data
+ * folder's lock. Such a server (postmaster.pid names a live postgres process on
+ * this folder) is shut down first: a fast shutdown (SIGINT), which rolls back
+ * what was in flight and keeps every commit; an immediate one (SIGQUIT) if it
+ * has not gone after 30 s.
+ */
+async function stopLeftOver(databaseDir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return; // no lock file: nothing runs there
+  }
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!Number.isInteger(pid) || pid <= 0 || !alive()) return; // a stale lock file: Postgres handles it
+  let cmdline = '';
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return;
+  }
+  if (!/postgres/.test(cmdline) || !cmdline.includes(databaseDir)) return; // another process reuses the pid: Postgres refuses the folder, and says so
+  log.warn('stopping the embedded Postgres a previous run left running', { pid, dataDir: databaseDir });
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; alive(); waited += 100) {
+    if (waited === 30_000) process.kill(pid, 'SIGQUIT');
+    if (waited > 60_000) throw new EmbeddedPostgresFailed(`the embedded Postgres left running in ${databaseDir} (pid ${pid}) does not stop`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
