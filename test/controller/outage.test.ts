@@ -22,9 +22,10 @@ async function restartableDatabase() {
   let pg: EmbeddedPostgresHandle = await startEmbeddedPostgres({ dataDir, port, persistent: true });
   return {
     url: pg.url,
-    async restart(downMs: number) {
+    async down() {
       await pg.stop();
-      await new Promise((r) => setTimeout(r, downMs));
+    },
+    async up() {
       pg = await startEmbeddedPostgres({ dataDir, port, persistent: true });
     },
     async stop() {
@@ -108,7 +109,19 @@ describe('losing the database under load', () => {
         killed.controller += await terminate(db.url, 'sdn-store%');
         await sleep(150);
       }
-      await db.restart(700);
+      // Postgres stops: the controller says so on /healthz and in /metrics, and keeps serving its hosts
+      const health = async () => {
+        const r = await fetch(`${c.url}/healthz`);
+        return { code: r.status, ...((await r.json()) as any) };
+      };
+      await db.down();
+      await waitUntil(async () => (await health()).database.ok === false, 'the controller reports the database away', 15_000);
+      const away = await health();
+      assert.equal(away.code, 200, `still serving: ${JSON.stringify(away)}`);
+      assert.equal(typeof away.database.error, 'string');
+      assert.match(await (await fetch(`${c.url}/metrics`)).text(), /^sdn_controller_database_up 0$/m);
+      await sleep(300);
+      await db.up();
       await sleep(700);
       stop = true;
       await Promise.all(clients);
@@ -154,6 +167,10 @@ describe('losing the database under load', () => {
       // the directory's and the controller's LISTEN sessions are back (without them, other processes' commits are seen by polling only)
       await waitUntil(async () => (await sessions(db.url)).includes('sdn-directory-listen'), 'the directory listens again', 10_000);
       await waitUntil(async () => (await sessions(db.url)).includes('sdn-store-listen'), 'the controller listens again', 10_000);
+      const back = await health();
+      assert.equal(back.database.ok, true);
+      assert.ok(Date.parse(back.database.since) > Date.parse(away.database.since), 'since the database came back');
+      assert.match(await (await fetch(`${c.url}/metrics`)).text(), /^sdn_controller_database_up 1$/m);
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
       await c.close();

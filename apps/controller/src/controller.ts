@@ -122,6 +122,7 @@ export class Controller {
       () => [...this.streams.values()].map((s) => ({ hostId: s.hostId, connected: !!s.session?.isOpen, version: s.version, acked: s.acked, pendingEntries: s.pending.size })),
       () => this.engine.revision,
       () => this.activations.size,
+      () => this.store.database.ok,
     );
     this.agents = new AgentServer({
       pingIntervalMs: config.pingIntervalMs,
@@ -157,6 +158,12 @@ export class Controller {
 
   private isExternalHost(hostId: string): boolean {
     return this.bridge?.externalHostIds.has(hostId) ?? false;
+  }
+
+  /** the change-log follower's view of the database, for /healthz */
+  databaseHealth(): { ok: boolean; since: string; error?: string } {
+    const d = this.store.database;
+    return { ok: d.ok, since: new Date(d.since).toISOString(), ...(d.ok || d.error === null ? {} : { error: d.error }) };
   }
 
   get ready(): boolean {
@@ -677,6 +684,8 @@ async function route(c: Controller, req: IncomingMessage, res: ServerResponse): 
           epoch: c.epoch,
           agentsConnected: [...c.streams.values()].filter((s) => s.session?.isOpen).length,
           pendingActivations: c.pendingActivations(),
+          // without its database the controller keeps serving the model it holds (no change reaches it meanwhile)
+          database: c.databaseHealth(),
         });
       case '/metrics':
         res.writeHead(200, { 'content-type': c.metrics.registry.contentType });

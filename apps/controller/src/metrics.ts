@@ -9,7 +9,7 @@ export interface AgentView {
   pendingEntries: number;
 }
 
-export function createMetrics(agents: () => Iterable<AgentView>, revision: () => number, pendingActivations: () => number) {
+export function createMetrics(agents: () => Iterable<AgentView>, revision: () => number, pendingActivations: () => number, databaseUp: () => boolean) {
   const registry = new Registry();
   const activation = new Histogram({
     name: 'sdn_endpoint_activation_seconds',
@@ -33,6 +33,14 @@ export function createMetrics(agents: () => Iterable<AgentView>, revision: () =>
     registers: [registry],
     collect() {
       this.set(revision());
+    },
+  });
+  new Gauge({
+    name: 'sdn_controller_database_up',
+    help: "1 while the controller's last read of the change log worked; 0 while the database is away (the hosts keep the state they have)",
+    registers: [registry],
+    collect() {
+      this.set(databaseUp() ? 1 : 0);
     },
   });
   new Gauge({

@@ -26,7 +26,16 @@ export interface ModelStore {
   setEndpointStatus(items: Array<{ id: string; revision: number }>, status: EndpointStatus): Promise<void>;
   verifyHostCredential(hostId: string, token: string): Promise<boolean>;
   markHostSeen(hostId: string, status: 'up' | 'down'): Promise<void>;
+  /** whether the change-log follower's last read worked, since when, and the error of the last one that did not */
+  readonly database: DatabaseHealth;
   close(): Promise<void>;
+}
+
+export interface DatabaseHealth {
+  ok: boolean;
+  /** Date.now() of the last change between ok and not */
+  since: number;
+  error: string | null;
 }
 
 
@@ -78,6 +87,12 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
   pool.on('error', () => undefined);
   const pollMs = opts.pollMs ?? 500;
   const closers = new Set<() => Promise<void>>();
+  const database: DatabaseHealth = { ok: true, since: Date.now(), error: null };
+  const readWorked = (ok: boolean, error: string | null) => {
+    if (ok !== database.ok) database.since = Date.now();
+    database.ok = ok;
+    if (error !== null) database.error = error;
+  };
 
   async function readChanges(after: number, limit: number): Promise<Change[]> {
     // named: each pooled connection parses and plans it once (the controller runs it a few thousand times a minute)
@@ -119,6 +134,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
     },
 
     readChanges,
+    database,
 
     follow(fromRevision) {
       return new Observable<Change>((sub) => {
@@ -170,6 +186,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
               if (!listener) await listen();
               notified = false; // this read sees everything committed before it
               const batch = await readChanges(cursor, 5000);
+              readWorked(true, null);
               for (const ch of batch) {
                 if (stopped) return;
                 if (ch.revision !== cursor + 1) throw new Error(`change log gap: expected ${cursor + 1}, read ${ch.revision}`);
@@ -183,6 +200,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
                 sub.error(e);
                 return;
               }
+              readWorked(false, (e as Error).message);
               await sleep(pollMs); // database away: retry
             }
           }
