@@ -540,13 +540,10 @@ export class Federation {
         // the in-memory state is the truth and the table its mirror: the batch goes back in the queue (a value queued
         // since for the same key is newer and wins) and is written again, sooner when a new change comes
         for (const [k, v] of batch) if (!this.pendingDb.has(k)) this.pendingDb.set(k, v);
-        this.dbRetryMs = Math.min(this.dbRetryMs * 2, 30_000);
-        this.opts.log.warn('federation: could not write remote endpoints; will retry', {
-          error: (e as Error).message,
-          rows: batch.size,
-          retryInMs: this.dbRetryMs,
-        });
-        if (!this.dbTimer && !this.stopped) this.dbTimer = setTimeout(() => void this.flushDb(), this.dbRetryMs);
+        const wait = this.dbRetryMs;
+        this.dbRetryMs = Math.min(wait * 2, 30_000);
+        this.opts.log.warn('federation: could not write remote endpoints; will retry', { error: (e as Error).message, rows: batch.size, retryInMs: wait });
+        if (!this.dbTimer && !this.stopped) this.dbTimer = setTimeout(() => void this.flushDb(), wait);
         return;
       }
       this.dbRetryMs = 500;

@@ -25,7 +25,9 @@ export function startControllerChild(databaseUrl: string, script = join(__dirnam
   const start = () => {
     timer = null;
     const startedAt = Date.now();
-    const c = fork(script, [], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: 'inherit', execArgv: process.execArgv });
+    // the directory's Node flags (source maps, heap) but not its inspector, whose port the child could not have too
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+    const c = fork(script, [], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: 'inherit', execArgv });
     child = c;
     c.on('exit', (code, signal) => {
       if (child === c) child = null;
