@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,16 @@ async function restartableDatabase() {
     },
     async up() {
       pg = await startEmbeddedPostgres({ dataDir, port, persistent: true });
+    },
+    /** a file-level copy of the stopped server's data (a backup) */
+    backup() {
+      rmSync(join(dataDir, 'backup'), { recursive: true, force: true });
+      execFileSync('cp', ['-a', join(dataDir, 'pg'), join(dataDir, 'backup')]); // owner and modes kept: the server runs as postgres
+    },
+    /** the stopped server's data replaced by the backup */
+    restore() {
+      rmSync(join(dataDir, 'pg'), { recursive: true, force: true });
+      execFileSync('cp', ['-a', join(dataDir, 'backup'), join(dataDir, 'pg')]);
     },
     async stop() {
       await pg.stop();
@@ -214,6 +225,49 @@ describe('losing the database under load', () => {
       await dir?.close();
       await pg?.stop();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('rebuilds from the database when it goes back in time (restored from a backup), and every host follows', async () => {
+    const { subnet } = await makeTree(t.api, 'rewind', '10.66.0.0/24');
+    const hosts: SimHost[] = [];
+    for (let i = 1; i <= 2; i++) {
+      const h = await t.api.make('/api/v1/hosts', { name: `rewind${i}`, vtepIp: `198.51.100.${20 + i}` });
+      hosts.push({ id: h.id, credential: h.credential, vtepIp: h.vtepIp });
+    }
+    const make = (name: string, i: number) => t.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name, hostId: hosts[i % 2].id });
+    for (let i = 0; i < 4; i++) await make(`kept${i}`, i);
+    const c = await startTestController(db.url);
+    const agents = hosts.map((h) => new SimulatedAgent(c.agentUrl, h, { minBackoffMs: 20 }));
+    const converged = async () => {
+      const snap = await store.loadSnapshot();
+      await waitUntil(() => settled(c, snap.revision, agents), `settled at revision ${snap.revision}`);
+      const ref = compileAll(snap, c.controller.engine.opts);
+      for (const a of agents) assert.deepEqual(describeDifference(a.state, ref.get(a.host.id)!), [], `agent ${a.host.id}`);
+      return snap;
+    };
+    try {
+      await converged();
+      // a backup; then three endpoints the hosts learn; then the backup is restored
+      await db.down();
+      db.backup();
+      await db.up();
+      const lost = [await make('lost0', 0), await make('lost1', 1), await make('lost2', 0)];
+      const before = await converged();
+      assert.ok(agents.some((a) => a.state.localEndpoints.has(lost[0].id)));
+      await db.down();
+      db.restore();
+      await db.up();
+      await t.restart(); // the directory's own memory of the database (IPAM, revisions) is from before too
+      // new changes take the revisions the controller already applied, and more
+      for (let i = 0; i < 5; i++) await make(`new${i}`, i);
+      const after = await converged();
+      assert.ok(after.revision > before.revision, 'the new changes went past the revision the controller had');
+      for (const a of agents) for (const e of lost) assert.ok(!a.state.localEndpoints.has(e.id) && !a.state.remoteEndpoints.has(e.id), 'the lost endpoints are gone');
+      await waitUntil(async () => (await store.loadSnapshot()).endpoints.filter((e: any) => e.subnetId === subnet.id).every((e: any) => e.status === 'active'), 'every endpoint active');
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await c.close();
     }
   });
 });

@@ -189,6 +189,25 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     await waitFor('withdrawn again', async () => !(await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:ee:00:00:00:01'));
   });
 
+  it('rebuilds from the database when it went back in time, withdrawing what is gone, and follows on', async () => {
+    const advertised = async (mac: string) => paths(await evpnRib()).some((p) => p.nlri.type === 2 && p.nlri.value!.mac === mac);
+    const gone = await t.api.make(`/api/v1/subnets/${w.subnet.id}/endpoints`, { name: 'db-3', hostId: w.host.id });
+    await waitFor('db-3 advertised', () => advertised(gone.mac));
+    // what restoring a backup taken just before db-3 leaves: no row, no change-log entry, the counter before it
+    await sql(`DELETE FROM endpoints WHERE id = '${gone.id}'; DELETE FROM change_log WHERE revision >= ${gone.revision};
+               UPDATE revision_counter SET revision = ${gone.revision - 1}`);
+    await waitFor('the directory tells followers where the log is now', async () => (await t.api.get('/api/v1/changes?after=0&limit=1')).body.latestRevision === gone.revision - 1);
+    // the next change takes db-3's revision: the follower sees another entry where db-3's was
+    const next = await t.api.make(`/api/v1/subnets/${w.subnet.id}/endpoints`, { name: 'db-4', hostId: w.host.id });
+    assert.equal(next.revision, gone.revision);
+    await waitFor('db-3 withdrawn', async () => !(await advertised(gone.mac)));
+    await waitFor('db-4 advertised', () => advertised(next.mac));
+    // and it follows on
+    const later = await t.api.make(`/api/v1/subnets/${w.subnet.id}/endpoints`, { name: 'db-5', hostId: w.host.id });
+    await waitFor('db-5 advertised', () => advertised(later.mac));
+    for (const e of [next, later]) assert.equal((await t.api.del(`/api/v1/endpoints/${e.id}`)).status, 204);
+  });
+
   it('closes the session of a neighbour that sends more routes than its limit (Cease 6/1), and reopens it when the limit is raised', async () => {
     const status = async () => (await t.api.get(`/api/v1/bgp-neighbors/${w.peer.id}`)).body.status;
     const have = (await status()).receivedRoutes as number;

@@ -90,6 +90,11 @@ const sameSpeaker = (a: BgpSpeaker, b: BgpSpeaker) =>
   a.asn === b.asn && a.routerId === b.routerId && a.listenAddress === b.listenAddress && a.listenPort === b.listenPort && a.rdAdmin === b.rdAdmin;
 const neighborKey = (n: BgpNeighbor) => JSON.stringify([n.address, n.port, n.asn, n.families, n.passive, n.routeReflectorClient, n.holdTime, n.maxPrefixes]);
 
+/** kinds in the order a resync creates them (parents, and what endpoints name, first); deletions go the other way */
+const RESYNC_ORDER: Array<Change['kind']> = [
+  'enterprise', 'domain', 'zone', 'subnet', 'host', 'policyGroup', 'networkMacro', 'networkMacroGroup', 'endpoint', 'aclRule', 'bgpSpeaker', 'bgpNeighbor',
+];
+
 export class Federation {
   private readonly store: ModelStore;
   private readonly pool: Pool;
@@ -147,10 +152,7 @@ export class Federation {
     for (const s of snap.bgpSpeakers) this.speakers.set(s.id, s);
     for (const n of snap.bgpNeighbors) this.neighbors.set(n.id, n);
     await this.reconfigure();
-    this.follow = this.store.follow(snap.revision).subscribe({
-      next: (c) => void this.onChange(c),
-      error: (e: Error) => this.opts.log.error('federation: change log follow failed', { error: e.message }),
-    });
+    this.subscribe(snap.revision);
     this.statusTimer = setInterval(() => void this.writeStatus(), this.opts.statusIntervalMs ?? 1000);
   }
 
@@ -216,6 +218,50 @@ export class Federation {
   }
 
   // ------------------------------------------------------------------ model
+
+  private subscribe(from: number): void {
+    this.follow = this.store.follow(from).subscribe({
+      next: (c) => void this.onChange(c),
+      error: (e: Error) => {
+        this.opts.log.error('federation: change log follow failed; rebuilding from the database', { error: e.message });
+        this.follow = null;
+        void this.resync();
+      },
+    });
+  }
+
+  /**
+   * After the change log stopped continuing what was read (a gap, or the
+   * database went back in time): the model is read again as a snapshot, its
+   * differences from what is held applied as changes (deletions children
+   * first, then creations and updates parents first), and followed from there.
+   * Sessions stay up; routes change as the model did.
+   */
+  private async resync(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const snap = await this.store.loadSnapshot();
+      const at = new Date().toISOString();
+      const change = (kind: Change['kind'], op: Change['op'], id: string, state: { id: string; enterpriseId?: string | null } | null) =>
+        ({ revision: snap.revision, kind, op, id, enterpriseId: state?.enterpriseId ?? null, state, committedAt: at }) as Change;
+      for (const kind of [...RESYNC_ORDER].reverse()) {
+        const now = new Set((snap[SNAPSHOT_COLLECTION[kind]] as Array<{ id: string }>).map((x) => x.id));
+        for (const id of [...this.objects.get(kind)!.keys()]) if (!now.has(id)) await this.onChange(change(kind, 'delete', id, null));
+      }
+      for (const kind of RESYNC_ORDER) {
+        const had = this.objects.get(kind)!;
+        for (const x of snap[SNAPSHOT_COLLECTION[kind]] as Array<{ id: string }>) {
+          const old = had.get(x.id);
+          if (old === undefined || JSON.stringify(old) !== JSON.stringify(x)) await this.onChange(change(kind, old === undefined ? 'create' : 'update', x.id, x));
+        }
+      }
+      this.revision = snap.revision;
+      if (!this.stopped) this.subscribe(snap.revision);
+    } catch (e) {
+      this.opts.log.error('federation: rebuilding from the database failed; retrying', { error: (e as Error).message });
+      if (!this.stopped) setTimeout(() => void this.resync(), 1000).unref();
+    }
+  }
 
   private async onChange(c: Change): Promise<void> {
     this.revision = c.revision;

@@ -19,7 +19,12 @@ export interface ModelStore {
   loadSnapshotAt(revision: number): Promise<ModelSnapshot>;
   /** entries with revision > afterRevision, ordered, at most `limit` */
   readChanges(afterRevision: number, limit: number): Promise<Change[]>;
-  /** every entry with revision > fromRevision, in order, live; LISTEN plus polling catch-up */
+  /**
+   * every entry with revision > fromRevision, in order, live; LISTEN plus polling catch-up. Ends with an error
+   * ("change log gap", "change log diverged") when the log stops continuing what was read: the follower must
+   * then rebuild from a snapshot. Diverged: the entry last read is gone or another one (the database was restored
+   * from a backup, or a replica lacking the last commits was promoted).
+   */
   follow(fromRevision: number): Observable<Change>;
   /** operational state of endpoints (not in the change log) */
   /** Writes the status of endpoints at the revision it was established for (an endpoint changed since is left alone). */
@@ -139,6 +144,8 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
     follow(fromRevision) {
       return new Observable<Change>((sub) => {
         let cursor = fromRevision;
+        /** the entry at `cursor` as it was applied (null until the first read shows it) */
+        let last: Change | null = null;
         let stopped = false;
         let wake: (() => void) | null = null;
         // a NOTIFY that arrives while a read is running must not be lost: the next sleep returns at once
@@ -185,18 +192,28 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
             try {
               if (!listener) await listen();
               notified = false; // this read sees everything committed before it
-              const batch = await readChanges(cursor, 5000);
+              // the entry at the cursor comes too, and must still be the one applied: a database restored from a backup,
+              // or a replica promoted without the primary's last commits, numbers new changes again from an older revision
+              const batch = await readChanges(Math.max(0, cursor - 1), 5001);
               readWorked(true, null);
+              if (cursor > 0) {
+                const at = batch.shift();
+                if (at?.revision !== cursor || (last !== null && (at.id !== last.id || at.committedAt !== last.committedAt))) {
+                  throw new Error(`change log diverged: the entry at revision ${cursor} is ${at?.revision === cursor ? 'another one' : 'gone'} (the database went back in time)`);
+                }
+                last = at;
+              }
               for (const ch of batch) {
                 if (stopped) return;
                 if (ch.revision !== cursor + 1) throw new Error(`change log gap: expected ${cursor + 1}, read ${ch.revision}`);
                 cursor = ch.revision;
+                last = ch;
                 sub.next(ch);
               }
               if (batch.length < 5000) await sleep(pollMs);
             } catch (e) {
               if (stopped) return;
-              if (e instanceof Error && e.message.startsWith('change log gap')) {
+              if (e instanceof Error && (e.message.startsWith('change log gap') || e.message.startsWith('change log diverged'))) {
                 sub.error(e);
                 return;
               }

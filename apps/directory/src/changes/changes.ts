@@ -71,7 +71,12 @@ export class ChangeFeed implements OnModuleDestroy {
   private async refresh(): Promise<void> {
     try {
       const rows = await this.db.read<{ revision: string }>('SELECT revision FROM revision_counter WHERE id = 1');
-      this.advance(Number(rows[0].revision));
+      const rev = Number(rows[0].revision);
+      if (rev < this.latest) {
+        // the database went back in time (restored from a backup, a replica promoted without the last commits)
+        log.warn('the change log went back: its next entries take revisions already given out', { from: this.latest, to: rev });
+        this.latest = rev;
+      } else this.advance(rev);
     } catch {
       /* database away: readyz reports it */
     }
