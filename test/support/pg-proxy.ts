@@ -14,7 +14,12 @@
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
-export type CutAt = 'before' | 'after';
+/**
+ * before: the committing message never reaches the server; after: it does, and the server's answer is lost;
+ * late: the client loses the connection at once, and the message reaches the server only 300 ms later (a server
+ * still busy with a session whose client is gone)
+ */
+export type CutAt = 'before' | 'after' | 'late';
 
 export class PgProxy {
   private server: Server | null = null;
@@ -50,6 +55,11 @@ export class PgProxy {
     for (const s of this.sockets) s.destroy();
   }
 
+  /** takes back an arm that has not cut yet */
+  disarm(): void {
+    this.armed = null;
+  }
+
   get isArmed(): boolean {
     return this.armed !== null;
   }
@@ -65,6 +75,9 @@ export class PgProxy {
       return;
     }
     const server = createConnection(this.target);
+    let cutAt: CutAt | null = null;
+    /** what goes to the server after a cut (after: at once, late: 300 ms later) */
+    const held: Buffer[] = [];
     this.sockets.add(client);
     this.sockets.add(server);
     const end = () => {
@@ -73,9 +86,11 @@ export class PgProxy {
       this.sockets.delete(client);
       this.sockets.delete(server);
     };
-    client.on('error', end);
+    // a late cut loses the client at once and keeps the server's side a while
+    const clientGone = () => (cutAt === 'late' ? client.destroy() : end());
+    client.on('error', clientGone);
     server.on('error', end);
-    client.on('close', end);
+    client.on('close', clientGone);
     server.on('close', end);
     let relaying = true;
     server.on('data', (d) => {
@@ -86,10 +101,14 @@ export class PgProxy {
     let buf = Buffer.alloc(0);
     let started = false;
     const statements = new Map<string, string>();
-    let cutAt: CutAt | null = null;
     client.on('data', (d) => {
+      // the rest of the committing message's pipeline (Execute, Sync)
       if (cutAt === 'after') {
-        server.write(d); // the rest of the committing message's pipeline (Execute, Sync)
+        server.write(d);
+        return;
+      }
+      if (cutAt === 'late') {
+        held.push(d);
         return;
       }
       if (cutAt === 'before') return;
@@ -121,8 +140,6 @@ export class PgProxy {
         }
         if (commits && this.armed) {
           cutAt = this.armed;
-          // after: the message and the rest of what the client sent with it go, so that the server runs it
-          if (cutAt === 'after') forward = buf.length;
           cut = true;
           break;
         }
@@ -136,6 +153,19 @@ export class PgProxy {
         this.armed = null;
         this.cuts++;
         relaying = false;
+        // after and late: the committing message and what came with it go to the server
+        if (cutAt !== 'before') held.push(buf);
+        buf = Buffer.alloc(0);
+        const flush = () => {
+          for (const h of held.splice(0)) if (!server.destroyed) server.write(h);
+        };
+        if (cutAt === 'late') {
+          client.destroy(); // the directory sees the connection gone now
+          setTimeout(flush, 300);
+          setTimeout(end, 800);
+          return;
+        }
+        if (cutAt === 'after') flush();
         if (this.refuseMs > 0) {
           // the database goes away: every other connection is lost now, new ones are refused for a while
           this.refuseUntil = Date.now() + this.refuseMs;

@@ -359,17 +359,30 @@ export class Database {
    * commit: its change-log entries are there, with this batch's objects and
    * operations at its revisions (a batch commits all of them or none; another
    * writer taking those revisions wrote other entries). Asked on a new
-   * connection, retried for about three seconds while Postgres is away; null
-   * when it could not be asked.
+   * connection once the lost session (`session`, its server process) has
+   * ended, so that its outcome is final; retried for about three seconds
+   * while Postgres is away; null when it could not be asked.
    */
-  private async landed(log: BatchLog): Promise<boolean | null> {
+  private async landed(log: BatchLog, session: number | null): Promise<boolean | null> {
     if (log.changes.length === 0) return true; // it wrote nothing: its answers (refusals, reads) stand either way
-    const first = log.changes[0].revision;
-    const last = log.changes[log.changes.length - 1].revision;
+    // a batch's entries are not in revision order in `changes` (its bulk items are logged after the others)
+    const want = new Map(log.changes.map((c) => [c.revision, c]));
+    const first = Math.min(...want.keys());
+    const last = Math.max(...want.keys());
     for (let attempt = 0; attempt < 6; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
       let rows: Array<{ revision: string; id: string; op: string }>;
       try {
+        if (session !== null) {
+          // the lost session may still be running the batch (Postgres notices a client gone only when it next
+          // reads or writes to it), and commit after we looked: end it, and look once it is gone
+          await this.pool.query('SELECT pg_terminate_backend($1)', [session]);
+          for (let waited = 0; (await this.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session])).rows.length > 0; waited += 20) {
+            if (waited >= 5000) return null;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          session = null;
+        }
         rows = (
           await this.pool.query('SELECT revision::text, object_id::text AS id, op FROM change_log WHERE revision BETWEEN $1 AND $2 ORDER BY revision', [
             first,
@@ -381,10 +394,10 @@ export class Database {
         return null;
       }
       return (
-        rows.length === log.changes.length &&
-        rows.every((r, i) => {
-          const c = log.changes[i];
-          return Number(r.revision) === c.revision && r.id === c.id && r.op === c.op;
+        rows.length === want.size &&
+        rows.every((r) => {
+          const c = want.get(Number(r.revision));
+          return c !== undefined && r.id === c.id && r.op === c.op;
         })
       );
     }
@@ -395,10 +408,11 @@ export class Database {
    * After the connection failed with a batch's commit sent (`e`): answers the
    * batch as committed when it did, else throws what its callers are told.
    */
-  private async resolveLostCommit(e: unknown, log: BatchLog): Promise<void> {
+  private async resolveLostCommit(e: unknown, log: BatchLog, lost: PoolClient): Promise<void> {
+    const pid = (lost as unknown as { processID: number | null }).processID;
     await this.dropWriter();
     this.lastRevision = null;
-    const landed = await this.landed(log);
+    const landed = await this.landed(log, pid);
     this.lostCommits[landed === true ? 'committed' : landed === false ? 'not_committed' : 'unknown']++;
     if (landed === true) return;
     throw landed === false ? new DatabaseUnavailable(e) : new CommitUnknown(e);
@@ -511,7 +525,7 @@ export class Database {
         // the connection failed with COMMIT on its way: ask the database whether it happened
         if (!isConnectionError(e) || neverSent(e)) throw e;
         try {
-          await this.resolveLostCommit(e, log);
+          await this.resolveLostCommit(e, log, client);
         } catch (lost) {
           lostCommit = true;
           throw lost;
@@ -606,7 +620,7 @@ export class Database {
       }
       // the statement commits itself, and it was sent: ask the database whether it did
       try {
-        await this.resolveLostCommit(e, log);
+        await this.resolveLostCommit(e, log, client);
       } catch (lost) {
         undo();
         throw lost;
