@@ -237,6 +237,10 @@ describe('losing the database under load', () => {
     }
     const make = (name: string, i: number) => t.api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name, hostId: hosts[i % 2].id });
     for (let i = 0; i < 4; i++) await make(`kept${i}`, i);
+    // a backup taken before any controller ran: the kept endpoints are pending in it
+    await db.down();
+    db.backup();
+    await db.up();
     const c = await startTestController(db.url);
     const agents = hosts.map((h) => new SimulatedAgent(c.agentUrl, h, { minBackoffMs: 20 }));
     const converged = async () => {
@@ -248,10 +252,8 @@ describe('losing the database under load', () => {
     };
     try {
       await converged();
-      // a backup; then three endpoints the hosts learn; then the backup is restored
-      await db.down();
-      db.backup();
-      await db.up();
+      await waitUntil(async () => (await store.loadSnapshot()).endpoints.filter((e: any) => e.subnetId === subnet.id).every((e: any) => e.status === 'active'), 'kept endpoints active');
+      // three endpoints the hosts learn; then the backup is restored (the kept endpoints pending again in it)
       const lost = [await make('lost0', 0), await make('lost1', 1), await make('lost2', 0)];
       const before = await converged();
       assert.ok(agents.some((a) => a.state.localEndpoints.has(lost[0].id)));
@@ -264,6 +266,7 @@ describe('losing the database under load', () => {
       const after = await converged();
       assert.ok(after.revision > before.revision, 'the new changes went past the revision the controller had');
       for (const a of agents) for (const e of lost) assert.ok(!a.state.localEndpoints.has(e.id) && !a.state.remoteEndpoints.has(e.id), 'the lost endpoints are gone');
+      // the statuses the restore took back are written again
       await waitUntil(async () => (await store.loadSnapshot()).endpoints.filter((e: any) => e.subnetId === subnet.id).every((e: any) => e.status === 'active'), 'every endpoint active');
     } finally {
       await Promise.all(agents.map((a) => a.stop()));

@@ -209,7 +209,8 @@ export class Controller {
       this.flush();
       const next = new Engine({ gatewayMac: this.config.gatewayMac });
       if (this.bridge) next.passiveHosts = this.bridge.externalHostIds;
-      next.load(await this.store.loadSnapshot());
+      const snap = await this.store.loadSnapshot();
+      next.load(snap);
       // objects bridged from imported routes are not in the database: put them back
       if (this.bridge) {
         for (const ch of this.bridge.all()) next.apply(ch);
@@ -225,6 +226,9 @@ export class Controller {
         if (s.pendingValid) s.pending.merge(d);
       }
       this.engine = next;
+      // endpoints the database shows unconfirmed (a restored database has the statuses of its backup): activate them
+      // once their hosts ack this difference, as at start
+      for (const e of snap.endpoints) if (e.status !== 'active' && this.engine.isPlaced(e.id) && !this.activations.has(e.id)) this.track(e.id, e.revision, null);
       this.follow();
       for (const s of this.streams.values()) this.pump(s);
     } catch (e) {

@@ -12,7 +12,10 @@ export class ProblemFilter implements ExceptionFilter {
     const reply = ctx.getResponse();
     const body = toProblem(exception);
     body.instance = req.url;
-    if (body.status >= 500) {
+    if (body.status === 503) {
+      // the database away (or a transaction to retry): expected while it lasts, one line per request, no stack
+      log.warn('request refused for now (503)', { method: req.method, url: req.url, type: body.type, error: String((exception as Error)?.message ?? exception) });
+    } else if (body.status >= 500) {
       log.error('request failed', { method: req.method, url: req.url, error: String((exception as Error)?.stack ?? exception) });
     }
     reply.status(body.status).header('content-type', 'application/problem+json').send(body);
