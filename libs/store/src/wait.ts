@@ -54,8 +54,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * Waits until the database at `url` accepts a session (and has the
  * directory's schema with `schema`), retrying what a database that is not up
- * yet answers: a refused or failed connection, "starting up", and with
- * `schema` a database or a table that the directory has not created yet.
+ * yet answers: a refused or failed connection, "starting up", a database not
+ * created yet, and with `schema` tables the directory has not created yet.
  * Refused credentials and anything else fail at once; so does the end of
  * the wait, with the last reason.
  */
@@ -76,9 +76,12 @@ export async function waitForDatabase(url: string, opts: WaitOptions): Promise<v
       if (x.code === '28P01' || x.code === '28000') {
         throw new DatabaseWaitFailed(`${where} refused the credentials in DATABASE_URL: ${x.message}`);
       }
-      const notYet = opts.schema && (x.code === '3D000' || x.code === '42P01');
-      if (!isConnectionError(e) && !notYet) throw new DatabaseWaitFailed(`${where}: ${x.message ?? String(e)}`);
-      reason = notYet ? `the directory has not created its schema yet (${x.message})` : (x.message ?? String(e));
+      // a database not created yet (provisioning, an embedded server between its start and its CREATE DATABASE), and
+      // for the controller the directory's tables, are waited for like a server that is not up yet
+      const noDatabase = x.code === '3D000';
+      const noSchema = opts.schema === true && x.code === '42P01';
+      if (!isConnectionError(e) && !noDatabase && !noSchema) throw new DatabaseWaitFailed(`${where}: ${x.message ?? String(e)}`);
+      reason = noSchema ? `the directory has not created its schema yet (${x.message})` : (x.message ?? String(e));
     } finally {
       await c.end().catch(() => undefined);
     }
