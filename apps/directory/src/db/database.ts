@@ -365,7 +365,8 @@ export class Database {
    */
   private async landed(log: BatchLog, session: number | null): Promise<boolean | null> {
     if (log.changes.length === 0) return true; // it wrote nothing: its answers (refusals, reads) stand either way
-    // a batch's entries are not in revision order in `changes` (its bulk items are logged after the others)
+    // by revision, not by position in `changes`, whose order this does not rely on (a positional comparison gave
+    // wrong answers in the randomized lost-commit test)
     const want = new Map(log.changes.map((c) => [c.revision, c]));
     const first = Math.min(...want.keys());
     const last = Math.max(...want.keys());
