@@ -145,10 +145,8 @@ describe('CNI plugin chained with the reference plugins', () => {
 
   it('tells the runtime to try again later (11) when the directory is up but its database is not', async () => {
     // a second directory process on the same database, through a proxy that then loses the database
-    const u = new URL(t.db.url);
-    const proxy = new PgProxy({ host: u.hostname === 'localhost' ? '127.0.0.1' : u.hostname, port: Number(u.port || 5432) }, 'sdn_check');
-    await proxy.start();
-    const second = await startTestDirectory({ db: { url: `postgres://${u.username}:${u.password}@127.0.0.1:${proxy.port}${u.pathname}`, stop: async () => undefined } });
+    const { proxy, url } = await PgProxy.inFrontOf(t.db.url, 'sdn_check');
+    const second = await startTestDirectory({ db: { url, stop: async () => undefined } });
     const c = container('503');
     try {
       proxy.refuse(60_000);

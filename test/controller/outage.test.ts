@@ -7,14 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { compileAll, describeDifference } from '#sdn/compiler';
 import type { Logger } from '#sdn/log';
 import { createModelStore, DatabaseWaitFailed, type ModelStore } from '#sdn/store';
-import { Client } from 'pg';
 import { loadConfig as controllerConfig } from '../../apps/controller/src/config';
 import { startController } from '../../apps/controller/src/controller';
 import { startDirectory } from '../../apps/directory/src/app';
 import { loadConfig as directoryConfig } from '../../apps/directory/src/config';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../apps/directory/src/db/embedded';
 import { settled, type SimHost, SimulatedAgent, startTestController, waitUntil } from '../support/controller';
-import { Api, freePort, makeTree, OPERATOR_KEY, startTestDirectory, type TestDirectory } from '../support/directory';
+import { Api, freePort, makeTree, OPERATOR_KEY, sql, startTestDirectory, type TestDirectory } from '../support/directory';
 
 /** An embedded Postgres of this file's own, which the test stops and starts again under load. */
 async function restartableDatabase() {
@@ -48,27 +47,13 @@ async function restartableDatabase() {
 
 /** Ends the server sessions of the applications named like `pattern`, as an administrator (or a failover) would. */
 async function terminate(url: string, pattern: string): Promise<number> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query('SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name LIKE $1 AND pid <> pg_backend_pid()', [
-      pattern,
-    ]);
-    return r.rows[0].n;
-  } finally {
-    await c.end();
-  }
+  const rows = await sql(url, 'SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name LIKE $1 AND pid <> pg_backend_pid()', [pattern]);
+  return rows[0].n;
 }
 
 /** the application names of the server's sessions */
 async function sessions(url: string): Promise<string[]> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query('SELECT application_name FROM pg_stat_activity')).rows.map((r) => r.application_name);
-  } finally {
-    await c.end();
-  }
+  return (await sql(url, 'SELECT application_name FROM pg_stat_activity')).map((r) => r.application_name);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

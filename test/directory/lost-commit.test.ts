@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'pg';
 import { PgProxy } from '../support/pg-proxy';
-import { makeTree, startTestDatabase, startTestDirectory, type TestDatabase, type TestDirectory } from '../support/directory';
+import { makeTree, sql, startTestDatabase, startTestDirectory, type TestDatabase, type TestDirectory } from '../support/directory';
 
 /**
  * The directory's writer loses its connection with a commit on its way (a TCP
@@ -17,10 +16,9 @@ describe('a commit whose connection is lost', () => {
   let t: TestDirectory;
   before(async () => {
     db = await startTestDatabase();
-    const u = new URL(db.url);
-    proxy = new PgProxy({ host: u.hostname === 'localhost' ? '127.0.0.1' : u.hostname, port: Number(u.port || 5432) }, 'sdn_check');
-    await proxy.start();
-    t = await startTestDirectory({ db: { url: `postgres://${u.username}:${u.password}@127.0.0.1:${proxy.port}${u.pathname}`, stop: async () => undefined } });
+    let url: string;
+    ({ proxy, url } = await PgProxy.inFrontOf(db.url, 'sdn_check'));
+    t = await startTestDirectory({ db: { url, stop: async () => undefined } });
   });
   after(async () => {
     await t?.stop();
@@ -35,15 +33,7 @@ describe('a commit whose connection is lost', () => {
     return out;
   };
   /** rows in the database itself, not through the directory */
-  const count = async (sql: string, params: unknown[]) => {
-    const c = new Client({ connectionString: db.url });
-    await c.connect();
-    try {
-      return (await c.query(sql, params)).rows[0].n as number;
-    } finally {
-      await c.end();
-    }
-  };
+  const count = async (text: string, params: unknown[]) => (await sql(db.url, text, params))[0].n as number;
 
   it('answers 201 when the COMMIT landed, 503 database-unavailable when it did not', async () => {
     const { domain } = await makeTree(t.api, 'lost-ordinary');
@@ -154,23 +144,15 @@ describe('a commit whose connection is lost', () => {
     assert.equal(after.unknown, before.unknown, why);
 
     // what the database holds, asked directly
-    const c = new Client({ connectionString: db.url });
-    await c.connect();
-    let stored: Map<string, number>;
-    let logged: Set<string>;
-    try {
-      const names = await c.query(
-        'SELECT name, revision FROM endpoints WHERE subnet_id = $1 UNION ALL SELECT name, revision FROM policy_groups WHERE domain_id = $2',
-        [subnet.id, domain.id],
-      );
-      stored = new Map(names.rows.map((r) => [r.name, Number(r.revision)]));
-      const log = await c.query('SELECT object_id::text AS id FROM change_log');
-      logged = new Set(log.rows.map((r) => r.id));
-      const revs = (await c.query('SELECT revision FROM change_log ORDER BY revision')).rows.map((r) => Number(r.revision));
-      revs.forEach((r, i) => assert.equal(r, i + 1, `the change log has no gap: ${why}`));
-    } finally {
-      await c.end();
-    }
+    const names = await sql(
+      db.url,
+      'SELECT name, revision FROM endpoints WHERE subnet_id = $1 UNION ALL SELECT name, revision FROM policy_groups WHERE domain_id = $2',
+      [subnet.id, domain.id],
+    );
+    const stored = new Map(names.map((r) => [r.name as string, Number(r.revision)]));
+    const log = await sql(db.url, 'SELECT revision, object_id::text AS id FROM change_log ORDER BY revision');
+    const logged = new Set(log.map((r) => r.id as string));
+    log.forEach((r, i) => assert.equal(Number(r.revision), i + 1, `the change log has no gap: ${why}`));
     for (const a of answers) {
       if (a.status === 201) {
         assert.ok(stored.has(a.name), `${a.name} answered 201 but is not stored: ${why}`);

@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'pg';
 import { Federation } from '../../apps/controller/src/federation';
 import { createLogger } from '../../apps/controller/src/log';
 import { Gobgpd } from '../bgp/support/gobgp.js';
 import { waitFor } from '../bgp/support/wait.js';
-import { makeTree, startTestDirectory, TestDirectory } from '../support/directory';
+import { makeTree, sql, startTestDirectory, TestDirectory } from '../support/directory';
 
 const OURS = '127.0.3.1';
 const THEIRS = '127.0.3.2';
@@ -39,15 +38,6 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
   });
   const w: Record<string, any> = {};
   const warnings: string[] = [];
-  const sql = async (text: string) => {
-    const c = new Client({ connectionString: t.db.url });
-    await c.connect();
-    try {
-      await c.query(text);
-    } finally {
-      await c.end();
-    }
-  };
   const evpnRib = () => g.json<GobgpRib>(['global', 'rib', '-a', 'evpn']);
 
   before(async () => {
@@ -168,7 +158,7 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
 
   it('writes a remote endpoint again when the database refused its first write', async () => {
     // the database refuses every write to the table for a while (a trigger stands for a failing database)
-    await sql(`CREATE FUNCTION sdn_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+    await sql(t.db.url, `CREATE FUNCTION sdn_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
                CREATE TRIGGER sdn_test_refuse BEFORE INSERT OR UPDATE OR DELETE ON remote_endpoints FOR EACH STATEMENT EXECUTE FUNCTION sdn_test_refuse()`);
     const refusedBefore = warnings.filter((m) => m.startsWith('federation: could not write remote endpoints')).length;
     try {
@@ -179,7 +169,7 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
       await waitFor('the write was refused', () => warnings.filter((m) => m.startsWith('federation: could not write remote endpoints')).length > refusedBefore);
       assert.ok(!(await t.api.get(`/api/v1/domains/${w.domain.id}/remote-endpoints`)).body.items.some((x: any) => x.mac === '02:ee:00:00:00:01'));
     } finally {
-      await sql('DROP TRIGGER sdn_test_refuse ON remote_endpoints; DROP FUNCTION sdn_test_refuse()');
+      await sql(t.db.url, 'DROP TRIGGER sdn_test_refuse ON remote_endpoints; DROP FUNCTION sdn_test_refuse()');
     }
     // no change of that route follows: the federation writes the refused batch again by itself
     await waitFor('written once the database takes it', async () =>
@@ -194,7 +184,7 @@ describe('federation service with a real gobgpd', { timeout: 180_000 }, () => {
     const gone = await t.api.make(`/api/v1/subnets/${w.subnet.id}/endpoints`, { name: 'db-3', hostId: w.host.id });
     await waitFor('db-3 advertised', () => advertised(gone.mac));
     // what restoring a backup taken just before db-3 leaves: no row, no change-log entry, the counter before it
-    await sql(`DELETE FROM endpoints WHERE id = '${gone.id}'; DELETE FROM change_log WHERE revision >= ${gone.revision};
+    await sql(t.db.url, `DELETE FROM endpoints WHERE id = '${gone.id}'; DELETE FROM change_log WHERE revision >= ${gone.revision};
                UPDATE revision_counter SET revision = ${gone.revision - 1}`);
     await waitFor('the directory tells followers where the log is now', async () => (await t.api.get('/api/v1/changes?after=0&limit=1')).body.latestRevision === gone.revision - 1);
     // the next change takes db-3's revision: the follower sees another entry where db-3's was

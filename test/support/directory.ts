@@ -56,6 +56,18 @@ export async function startTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/** One statement on the database itself (not through the directory), on a connection of its own; its rows. */
+export async function sql<R = any>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
+  const { Client } = await import('pg');
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text, params)).rows as R[];
+  } finally {
+    await c.end();
+  }
+}
+
 export const OPERATOR_KEY = 'test-operator-key-0123456789abcdef';
 
 export interface TestDirectory {

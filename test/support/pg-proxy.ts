@@ -37,6 +37,14 @@ export class PgProxy {
     private readonly commitsIf: string,
   ) {}
 
+  /** A started proxy in front of the server of `databaseUrl`, and the URL that reaches the same database through it. */
+  static async inFrontOf(databaseUrl: string, commitsIf: string): Promise<{ proxy: PgProxy; url: string }> {
+    const u = new URL(databaseUrl);
+    const proxy = new PgProxy({ host: u.hostname === 'localhost' ? '127.0.0.1' : u.hostname, port: Number(u.port || 5432) }, commitsIf);
+    await proxy.start();
+    return { proxy, url: `postgres://${u.username}:${u.password}@127.0.0.1:${proxy.port}${u.pathname}` };
+  }
+
   async start(): Promise<void> {
     this.server = createServer((client) => this.accept(client));
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
