@@ -1,4 +1,5 @@
 import { ConfigError, intFrom, logLevelFrom } from '#sdn/config';
+import { DEFAULT_DB_TIMEOUT_SECONDS } from '#sdn/store';
 /** The controller's configuration, read and validated once at start. */
 export interface ControllerConfig {
   databaseUrl: string;
@@ -20,6 +21,8 @@ export interface ControllerConfig {
   tls: TlsFiles | null;
   /** how long to wait at start for the database and the directory's schema */
   dbWaitSeconds: number;
+  /** a connection to Postgres silent this long while a statement runs is taken as lost (SDN_DB_TIMEOUT_SECONDS) */
+  dbTimeoutSeconds: number;
 }
 
 export { ConfigError };
@@ -52,5 +55,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     sendIntervalMs: intFrom(env, 'SDN_SEND_INTERVAL_MS', 50, 0, 10_000),
     tls: cert ? { certFile: cert, keyFile: key } : null,
     dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
+    dbTimeoutSeconds: intFrom(env, 'SDN_DB_TIMEOUT_SECONDS', DEFAULT_DB_TIMEOUT_SECONDS, 1, 3600),
   };
 }

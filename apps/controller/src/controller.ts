@@ -635,7 +635,7 @@ export interface RunningController {
 /** Starts a controller: loads the model, follows the change log, serves agents, /metrics, /healthz and /agents. */
 export async function startController(config: ControllerConfig, opts: ControllerOptions = {}): Promise<RunningController> {
   const log = opts.logger ?? createLogger(config.logLevel);
-  const store = opts.store ?? createModelStore(config.databaseUrl, { pollMs: config.pollMs });
+  const store = opts.store ?? createModelStore(config.databaseUrl, { pollMs: config.pollMs, timeoutMs: config.dbTimeoutSeconds * 1000 });
   const controller = new Controller(config, store, log, opts);
   // the controller may start before (or with) the directory that creates the schema, or before Postgres
   await waitForDatabase(config.databaseUrl, {

@@ -24,7 +24,7 @@ import { BgpSpeaker as Speaker, BestPathChange, Family, LogEntry, NeighborConfig
 import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
 import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
 import { SNAPSHOT_COLLECTION } from '#sdn/model';
-import { createModelStore, ModelStore } from '#sdn/store';
+import { connectionSettings, createModelStore, DEFAULT_DB_TIMEOUT_SECONDS, guardPool, ModelStore } from '#sdn/store';
 import type { Controller } from './controller';
 import type { Logger } from './log';
 import { RemoteBridge } from './remote-bridge';
@@ -63,6 +63,8 @@ export function federate(controller: Controller, opts: Omit<FederationOptions, '
 
 export interface FederationOptions {
   databaseUrl: string;
+  /** a connection to Postgres silent this long while a statement runs is taken as lost (default 30 s) */
+  dbTimeoutMs?: number;
   /** name of the bgp-speakers resource this controller runs */
   speakerName: string;
   log: Logger;
@@ -129,8 +131,12 @@ export class Federation {
   readonly stats: FederationStats = { advertised: 0, withdrawn: 0, imported: 0, ignored: 0 };
 
   constructor(private readonly opts: FederationOptions) {
-    this.store = opts.store ?? createModelStore(opts.databaseUrl);
-    this.pool = new Pool({ connectionString: opts.databaseUrl, max: 2, application_name: 'sdn-controller-federation' });
+    const timeoutMs = opts.dbTimeoutMs ?? DEFAULT_DB_TIMEOUT_SECONDS * 1000;
+    this.store = opts.store ?? createModelStore(opts.databaseUrl, { timeoutMs });
+    this.pool = guardPool(
+      new Pool({ connectionString: opts.databaseUrl, max: 2, application_name: 'sdn-controller-federation', ...connectionSettings(timeoutMs) }),
+      timeoutMs,
+    );
     this.pool.on('error', () => undefined);
   }
 

@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const running = await startController(config);
   const speakerName = federationSpeakerName();
   const federation = speakerName
-    ? federate(running.controller, { databaseUrl: config.databaseUrl, speakerName, log: createLogger(config.logLevel, 'federation') })
+    ? federate(running.controller, { databaseUrl: config.databaseUrl, dbTimeoutMs: config.dbTimeoutSeconds * 1000, speakerName, log: createLogger(config.logLevel, 'federation') })
     : null;
   await federation?.start();
   let stopping = false;

@@ -100,7 +100,7 @@ export async function startDirectory(config: DirectoryConfig): Promise<RunningDi
     }
     const applied = await runMigrations(databaseUrl);
     if (applied.length) log.info('migrations applied', { migrations: applied });
-    const db = new Database(databaseUrl, { poolSize: config.poolSize, maxBatch: config.maxBatch });
+    const db = new Database(databaseUrl, { poolSize: config.poolSize, maxBatch: config.maxBatch, timeoutMs: config.dbTimeoutSeconds * 1000 });
     const adapter = new FastifyAdapter({ bodyLimit: 1024 * 1024, maxParamLength: 200 });
     const app = await NestFactory.create<NestFastifyApplication>(DirectoryModule.build(db), adapter, { logger: ['error', 'warn'] });
     const metrics = app.get(Metrics);

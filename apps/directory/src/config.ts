@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, intFrom, logLevelFrom } from '#sdn/config';
+import { DEFAULT_DB_TIMEOUT_SECONDS } from '#sdn/store';
 
 /** The directory's configuration, read and validated once at start. */
 export interface DirectoryConfig {
@@ -18,6 +19,8 @@ export interface DirectoryConfig {
   poolSize: number;
   /** how long to wait at start for an external database (DATABASE_URL) to accept sessions */
   dbWaitSeconds: number;
+  /** a connection to Postgres silent this long while a statement runs is taken as lost (SDN_DB_TIMEOUT_SECONDS) */
+  dbTimeoutSeconds: number;
   /** `npm start` also runs the controller, as a child process (SDN_START_CONTROLLER=0: the directory alone) */
   startController: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -42,6 +45,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DirectoryConfi
     maxBatch: intFrom(env, 'SDN_WRITE_BATCH', 256, 1, 10000),
     poolSize: intFrom(env, 'SDN_DB_POOL', 8, 2, 200),
     dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
+    dbTimeoutSeconds: intFrom(env, 'SDN_DB_TIMEOUT_SECONDS', DEFAULT_DB_TIMEOUT_SECONDS, 1, 3600),
     startController: intFrom(env, 'SDN_START_CONTROLLER', 1, 0, 1) === 1,
     logLevel: level,
   };

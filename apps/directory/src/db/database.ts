@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
+import { Client, Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ChangeOp, ResourceKind } from '#sdn/model';
-import { isConnectionError as lostConnection } from '#sdn/store';
+import { connectionSettings, guardClient, guardPool, isConnectionError as lostConnection } from '#sdn/store';
 
 /**
  * Access to Postgres: a pool for reads, and one serial writer that commits
@@ -266,11 +266,17 @@ export class Database {
 
   constructor(
     readonly url: string,
-    private readonly opts: { poolSize: number; maxBatch: number },
+    private readonly opts: { poolSize: number; maxBatch: number; timeoutMs: number },
   ) {
-    // a database that does not answer a connection attempt fails it (503) rather than holding the writer forever
-    this.pool = new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory', connectionTimeoutMillis: 10_000 });
+    // a database that does not answer (a connection attempt, or a statement for timeoutMs) fails the request (503)
+    // rather than holding the writer forever; see libs/store/src/connection.ts
+    this.pool = guardPool(new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory', ...connectionSettings(opts.timeoutMs) }), opts.timeoutMs);
     this.pool.on('error', () => undefined); // idle client errors surface on next use
+  }
+
+  /** how long a connection may stay silent while a statement runs (SDN_DB_TIMEOUT_SECONDS) */
+  get timeoutMs(): number {
+    return this.opts.timeoutMs;
   }
 
   onCommit(fn: CommitListener): void {
@@ -361,7 +367,8 @@ export class Database {
    * writer taking those revisions wrote other entries). Asked on a new
    * connection once the lost session (`session`, its server process) has
    * ended, so that its outcome is final; retried for about three seconds
-   * while Postgres is away; null when it could not be asked.
+   * while Postgres is away (one attempt may take the connection timeout when
+   * it hangs); null when it could not be asked.
    */
   private async landed(log: BatchLog, session: number | null): Promise<boolean | null> {
     if (log.changes.length === 0) return true; // it wrote nothing: its answers (refusals, reads) stand either way
@@ -370,29 +377,38 @@ export class Database {
     const want = new Map(log.changes.map((c) => [c.revision, c]));
     const first = Math.min(...want.keys());
     const last = Math.max(...want.keys());
+    // a database that hangs rather than refuses takes up to the timeout per attempt: no new attempt after ~3 s
+    const deadline = performance.now() + 3000;
     for (let attempt = 0; attempt < 6; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      if (attempt > 0) {
+        if (performance.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      }
       let rows: Array<{ revision: string; id: string; op: string }>;
+      // on a connection of its own: the pool's idle connections may have died with the lost one (a failover, a
+      // partition), and each would take the timeout to find out
+      const c = new Client({ connectionString: this.url, application_name: 'sdn-directory', ...connectionSettings(this.opts.timeoutMs) });
       try {
+        await c.connect();
+        guardClient(c, this.opts.timeoutMs);
         if (session !== null) {
           // the lost session may still be running the batch (Postgres notices a client gone only when it next
           // reads or writes to it), and commit after we looked: end it, and look once it is gone
-          await this.pool.query('SELECT pg_terminate_backend($1)', [session]);
-          for (let waited = 0; (await this.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session])).rows.length > 0; waited += 20) {
+          await c.query('SELECT pg_terminate_backend($1)', [session]);
+          for (let waited = 0; (await c.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session])).rows.length > 0; waited += 20) {
             if (waited >= 5000) return null;
             await new Promise((r) => setTimeout(r, 20));
           }
           session = null;
         }
         rows = (
-          await this.pool.query('SELECT revision::text, object_id::text AS id, op FROM change_log WHERE revision BETWEEN $1 AND $2 ORDER BY revision', [
-            first,
-            last,
-          ])
+          await c.query('SELECT revision::text, object_id::text AS id, op FROM change_log WHERE revision BETWEEN $1 AND $2 ORDER BY revision', [first, last])
         ).rows;
       } catch (e) {
         if (isConnectionError(e)) continue;
         return null;
+      } finally {
+        void c.end().catch(() => undefined);
       }
       return (
         rows.length === want.size &&

@@ -1,0 +1,70 @@
+/**
+ * A connection to Postgres that stops answering. A Postgres that crashes or
+ * restarts closes its connections, and the client sees an error at once. One
+ * that hangs does not: the old primary of a failover whose address is gone,
+ * a network partition, a server stopped (SIGSTOP, a frozen VM or disk). Then a
+ * statement waits for its answer until TCP gives up (about 15 minutes when
+ * the request was not acknowledged, never when it was), and an idle session
+ * (a LISTEN) never learns that it is dead.
+ *
+ * Every connection of the directory and the controller therefore:
+ * - sends TCP keepalives after a third of the timeout idle, 1 s apart, and is
+ *   lost after 10 unanswered (the kernel's count): a dead peer is noticed even
+ *   when nothing is being asked;
+ * - is ended when a statement on it has received no byte of answer for the
+ *   whole timeout: the peer's kernel still answering keepalives, its Postgres
+ *   does not. Its statement then fails as a lost connection (ETIMEDOUT), and
+ *   the pool opens a new one for the next;
+ * - gives up a connection attempt after at most 10 s.
+ *
+ * The timeout is SDN_DB_TIMEOUT_SECONDS (30 by default). A statement that
+ * legitimately sends nothing back for that long (a very large sort before its
+ * first row) would be cut: raise it for such databases.
+ */
+import type { Socket } from 'node:net';
+import type { Client, ClientBase, ClientConfig, Pool } from 'pg';
+
+export const DEFAULT_DB_TIMEOUT_SECONDS = 30;
+
+/** The pg settings of a connection with this timeout (keepalives, connection attempts). */
+export function connectionSettings(timeoutMs: number): Pick<ClientConfig, 'keepAlive' | 'keepAliveInitialDelayMillis' | 'connectionTimeoutMillis'> {
+  return {
+    keepAlive: true,
+    keepAliveInitialDelayMillis: Math.max(1000, Math.round(timeoutMs / 3)),
+    connectionTimeoutMillis: Math.min(10_000, timeoutMs),
+  };
+}
+
+/** A connection ended because its statement got no answer in time: a connection error (ETIMEDOUT). */
+export class DatabaseSilent extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(timeoutMs: number) {
+    super(`the database sent nothing for ${timeoutMs / 1000} s while a statement was running; the connection was taken as lost`);
+  }
+}
+
+const noop = () => undefined;
+
+/**
+ * Ends the connection of a connected `client` when a statement on it gets no
+ * byte for `timeoutMs`. An idle client (nothing asked) is left alone: its
+ * keepalives watch it.
+ */
+export function guardClient(client: Client | ClientBase, timeoutMs: number): void {
+  const stream = (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+  if (!stream || typeof stream.setTimeout !== 'function') return;
+  // the error reaches the statement; a client checked out of a pool has no other listener, and an unheard 'error' throws
+  client.on('error', noop);
+  // Node re-arms the timer on every read and write, so it fires only after timeoutMs of silence either way
+  stream.setTimeout(timeoutMs);
+  stream.on('timeout', () => {
+    if ((client as unknown as { readyForQuery: boolean }).readyForQuery) return; // idle: nothing is awaited
+    stream.destroy(new DatabaseSilent(timeoutMs));
+  });
+}
+
+/** guardClient for every connection `pool` opens */
+export function guardPool(pool: Pool, timeoutMs: number): Pool {
+  pool.on('connect', (client) => guardClient(client, timeoutMs));
+  return pool;
+}

@@ -1,0 +1,135 @@
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { compileAll, describeDifference } from '#sdn/compiler';
+import { createModelStore, type ModelStore } from '#sdn/store';
+import { loadConfig as controllerConfig } from '../../apps/controller/src/config';
+import { startController } from '../../apps/controller/src/controller';
+import { startDirectory, type RunningDirectory } from '../../apps/directory/src/app';
+import { loadConfig as directoryConfig } from '../../apps/directory/src/config';
+import { blackhole, overTcp, sessionPorts } from '../support/blackhole';
+import { settled, type SimHost, SimulatedAgent, waitUntil } from '../support/controller';
+import { Api, makeTree, OPERATOR_KEY, startTestDatabase, type TestDatabase } from '../support/directory';
+
+/**
+ * A database whose connections go silent instead of failing: every packet of
+ * the sessions open at that moment is dropped by the kernel (nftables), as
+ * when a failover's old primary disappears. Without a bound, a statement on
+ * such a connection waits for good and a LISTEN session never learns it is
+ * dead. The directory and the controller run with SDN_DB_TIMEOUT_SECONDS=2.
+ */
+const TIMEOUT_SECONDS = 2;
+
+describe('a database connection that goes silent', () => {
+  let db: TestDatabase;
+  /** the database over TCP, where the kernel can drop its packets */
+  let url: string;
+  let dir: RunningDirectory;
+  let api: Api;
+  let store: ModelStore;
+  before(async () => {
+    db = await startTestDatabase();
+    url = overTcp(db.url);
+    dir = await startDirectory({
+      ...directoryConfig({}),
+      databaseUrl: url,
+      host: '127.0.0.1',
+      port: 0,
+      operatorKey: OPERATOR_KEY,
+      logLevel: 'error',
+      dbTimeoutSeconds: TIMEOUT_SECONDS,
+      startController: false,
+    });
+    api = new Api(dir.url, OPERATOR_KEY);
+    store = createModelStore(url);
+  });
+  after(async () => {
+    await store?.close();
+    await dir?.close();
+    await db?.stop();
+  });
+
+  it('costs the directory a bounded wait and a 503, not its writer: the lost write is found not committed, and its LISTEN session is replaced', { timeout: 90_000 }, async () => {
+    const { subnet } = await makeTree(api, 'silent', '10.20.0.0/24');
+    assert.equal((await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'before' })).status, 201);
+    const listenBefore = await sessionPorts(url, 'sdn-directory-listen');
+    assert.equal(listenBefore.length, 1, 'the directory listens');
+    const hole = await blackhole(url, ['sdn-directory', 'sdn-directory-listen']);
+    try {
+      // the writer's connection is silent: after the timeout it is taken as lost, and the database, asked on a new
+      // connection, shows the batch was not committed (its statement never reached the server)
+      const started = Date.now();
+      const during = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'during' });
+      const waited = (Date.now() - started) / 1000;
+      assert.equal(during.status, 503, JSON.stringify(during.body));
+      assert.equal(during.body.type, '/problems/database-unavailable', JSON.stringify(during.body));
+      assert.ok(waited >= TIMEOUT_SECONDS - 0.2 && waited < TIMEOUT_SECONDS + 8, `answered after ${waited} s`);
+
+      // work goes on over new connections; a read that meets another silent pooled connection is a 503 too
+      const others = new Map<string, number>();
+      let ok: Awaited<ReturnType<Api['post']>> | null = null;
+      for (const end = Date.now() + 30_000; Date.now() < end; ) {
+        const r = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after' });
+        if (r.status === 201 || r.status === 200) {
+          ok = r;
+          break;
+        }
+        const k = `${r.status} ${r.body?.type}`;
+        others.set(k, (others.get(k) ?? 0) + 1);
+      }
+      assert.ok(ok, `the directory writes again (answers meanwhile: ${JSON.stringify([...others])})`);
+      for (const k of others.keys()) assert.equal(k, '503 /problems/database-unavailable');
+      const names = (await store.loadSnapshot()).endpoints.filter((e) => e.subnetId === subnet.id).map((e) => e.name);
+      assert.deepEqual(names.sort(), ['after', 'before']);
+
+      // the LISTEN session, idle, gets no answer to its keepalives: it is ended and opened again
+      await waitUntil(
+        async () => (await sessionPorts(url, 'sdn-directory-listen')).some((p) => !hole.ports.includes(p)),
+        'a new LISTEN session',
+        40_000,
+      );
+    } finally {
+      hole.heal();
+    }
+  });
+
+  it('costs the controller a bounded wait: its follower reads again on a new connection and its hosts get the change', { timeout: 120_000 }, async () => {
+    const { subnet } = await makeTree(api, 'silent-ctl', '10.21.0.0/24');
+    const h = await api.make('/api/v1/hosts', { name: 'silent-h', vtepIp: '198.51.100.40' });
+    const host: SimHost = { id: h.id, credential: h.credential, vtepIp: h.vtepIp };
+    const c = await startController({
+      ...controllerConfig({}),
+      databaseUrl: url,
+      host: '127.0.0.1',
+      port: 0,
+      logLevel: 'error',
+      pollMs: 100,
+      statusFlushMs: 20,
+      dbTimeoutSeconds: TIMEOUT_SECONDS,
+    });
+    const agent = new SimulatedAgent(c.agentUrl, host, { minBackoffMs: 20 });
+    try {
+      const first = await api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'first', hostId: host.id });
+      await waitUntil(() => settled(c, first.revision, [agent]), 'the agent has the first endpoint');
+      await waitUntil(async () => (await api.get(`/api/v1/endpoints/${first.id}`)).body.status === 'active', 'first active');
+
+      const hole = await blackhole(url, ['sdn-store', 'sdn-store-listen']);
+      try {
+        assert.ok(hole.ports.length >= 2, `the follower's sessions: ${hole.ports}`);
+        // a change the controller's silent connections cannot bring: its follower must notice and read on a new one
+        const second = await api.make(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'second', hostId: host.id });
+        await waitUntil(() => settled(c, second.revision, [agent]), 'the agent has the second endpoint', 30_000);
+        await waitUntil(async () => (await api.get(`/api/v1/endpoints/${second.id}`)).body.status === 'active', 'second active', 30_000);
+        const snap = await store.loadSnapshot();
+        await waitUntil(() => settled(c, snap.revision, [agent]), 'settled');
+        assert.deepEqual(describeDifference(agent.state, compileAll(snap, c.controller.engine.opts).get(host.id)!), []);
+        // its LISTEN session is replaced as well
+        await waitUntil(async () => (await sessionPorts(url, 'sdn-store-listen')).some((p) => !hole.ports.includes(p)), 'a new LISTEN session', 40_000);
+      } finally {
+        hole.heal();
+      }
+    } finally {
+      await agent.stop();
+      await c.close();
+    }
+  });
+});
