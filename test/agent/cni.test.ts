@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { startTestDirectory, TestDirectory, OPERATOR_KEY } from '../support/directory';
 import { startTestController } from '../support/controller';
 import type { RunningController } from '../../apps/controller/src/controller';
@@ -162,6 +163,34 @@ describe('CNI plugin chained with the reference plugins', () => {
       sh(['ip', 'netns', 'del', c.ns]);
       await second.stop();
       await proxy.close();
+    }
+  });
+
+  it('tells the runtime to try again later (11) when the directory accepts the connection and never answers', async () => {
+    // a directory that hangs (stopped, or its process frozen): the connection is accepted, nothing comes back
+    const held: Socket[] = [];
+    const hung = createServer((s) => void held.push(s));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const c = container('hung');
+    try {
+      const h = world.host('h1');
+      const conf = { cniVersion: '1.0.0', name: 'n', ...sdnConf('h1'), directoryUrl: `http://127.0.0.1:${(hung.address() as AddressInfo).port}`, directoryTimeoutMs: 1000 };
+      const started = Date.now();
+      const add = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: c.containerId, CNI_IFNAME: c.ifName, CNI_NETNS: c.netns }, conf);
+      assert.ok(Date.now() - started < 15_000, `answered in ${Date.now() - started} ms`);
+      assert.equal(add.code, 1, add.stdout);
+      assert.equal(add.json.code, 11, add.stdout);
+      assert.match(add.json.msg, /did not answer POST \/api\/v1\/subnets\/[0-9a-f-]+\/endpoints in 1 s/);
+      const st = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'STATUS' }, { ...conf, cniVersion: '1.1.0' });
+      assert.equal(st.json.code, 50, st.stdout);
+      assert.ok(held.length >= 2, 'the plugin did reach the hung directory');
+      const bad = await runPlugin(cniPath.dir, h.ns, 'sdn', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: c.containerId, CNI_IFNAME: c.ifName, CNI_NETNS: c.netns }, { ...conf, directoryTimeoutMs: '5s' });
+      assert.equal(bad.json.code, 7, bad.stdout);
+      assert.match(bad.json.msg, /"directoryTimeoutMs" must be a whole number of milliseconds/);
+    } finally {
+      sh(['ip', 'netns', 'del', c.ns]);
+      for (const s of held) s.destroy();
+      hung.close();
     }
   });
 

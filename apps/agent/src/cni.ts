@@ -14,6 +14,10 @@
  *   directoryUrl, apiKey, subnetId, hostId  (required)
  *   policyGroupIds: string[]                (optional)
  *   readyTimeoutMs: number                  (optional, default 30000: how long ADD waits for the agent)
+ *   directoryTimeoutMs: number              (optional, default 60000: how long one request to the directory may
+ *                                            take before the plugin answers "try again later" (11); the
+ *                                            directory itself answers 503 within ~SDN_DB_TIMEOUT_SECONDS when
+ *                                            its database hangs)
  *   hostNetns: string                       (optional: named namespace the agent programs, when it is
  *                                            not the plugin's own, as in tests where a host is a namespace)
  */
@@ -58,6 +62,7 @@ interface NetConf {
   hostId: string;
   policyGroupIds?: string[];
   readyTimeoutMs?: number;
+  directoryTimeoutMs?: number;
   hostNetns?: string;
   prevResult?: unknown;
   'cni.dev/valid-attachments'?: { containerID: string; ifname: string }[];
@@ -87,16 +92,25 @@ const externalIdOf = (containerId: string, ifName: string) => `cni:${containerId
 
 async function directory(conf: NetConf, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   let res: Response;
+  const ms = conf.directoryTimeoutMs ?? 60_000;
+  // a directory that accepts the connection and never answers (hung, or stopped) must not hold the runtime's ADD
+  const signal = AbortSignal.timeout(ms);
+  const unanswered = (e: unknown) =>
+    (e as Error)?.name === 'TimeoutError'
+      ? new CniError(CNI_ERR.tryAgainLater, `the directory at ${conf.directoryUrl} did not answer ${method} ${path.split('?')[0]} in ${ms / 1000} s`)
+      : null;
+  let text: string;
   try {
     res = await fetch(`${conf.directoryUrl}${path}`, {
       method,
       headers: { authorization: `Bearer ${conf.apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
+      signal,
     });
+    text = await res.text();
   } catch (e) {
-    throw new CniError(CNI_ERR.tryAgainLater, `directory unreachable at ${conf.directoryUrl}`, String((e as Error).cause ?? e));
+    throw unanswered(e) ?? new CniError(CNI_ERR.tryAgainLater, `directory unreachable at ${conf.directoryUrl}`, String((e as Error).cause ?? e));
   }
-  const text = await res.text();
   let parsed: any = null;
   try {
     parsed = text ? JSON.parse(text) : null;
@@ -245,6 +259,11 @@ function parseConf(text: string): NetConf {
     throw new CniError(CNI_ERR.incompatibleVersion, `cniVersion ${conf.cniVersion} is not supported`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`);
   for (const f of ['directoryUrl', 'apiKey', 'subnetId', 'hostId'] as const) {
     if (typeof conf[f] !== 'string' || !conf[f]) throw new CniError(CNI_ERR.invalidConfig, `network configuration lacks "${f}"`);
+  }
+  for (const f of ['readyTimeoutMs', 'directoryTimeoutMs'] as const) {
+    const v = conf[f];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 3_600_000))
+      throw new CniError(CNI_ERR.invalidConfig, `"${f}" must be a whole number of milliseconds from 1 to 3600000, got ${JSON.stringify(v)}`);
   }
   return conf;
 }

@@ -54,6 +54,9 @@ interface PluginState {
 
 class PluginError extends Error {}
 
+/** how long one request to the directory may take (it answers 503 within ~SDN_DB_TIMEOUT_SECONDS when its database hangs) */
+const DIRECTORY_TIMEOUT_MS = 60_000;
+
 export class DockerPlugin {
   private server: Server | null = null;
   private state: PluginState = { networks: {}, pools: {}, pending: {}, endpoints: {}, seq: 0 };
@@ -164,13 +167,30 @@ export class DockerPlugin {
   }
 
   private async api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${this.cfg.directoryUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.cfg.apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
+    // Docker's calls are answered one at a time: a directory that never answers would hold every later call
+    const ms = DIRECTORY_TIMEOUT_MS;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${this.cfg.directoryUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.cfg.apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(ms),
+      });
+      text = await res.text();
+    } catch (e) {
+      if ((e as Error)?.name === 'TimeoutError') throw new PluginError(`the directory at ${this.cfg.directoryUrl} did not answer ${method} ${path.split('?')[0]} in ${ms / 1000} s`);
+      throw new PluginError(`the directory at ${this.cfg.directoryUrl} is unreachable: ${String((e as Error).cause ?? e)}`);
+    }
+    let parsed: any = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = text; // not JSON (a proxy's error page): the status says what happened
+    }
+    if (res.status === 503) throw new PluginError(`the directory is unavailable (503 ${parsed?.type ?? ''}); try again`.replace(' )', ')'));
+    return { status: res.status, body: parsed };
   }
 
   private async createNetwork(b: any): Promise<unknown> {
