@@ -8,7 +8,7 @@ import { startDirectory, type RunningDirectory } from '../../apps/directory/src/
 import { loadConfig as directoryConfig } from '../../apps/directory/src/config';
 import { blackhole, overTcp, sessionPorts } from '../support/blackhole';
 import { settled, type SimHost, SimulatedAgent, waitUntil } from '../support/controller';
-import { Api, makeTree, OPERATOR_KEY, startTestDatabase, type TestDatabase } from '../support/directory';
+import { Api, makeTree, OPERATOR_KEY, sql, startTestDatabase, type TestDatabase } from '../support/directory';
 
 /**
  * A database whose connections go silent instead of failing: every packet of
@@ -19,7 +19,7 @@ import { Api, makeTree, OPERATOR_KEY, startTestDatabase, type TestDatabase } fro
  */
 const TIMEOUT_SECONDS = 2;
 
-describe('a database connection that goes silent', () => {
+describe('database connections that go silent or are ended', () => {
   let db: TestDatabase;
   /** the database over TCP, where the kernel can drop its packets */
   let url: string;
@@ -89,6 +89,32 @@ describe('a database connection that goes silent', () => {
       );
     } finally {
       hole.heal();
+    }
+  });
+
+  it('a session ended while the controller loads its model fails the load, not the process', async () => {
+    // the load waits on a lock another session holds, and an administrator (or a failover) ends its session meanwhile;
+    // a pooled client checked out for the load had no 'error' listener, and pg's 'error' event then ended the process
+    const loader = createModelStore(url);
+    const { Client } = await import('pg');
+    const locker = new Client({ connectionString: url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN; LOCK TABLE change_log IN ACCESS EXCLUSIVE MODE');
+      const load = loader.loadSnapshot().then(
+        () => 'loaded',
+        (e: Error) => e.message,
+      );
+      await waitUntil(async () => (await sql(url, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'sdn-store' AND wait_event_type = 'Lock'`)).length > 0, 'the load waits');
+      await sql(url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sdn-store'`);
+      assert.match(await load, /terminat/);
+      await locker.query('ROLLBACK');
+      await new Promise((r) => setTimeout(r, 200)); // pg emits the connection's end after the statement's error
+      // and the store loads on a new connection
+      assert.equal(typeof (await loader.loadSnapshot()).revision, 'number');
+    } finally {
+      await locker.end();
+      await loader.close();
     }
   });
 
