@@ -5,6 +5,7 @@
  * another host over VXLAN, and the domain's ACL decides what else passes.
  */
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { endpointIfName } from '#sdn/compiler';
 import { DockerPlugin } from '../../apps/agent/src/docker';
@@ -141,6 +142,41 @@ describe('Docker remote network and IPAM driver', () => {
     assert.equal(answer, other === ip4 ? 'c4' : 'c3', "c3 reaches its own tenant's container at that address");
     await docker(dockerd.sock, ['rm', '-f', 'c3', 'c4']);
     assert.equal((await docker(dockerd.sock, ['network', 'rm', 'net2'])).code, 0);
+  });
+
+  it('fails a call, with a message saying why, when the directory accepts the connection and never answers, and answers the next', async () => {
+    // a second driver in front of a directory that hangs: without a bound, Docker's call (and every call queued behind
+    // it, the driver answers one at a time) waited for undici's 300 s
+    const held: Socket[] = [];
+    const hung = createServer((s) => void held.push(s));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const name = `${driver}h`;
+    const stuck = new DockerPlugin({
+      socketPath: `/run/docker/plugins/${name}.sock`,
+      directoryUrl: `http://127.0.0.1:${(hung.address() as AddressInfo).port}`,
+      apiKey: OPERATOR_KEY,
+      hostId: hostIds.get('h1')!,
+      hostNetns: world.host('h1').ns,
+      stateFile: `/tmp/${name}-state.json`,
+      readyTimeoutMs: 30000,
+      directoryTimeoutMs: 1000,
+    });
+    await stuck.start();
+    try {
+      for (const net of ['hung1', 'hung2']) {
+        const started = Date.now();
+        const r = await docker(dockerd.sock, ['network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.88.0.0/24', '-o', `zone=${ids.zone.id}`, net]);
+        assert.notEqual(r.code, 0, r.out);
+        assert.match(r.out, /did not answer GET \/api\/v1\/zones\/[0-9a-f-]+ in 1 s/);
+        assert.ok(Date.now() - started < 20_000, `answered in ${Date.now() - started} ms`);
+      }
+      assert.ok(held.length >= 2, 'the driver did reach the hung directory');
+    } finally {
+      await stuck.stop();
+      for (const s of held) s.destroy();
+      hung.close();
+      sh(['rm', '-f', `/tmp/${name}-state.json`]);
+    }
   });
 
   it('removes the endpoints and the subnet when containers and the network go', async () => {

@@ -31,6 +31,8 @@ export interface DockerPluginConfig {
   /** JSON file keeping networks and pools across plugin restarts */
   stateFile: string;
   readyTimeoutMs: number;
+  /** how long one request to the directory may take (default 60000; the directory answers 503 within ~SDN_DB_TIMEOUT_SECONDS when its database hangs) */
+  directoryTimeoutMs?: number;
 }
 
 interface NetworkRecord {
@@ -53,9 +55,6 @@ interface PluginState {
 }
 
 class PluginError extends Error {}
-
-/** how long one request to the directory may take (it answers 503 within ~SDN_DB_TIMEOUT_SECONDS when its database hangs) */
-const DIRECTORY_TIMEOUT_MS = 60_000;
 
 export class DockerPlugin {
   private server: Server | null = null;
@@ -168,7 +167,7 @@ export class DockerPlugin {
 
   private async api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
     // Docker's calls are answered one at a time: a directory that never answers would hold every later call
-    const ms = DIRECTORY_TIMEOUT_MS;
+    const ms = this.cfg.directoryTimeoutMs ?? 60_000;
     let res: Response;
     let text: string;
     try {
@@ -189,7 +188,7 @@ export class DockerPlugin {
     } catch {
       parsed = text; // not JSON (a proxy's error page): the status says what happened
     }
-    if (res.status === 503) throw new PluginError(`the directory is unavailable (503 ${parsed?.type ?? ''}); try again`.replace(' )', ')'));
+    if (res.status === 503) throw new PluginError(`the directory is unavailable (503${parsed?.type ? ` ${parsed.type}` : ''}); try again`);
     return { status: res.status, body: parsed };
   }
 
