@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { compileAll, describeDifference } from '#sdn/compiler';
 import { createModelStore, type ModelStore } from '#sdn/store';
@@ -89,6 +91,57 @@ describe('database connections that go silent or are ended', () => {
       );
     } finally {
       hole.heal();
+    }
+  });
+
+  it('a frozen database server (SIGSTOP) costs a bounded wait and a 503, /readyz says so at once, and all resumes after SIGCONT', { timeout: 90_000 }, async (t) => {
+    if (process.env.DATABASE_URL) return t.skip('freezes the embedded Postgres of this file');
+    const { subnet } = await makeTree(api, 'frozen', '10.22.0.0/24');
+    assert.equal((await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'before' })).status, 201);
+    // the server's postmaster (its pid heads postmaster.pid in the data folder); its children are every other server process
+    const dataDir = (await sql<{ data_directory: string }>(url, 'SHOW data_directory'))[0].data_directory;
+    const postmaster = Number(readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+    // the postmaster first, so that it forks no process we would miss; a child may exit meanwhile (kill then fails for it)
+    const signal = (sig: string, pids: number[]) => pids.forEach((pid) => spawnSync('kill', [`-${sig}`, String(pid)]));
+    signal('STOP', [postmaster]);
+    const children = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number);
+    signal('STOP', children);
+    const server = [...children, postmaster];
+    let frozen = true;
+    try {
+      // the kernel still accepts connections and answers keepalives: only the statement's bound can tell
+      const started = Date.now();
+      const during = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'during' });
+      const waited = (Date.now() - started) / 1000;
+      assert.equal(during.status, 503, JSON.stringify(during.body));
+      // the statement may be in the frozen server's socket buffer, to run once it thaws: the outcome cannot be known
+      assert.equal(during.body.type, '/problems/commit-unknown', JSON.stringify(during.body));
+      assert.ok(waited >= TIMEOUT_SECONDS - 0.2 && waited < 3 * TIMEOUT_SECONDS + 10, `answered after ${waited} s`);
+      const probeStarted = Date.now();
+      const ready = await api.get('/readyz');
+      assert.equal(ready.status, 503, JSON.stringify(ready.body));
+      assert.ok(Date.now() - probeStarted < 1800, `/readyz answered in ${Date.now() - probeStarted} ms`);
+      assert.match(ready.body.database, /no answer in 1 s/);
+      signal('CONT', server);
+      frozen = false;
+      let ok = false;
+      for (const end = Date.now() + 30_000; !ok && Date.now() < end; ) {
+        const r = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after' });
+        ok = r.status === 201 || r.status === 200;
+        if (!ok) assert.equal(r.status, 503, JSON.stringify(r.body));
+      }
+      assert.ok(ok, 'the directory writes again');
+      assert.equal((await api.get('/readyz')).status, 200);
+      // what was answered commit-unknown is there or not; either way the change log has no gap and matches the table
+      const snap = await store.loadSnapshot();
+      const names = snap.endpoints.filter((e) => e.subnetId === subnet.id).map((e) => e.name);
+      assert.ok(names.includes('before') && names.includes('after'), JSON.stringify(names));
+      const log = (await api.get('/api/v1/changes?after=0&limit=10000')).body.items as Array<{ revision: number; kind: string; op: string; id: string }>;
+      log.forEach((ch, i) => assert.equal(ch.revision, i + 1, 'no gap'));
+      const created = new Set(log.filter((ch) => ch.kind === 'endpoint' && ch.op === 'create').map((ch) => ch.id));
+      for (const e of snap.endpoints) assert.ok(created.has(e.id), `${e.name} is in the change log`);
+    } finally {
+      if (frozen) signal('CONT', server);
     }
   });
 

@@ -112,13 +112,21 @@ export class OpsController {
   @Get('readyz')
   @ApiOperation({ summary: 'Readiness: the database answers' })
   async readyz(@Res({ passthrough: true }) reply: FastifyReply) {
-    try {
-      await this.db.read('SELECT 1');
-      return { status: 'ready', database: 'ok' };
-    } catch (e) {
-      reply.status(503);
-      return { status: 'not ready', database: String((e as Error).message) };
-    }
+    // a probe wants its answer within a second (Kubernetes' default probe timeout): a database that has not answered
+    // SELECT 1 by then is "not ready", rather than the probe waiting for SDN_DB_TIMEOUT_SECONDS
+    const ms = Math.min(1000, this.db.timeoutMs / 2);
+    let timer: NodeJS.Timeout | undefined;
+    const problem = await Promise.race([
+      this.db.read('SELECT 1').then(
+        () => null,
+        (e: Error) => String(e.message),
+      ),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no answer in ${ms / 1000} s`), ms))),
+    ]);
+    clearTimeout(timer);
+    if (problem === null) return { status: 'ready', database: 'ok' };
+    reply.status(503);
+    return { status: 'not ready', database: problem };
   }
 
   @Public()
