@@ -4,7 +4,9 @@
  * a gobgpd route reflector. An endpoint of datacenter 2 reaches the state of
  * datacenter 1's host: FDB/ARP entry towards its VTEP, the VTEP in the VNI's
  * flood list, and its address in the local policy group's address set, so
- * that local ACLs match it. Deleting it removes all of that.
+ * that local ACLs match it. Deleting it removes all of that. Restarting
+ * datacenter 1's controller leaves those entries on its host until the new
+ * one has learned the routes again, and resumes the host with a delta.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -31,6 +33,9 @@ interface Dc {
   host: any;
 }
 
+const federationOf = (ctl: RunningController, name: string) =>
+  federate(ctl.controller, { databaseUrl: ctl.controller.config.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+
 async function datacenter(name: string, address: string, vtep: string): Promise<Dc> {
   const dir = await startTestDirectory();
   const api = dir.api;
@@ -44,7 +49,7 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
   const host = await api.make('/api/v1/hosts', { name: `${name}-h1`, vtepIp: vtep });
   await bgpSpeaker(api, name, { address, port: 21882, routerId: vtep.replace(/\.\d+$/, '.100'), neighbor: { address: RR, port: RR_PORT, datacenter: 'fabric' } });
   const ctl = await startTestController(dir.dir.databaseUrl);
-  const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+  const fed = federationOf(ctl, name);
   await fed.start();
   const agent = new SimulatedAgent(ctl.agentUrl, { id: host.id, credential: host.credential, vtepIp: vtep });
   return { name, dir, ctl, fed, agent, domain, subnet, groups, host };
@@ -116,5 +121,42 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
     const app2 = await dc1.dir.api.make(`/api/v1/subnets/${dc1.subnet.id}/endpoints`, { name: 'app-2', hostId: dc1.host.id });
     await waitFor('app-2 on dc1 host', () => dc1.agent.state.localEndpoints.has(app2.id));
     assert.ok([...dc1.agent.state.remoteEndpoints.values()].some((r) => r.mac === db2.mac));
+  });
+
+  it("restarts a controller without taking the other datacenter's entries off its host, and resumes the host with a delta", async () => {
+    const db3 = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-3', hostId: dc2.host.id, policyGroupIds: [dc2.groups.db.id] });
+    const agent = dc1.agent;
+    await waitFor('db-3 on dc1 host', () => [...agent.state.remoteEndpoints.values()].some((r) => r.mac === db3.mac));
+    // every state the host holds from now on must keep db-3 (its kernel would otherwise drop the FDB and ARP entries):
+    // neither the old controller's shutdown nor the new one's resume may take it away
+    const held: string[] = [];
+    const seen: string[] = [];
+    const watch = (kind: string) => (m: { version: number }) => {
+      const has = [...agent.state.remoteEndpoints.values()].some((r) => r.mac === db3.mac);
+      seen.push(`${kind} ${m.version} ${has}`);
+      if (!has) held.push(`${kind} ${m.version} without db-3`);
+    };
+    agent.client.on('snapshot', watch('snapshot'));
+    agent.client.on('delta', watch('delta'));
+    const snapshots = agent.snapshots;
+    const port = dc1.ctl.port;
+    await dc1.fed.stop();
+    await dc1.ctl.close();
+    // the model changes while the controller is away: the host's state is no longer the current one
+    const app3 = await dc1.dir.api.make(`/api/v1/subnets/${dc1.subnet.id}/endpoints`, { name: 'app-3', hostId: dc1.host.id });
+    const started = Date.now();
+    dc1.ctl = await startTestController(dc1.dir.dir.databaseUrl, { port, deferResyncMs: 30_000 });
+    dc1.fed = federationOf(dc1.ctl, 'dc1');
+    await dc1.fed.start();
+    await waitFor('app-3 on dc1 host', () => agent.state.localEndpoints.has(app3.id), 40_000);
+    const took = Date.now() - started;
+    console.log(`# controller restart -> host resumed with the local change: ${took} ms`);
+    assert.ok(took < 20_000, `released by the neighbours' End-of-RIB, not the 30 s hold (${took} ms)`);
+    assert.deepEqual(held, [], `the host kept the other datacenter's endpoint throughout (received: ${seen.join(', ')})`);
+    assert.equal(agent.snapshots, snapshots, 'resumed with a delta, not a snapshot');
+    assert.ok([...agent.state.remoteEndpoints.values()].some((r) => r.mac === db3.mac));
+    // and it follows on: a new endpoint of dc2 arrives
+    const db4 = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-4', hostId: dc2.host.id });
+    await waitFor('db-4 on dc1 host', () => [...agent.state.remoteEndpoints.values()].some((r) => r.mac === db4.mac));
   });
 });

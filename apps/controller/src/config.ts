@@ -23,6 +23,11 @@ export interface ControllerConfig {
   dbWaitSeconds: number;
   /** a connection to Postgres silent this long while a statement runs is taken as lost (SDN_DB_TIMEOUT_SECONDS) */
   dbTimeoutSeconds: number;
+  /**
+   * with a BGP speaker (SDN_BGP_SPEAKER): how long agents from before a restart wait, keeping their state, for the
+   * neighbours' End-of-RIB before they resume (SDN_BGP_SELECT_DEFER_SECONDS; 0: no wait)
+   */
+  bgpSelectDeferSeconds: number;
 }
 
 export { ConfigError };
@@ -56,5 +61,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControllerConf
     tls: cert ? { certFile: cert, keyFile: key } : null,
     dbWaitSeconds: intFrom(env, 'SDN_DB_WAIT_SECONDS', 60, 0, 3600),
     dbTimeoutSeconds: intFrom(env, 'SDN_DB_TIMEOUT_SECONDS', DEFAULT_DB_TIMEOUT_SECONDS, 1, 3600),
+    bgpSelectDeferSeconds: intFrom(env, 'SDN_BGP_SELECT_DEFER_SECONDS', 15, 0, 600),
   };
 }

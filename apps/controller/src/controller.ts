@@ -81,6 +81,11 @@ export interface ControllerOptions {
   onApplied?(lagMs: number): void;
   store?: ModelStore;
   logger?: Logger;
+  /**
+   * Federation: hold the resume of agents that come back from before this controller started, with a state that is
+   * not the current one, until releaseResync() or this many ms (see deferResync). 0 or absent: no hold.
+   */
+  deferResyncMs?: number;
 }
 
 export class Controller {
@@ -107,6 +112,8 @@ export class Controller {
   private bridge: RemoteBridge | null = null;
   /** external routes changed since the last flush */
   private externalDirty = false;
+  /** agents whose resume waits for the federation's first convergence (deferResync); null when none waits */
+  private deferred: { timer: NodeJS.Timeout; streams: Set<HostStream> } | null = null;
   /** federation's read side for /bgp/neighbors and /bgp/rib; null without federation */
   federationView: { neighbors(): unknown; rib(family: string): unknown } | null = null;
   readonly stats: ControllerStats = { revision: 0, bytesSent: 0, snapshotsSent: 0, deltasSent: 0, activations: 0, pendingActivations: 0, nacks: 0 };
@@ -142,6 +149,42 @@ export class Controller {
     this.engine.passiveHosts = bridge.externalHostIds;
   }
 
+  /**
+   * Federation, at start: an agent's state holds what other datacenters
+   * advertise, which this controller learns again only once its BGP sessions
+   * are up. An agent resuming meanwhile would be sent a state without it (a
+   * snapshot that removes the other datacenters' endpoints from its kernel
+   * until their routes are back). Like a restarting BGP speaker's selection
+   * deferral (RFC 4724 §4.1), an agent from before this controller's start
+   * whose state is not the current one keeps what it has, and gets nothing,
+   * until releaseResync() (the federation has every neighbour's End-of-RIB)
+   * or `ms`; its resume is decided then, against the state with the
+   * imported objects back.
+   */
+  deferResync(ms: number): void {
+    if (this.deferred || ms <= 0) return;
+    const timer = setTimeout(() => this.releaseResync(`no End-of-RIB from every neighbour in ${ms / 1000} s`), ms);
+    timer.unref();
+    this.deferred = { timer, streams: new Set() };
+  }
+
+  /** Ends deferResync's hold: every held agent resumes against the current state. */
+  releaseResync(why: string): void {
+    const d = this.deferred;
+    if (!d) return;
+    this.deferred = null;
+    clearTimeout(d.timer);
+    if (this.stopped) return;
+    this.flush(); // the imported objects the federation has queued
+    this.log.info('held agents resume', { why, agents: d.streams.size });
+    for (const s of d.streams) {
+      if (!s.session?.isOpen || !s.resuming) continue;
+      const how = this.decideResume(s, s.session);
+      this.log.info('agent resume', { hostId: s.hostId, resume: how });
+      this.pump(s);
+    }
+  }
+
   injectExternal(changes: Change[]): void {
     if (changes.length === 0 || this.stopped) return;
     this.buffer.push(...changes);
@@ -173,6 +216,7 @@ export class Controller {
   // ------------------------------------------------------------------ model
 
   async start(): Promise<void> {
+    if (this.opts.deferResyncMs) this.deferResync(this.opts.deferResyncMs);
     const snap = await this.store.loadSnapshot();
     this.engine.load(snap);
     for (const h of this.engine.hostIds()) this.streamOf(h);
@@ -407,8 +451,35 @@ export class Controller {
     if (s.session && s.session !== session) s.session.close(CLOSE_REPLACED, 'replaced by a newer connection');
     s.session = session;
     s.blocked = false;
-    s.resuming = false;
     s.version = Math.max(s.version, h.version);
+    let how: string;
+    if (this.deferred && h.epoch !== this.epoch && h.digest !== '' && h.digest !== this.engine.digestOf(h.hostId)) {
+      // its state may hold what other datacenters advertise, which this controller has not learned again yet: the
+      // agent keeps it, and gets nothing, until the federation has (releaseResync)
+      how = 'deferred until the federation has converged';
+      s.inflight = null;
+      s.pending = new PendingChanges();
+      s.pendingValid = false;
+      s.resuming = true;
+      this.deferred.streams.add(s);
+    } else how = this.decideResume(s, session);
+    this.log.info('agent connected', { hostId: h.hostId, vtepIp: h.vtepIp, resumeFrom: h.version, resume: how, remote: session.remoteAddress });
+    void this.store.markHostSeen(h.hostId, 'up').catch(() => undefined);
+    session.on('ack', (a) => this.onAck(s, session, a.version, a.digest));
+    session.on('nack', (n) => this.onNack(s, session, n.version, n.reason));
+    session.on('close', (c) => {
+      if (s.session !== session) return;
+      s.session = null;
+      this.log.info('agent disconnected', { hostId: s.hostId, code: c.code, reason: c.reason, acked: s.acked });
+      if (!this.stopped) void this.store.markHostSeen(s.hostId, 'down').catch(() => undefined);
+    });
+    this.pump(s);
+  }
+
+  /** How the agent of `session` continues: its state is current, a delta follows, or a snapshot. */
+  private decideResume(s: HostStream, session: AgentSession): string {
+    const h = session.hello;
+    s.resuming = false;
     let how: string;
     if (h.digest !== '' && h.digest === this.engine.digestOf(h.hostId)) {
       // the agent already holds the current state (e.g. the controller restarted, nothing changed)
@@ -449,17 +520,7 @@ export class Controller {
       s.pending = new PendingChanges();
       s.pendingValid = false;
     }
-    this.log.info('agent connected', { hostId: h.hostId, vtepIp: h.vtepIp, resumeFrom: h.version, resume: how, remote: session.remoteAddress });
-    void this.store.markHostSeen(h.hostId, 'up').catch(() => undefined);
-    session.on('ack', (a) => this.onAck(s, session, a.version, a.digest));
-    session.on('nack', (n) => this.onNack(s, session, n.version, n.reason));
-    session.on('close', (c) => {
-      if (s.session !== session) return;
-      s.session = null;
-      this.log.info('agent disconnected', { hostId: s.hostId, code: c.code, reason: c.reason, acked: s.acked });
-      if (!this.stopped) void this.store.markHostSeen(s.hostId, 'down').catch(() => undefined);
-    });
-    this.pump(s);
+    return how;
   }
 
   /** Sends the difference between the agent's state at its revision and now; a snapshot when that state cannot be rebuilt. */
@@ -494,7 +555,15 @@ export class Controller {
     if (!x) {
       const engine = (async () => {
         const e = new Engine({ gatewayMac: this.config.gatewayMac });
+        if (this.bridge) e.passiveHosts = this.bridge.externalHostIds;
         e.load(await this.store.loadSnapshotAt(revision));
+        // objects bridged from imported routes are not in the change log: the agent's state at that revision held
+        // them as they are now, unless they changed since (its digest then differs, and it gets a snapshot)
+        if (this.bridge) {
+          for (const ch of this.bridge.all()) e.apply(ch);
+          for (const d of this.bridge.prefixDomains()) e.setExternalRoutes(d, this.bridge.routesOf(d));
+          e.takeDeltas();
+        }
         return e;
       })();
       x = { engine, at: now };
@@ -612,6 +681,8 @@ export class Controller {
     this.subscription?.unsubscribe();
     this.subscription = null;
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.deferred) clearTimeout(this.deferred.timer);
+    this.deferred = null;
     for (const s of this.streams.values()) {
       if (s.timer) clearTimeout(s.timer);
       s.session?.close(CLOSE_SHUTDOWN, 'controller stopping');

@@ -39,7 +39,7 @@ export function federationSpeakerName(env: NodeJS.ProcessEnv = process.env): str
  * Runs federation inside a controller: imported routes reach the compiler
  * through a RemoteBridge (remote-bridge.ts), and so the hosts.
  */
-export function federate(controller: Controller, opts: Omit<FederationOptions, 'onRemote'>): Federation {
+export function federate(controller: Controller, opts: Omit<FederationOptions, 'onRemote' | 'onConverged'>): Federation {
   const bridge = new RemoteBridge(
     (id) => controller.engine.subnets.get(id),
     (domainId) => [...controller.engine.subnets.values()].filter((s) => s.domainId === domainId),
@@ -47,6 +47,7 @@ export function federate(controller: Controller, opts: Omit<FederationOptions, '
   controller.attachBridge(bridge);
   const f = new Federation({
     ...opts,
+    onConverged: (why) => controller.releaseResync(`federation: ${why}`),
     onRemote: (changed, removed) => {
       const u = bridge.update(changed, removed);
       controller.injectExternal(u.changes);
@@ -76,6 +77,11 @@ export interface FederationOptions {
   statusIntervalMs?: number;
   /** told about every change of the imported state */
   onRemote?: (changed: Imported[], removed: Imported[]) => void;
+  /**
+   * told once, after start, when the imported state is complete: every neighbour of the speaker has sent its
+   * End-of-RIB for l2vpn-evpn (at once without a speaker or neighbours)
+   */
+  onConverged?: (why: string) => void;
   store?: ModelStore;
 }
 
@@ -85,6 +91,9 @@ export interface FederationStats {
   imported: number;
   ignored: number;
 }
+
+/** how long the RIB must stay unchanged, every neighbour established, to count as complete without End-of-RIB */
+const QUIET_MS = 1000;
 
 type Running = { conf: BgpSpeaker; speaker: Speaker; exporter: EvpnExporter; importer: EvpnImporter; sub: Subscription };
 
@@ -128,6 +137,9 @@ export class Federation {
   private lastModelVersion = -1;
   private exportTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** neighbours whose first End-of-RIB for l2vpn-evpn is awaited; null once onConverged was called */
+  private awaitingEor: Set<string> | null = new Set();
+  private quietTimer: NodeJS.Timeout | null = null;
   readonly stats: FederationStats = { advertised: 0, withdrawn: 0, imported: 0, ignored: 0 };
 
   constructor(private readonly opts: FederationOptions) {
@@ -158,12 +170,14 @@ export class Federation {
     for (const s of snap.bgpSpeakers) this.speakers.set(s.id, s);
     for (const n of snap.bgpNeighbors) this.neighbors.set(n.id, n);
     await this.reconfigure();
+    this.checkConverged();
     this.subscribe(snap.revision);
     this.statusTimer = setInterval(() => void this.writeStatus(), this.opts.statusIntervalMs ?? 1000);
   }
 
   async stop(options: { graceful?: boolean } = {}): Promise<void> {
     this.stopped = true;
+    if (this.quietTimer) clearTimeout(this.quietTimer);
     this.follow?.unsubscribe();
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.exportTimer) clearTimeout(this.exportTimer);
@@ -335,13 +349,58 @@ export class Federation {
     );
     exporter.load(this.snapshot());
     const importer = new EvpnImporter(exporter.model, conf.asn, (ip) => this.isLocalVtep(ip));
-    const sub = speaker.bestPathChanges$.subscribe((ch) => this.onBestPath(ch));
+    const sub = speaker.bestPathChanges$.subscribe((ch) => {
+      this.onBestPath(ch);
+      if (this.awaitingEor) this.waitForQuiet(speaker);
+    });
+    sub.add(
+      speaker.endOfRib$.subscribe((e) => {
+        if (e.family !== 'l2vpn-evpn' || !this.awaitingEor?.delete(e.peer)) return;
+        this.checkConverged();
+      }),
+    );
+    sub.add(speaker.peerStateChanges$.subscribe(() => this.awaitingEor && this.waitForQuiet(speaker)));
     speaker.peerStateChanges$.subscribe((p) => this.opts.log.info('bgp neighbour state', { address: p.address, from: p.previous, to: p.state, reason: p.reason }));
     this.running = { conf, speaker, exporter, importer, sub };
     this.lastModelVersion = exporter.model.version;
     this.opts.log.info('federation: speaker started', { name: conf.name, asn: conf.asn, routerId: conf.routerId, port: speaker.listenPort });
     this.syncNeighbors();
+    if (this.awaitingEor) {
+      for (const n of this.neighbors.values()) if (n.speakerId === conf.id && n.families.includes('l2vpn-evpn')) this.awaitingEor.add(n.address);
+    }
     this.pushExports();
+  }
+
+  /** Calls onConverged once nothing is awaited any more (see FederationOptions). */
+  private checkConverged(why = 'every neighbour sent End-of-RIB'): void {
+    if (!this.awaitingEor || this.awaitingEor.size > 0) return;
+    this.awaitingEor = null;
+    if (this.quietTimer) clearTimeout(this.quietTimer);
+    this.quietTimer = null;
+    this.opts.log.info('federation: the imported routes are complete', { why });
+    this.opts.onConverged?.(why);
+  }
+
+  /**
+   * A neighbour sends End-of-RIB only when graceful restart was negotiated
+   * (gobgpd and FRR do not send it otherwise). So the routes also count as
+   * complete once every awaited neighbour is established and no best path has
+   * changed for QUIET_MS: re-armed by every change while waiting.
+   */
+  private waitForQuiet(speaker: Speaker): void {
+    if (this.quietTimer) clearTimeout(this.quietTimer);
+    this.quietTimer = null;
+    const awaited = this.awaitingEor;
+    if (!awaited || awaited.size === 0) return;
+    const up = new Set(speaker.neighbors().filter((n) => n.state === 'established').map((n) => n.address));
+    if (![...awaited].every((a) => up.has(a))) return;
+    this.quietTimer = setTimeout(() => {
+      this.quietTimer = null;
+      if (this.awaitingEor !== awaited) return;
+      awaited.clear();
+      this.checkConverged(`every neighbour established, no route change for ${QUIET_MS} ms`);
+    }, QUIET_MS);
+    this.quietTimer.unref();
   }
 
   private async stopSpeaker(options: { graceful?: boolean }): Promise<void> {
@@ -522,7 +581,9 @@ export class Federation {
     if (!before) return;
     this.setRemote(key, null);
     this.toDb(key, null, before);
-    this.opts.onRemote?.([], [before]);
+    // stopping (the controller shutting down or restarting): the hosts keep what they forward to until the next
+    // controller has learned the routes again (Controller.deferResync), as a restarting BGP speaker keeps its FIB
+    if (!this.stopped) this.opts.onRemote?.([], [before]);
   }
 
   /** Local domains, subnets or groups changed: what received routes mean may have changed too. */

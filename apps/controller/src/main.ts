@@ -15,8 +15,9 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const running = await startController(config);
   const speakerName = federationSpeakerName();
+  // with federation, agents from before this start keep their state until the imported routes are back
+  const running = await startController(config, { deferResyncMs: speakerName ? config.bgpSelectDeferSeconds * 1000 : 0 });
   const federation = speakerName
     ? federate(running.controller, { databaseUrl: config.databaseUrl, dbTimeoutMs: config.dbTimeoutSeconds * 1000, speakerName, log: createLogger(config.logLevel, 'federation') })
     : null;

@@ -164,12 +164,15 @@ export class BgpSpeaker {
   private server?: net.Server;
   private readonly bestPaths = new Subject<BestPathChange>();
   private readonly peerStates = new Subject<PeerStateChange>();
+  private readonly endOfRibs = new Subject<{ peer: string; family: Family }>();
   private readonly host: PeerHost;
 
   /** Best-path changes of the Loc-RIB, one event per route key. */
   readonly bestPathChanges$: Observable<BestPathChange> = this.bestPaths.asObservable();
   /** Neighbour FSM state changes. */
   readonly peerStateChanges$: Observable<PeerStateChange> = this.peerStates.asObservable();
+  /** End-of-RIB markers received (RFC 4724 §2), after the routes of that neighbour and family are in the Loc-RIB. */
+  readonly endOfRib$: Observable<{ peer: string; family: Family }> = this.endOfRibs.asObservable();
 
   constructor(private readonly config: SpeakerConfig) {
     if (!isIpv4(config.routerId)) throw new Error(`router id must be an IPv4 address: ${config.routerId}`);
@@ -241,6 +244,7 @@ export class BgpSpeaker {
     }
     this.bestPaths.complete();
     this.peerStates.complete();
+    this.endOfRibs.complete();
   }
 
   // ------------------------------------------------------------ neighbours
@@ -687,6 +691,7 @@ export class BgpSpeaker {
   private onEndOfRib(sd: SourceData, fi: number): void {
     this.log('info', 'bgp.update.end-of-rib', { peer: sd.source.address, family: FAMILY_BY_INDEX[fi] });
     this.flushStale(sd, fi);
+    this.endOfRibs.next({ peer: sd.source.address, family: FAMILY_BY_INDEX[fi] });
   }
 
   private onRouteRefresh(peer: Peer, rr: RouteRefresh): void {
