@@ -382,8 +382,8 @@ export class Federation {
   }
 
   /**
-   * A neighbour sends End-of-RIB only when graceful restart was negotiated
-   * (gobgpd and FRR do not send it otherwise). So the routes also count as
+   * Not every neighbour sends End-of-RIB (gobgpd without graceful restart on
+   * its side sends none: seen in test/federation/bridge.test.ts). So the routes also count as
    * complete once every awaited neighbour is established and no best path has
    * changed for QUIET_MS: re-armed by every change while waiting.
    */
