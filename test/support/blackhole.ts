@@ -35,14 +35,15 @@ export async function blackhole(url: string, apps: string[]): Promise<Blackhole>
     }
   }`);
   let healed = false;
-  return {
-    ports,
-    heal() {
-      if (healed) return;
-      healed = true;
-      nft(`delete table inet ${table}`);
-    },
+  const heal = () => {
+    if (healed) return;
+    healed = true;
+    process.off('exit', heal);
+    nft(`delete table inet ${table}`);
   };
+  // a test that dies before healing must not leave a rule behind that drops whatever reuses those ports
+  process.once('exit', heal);
+  return { ports, heal };
 }
 
 /** the client ports of the server's sessions of application `app` */
