@@ -24,6 +24,7 @@ export async function blackhole(url: string, apps: string[]): Promise<Blackhole>
   const rows = await sql<{ port: number }>(url, 'SELECT client_port AS port FROM pg_stat_activity WHERE application_name = ANY($1) AND client_port > 0', [apps]);
   const ports = rows.map((r) => r.port);
   if (ports.length === 0) throw new Error(`no TCP session of ${apps.join(', ')} to silence`);
+  sweepDead();
   const table = `sdn_test_blackhole_${process.pid}_${++made}`;
   const set = `{ ${ports.join(', ')} }`;
   const nft = (script: string) => execFileSync('nft', ['-f', '-'], { input: script });
@@ -44,6 +45,18 @@ export async function blackhole(url: string, apps: string[]): Promise<Blackhole>
   // a test that dies before healing must not leave a rule behind that drops whatever reuses those ports
   process.once('exit', heal);
   return { ports, heal };
+}
+
+/** Deletes the rules of test processes that died (killed) before healing theirs. */
+function sweepDead(): void {
+  const tables = execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+  for (const m of tables.matchAll(/^table inet (sdn_test_blackhole_(\d+)_\d+)$/gm)) {
+    try {
+      process.kill(Number(m[2]), 0);
+    } catch {
+      execFileSync('nft', ['delete', 'table', 'inet', m[1]]);
+    }
+  }
 }
 
 /** the client ports of the server's sessions of application `app` */
