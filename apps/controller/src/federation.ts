@@ -351,7 +351,8 @@ export class Federation {
     const importer = new EvpnImporter(exporter.model, conf.asn, (ip) => this.isLocalVtep(ip));
     const sub = speaker.bestPathChanges$.subscribe((ch) => {
       this.onBestPath(ch);
-      if (this.awaitingEor) this.waitForQuiet(speaker);
+      // our own routes (a busy datacenter exports all the time) say nothing about what the neighbours have sent
+      if (this.awaitingEor && ch.route?.source !== 'local') this.waitForQuiet(speaker);
     });
     sub.add(
       speaker.endOfRib$.subscribe((e) => {
