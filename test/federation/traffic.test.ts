@@ -5,7 +5,8 @@
  * restart. Containers of one stretched subnet talk across the datacenters
  * over VXLAN; an ACL written in datacenter 1 against the db group applies to
  * the db container of datacenter 2; a delete removes the kernel entries; the
- * reflector dying keeps traffic flowing (stale routes) until it is back.
+ * reflector dying keeps traffic flowing (stale routes) until it is back, and
+ * so does a datacenter's controller restarting.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -26,8 +27,9 @@ const RR_PORT = 21891;
 interface Dc {
   name: string;
   dir: TestDirectory;
-  ctl: RunningController;
-  fed: Federation;
+  /** undefined while a test has them stopped */
+  ctl?: RunningController;
+  fed?: Federation;
   agent: AgentProcess;
   host: any;
   th: TestHost;
@@ -101,7 +103,7 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     await rr.start();
     dcs.push(await datacenter('dc1', '127.0.7.1', world.host('h1'), true));
     dcs.push(await datacenter('dc2', '127.0.7.3', world.host('h2'), false));
-    for (const dc of dcs) await waitFor(`${dc.name} BGP session`, () => dc.fed.speaker?.neighbors()[0]?.state === 'established', 30_000);
+    for (const dc of dcs) await waitFor(`${dc.name} BGP session`, () => dc.fed?.speaker?.neighbors()[0]?.state === 'established', 30_000);
     const [dc1, dc2] = dcs;
     await plug(dc1, 'app', 'app');
     await plug(dc1, 'web', 'web');
@@ -113,8 +115,8 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     for (const dc of dcs) await stopAgentProcess(dc.agent, 'SIGKILL');
     world.cleanup();
     for (const dc of dcs) {
-      await dc.fed.stop();
-      await dc.ctl.close();
+      await dc.fed?.stop();
+      await dc.ctl?.close();
       await dc.dir.stop();
     }
     await rr.stop();
@@ -133,17 +135,52 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
 
   it('keeps traffic flowing while the route reflector is gone (graceful restart), and converges when it returns', async () => {
     await rr.kill('SIGKILL');
-    await waitFor('sessions down', () => dcs.every((dc) => dc.fed.speaker?.neighbors()[0]?.state !== 'established'), 30_000);
+    await waitFor('sessions down', () => dcs.every((dc) => dc.fed?.speaker?.neighbors()[0]?.state !== 'established'), 30_000);
     // long enough for a withdrawal to have reached the kernel, had the routes been dropped
     await new Promise((r) => setTimeout(r, 1500));
-    assert.ok([...dcs[0].fed.remote.values()].some((i) => i.kind === 'endpoint' && i.endpoint.mac === eps.db.mac), 'dc1 keeps the stale route');
+    assert.ok([...dcs[0].fed!.remote.values()].some((i) => i.kind === 'endpoint' && i.endpoint.mac === eps.db.mac), 'dc1 keeps the stale route');
     assert.ok(fdbHas(dcs[0].th, eps.db.mac), 'and its FDB entry');
     assert.ok(ping(containers.app, eps.db.ip), 'stale routes keep the entries: traffic flows');
     assert.equal(greeting(containers.app, eps.db.ip, 5432), 'hello from db');
     await rr.start();
-    await waitFor('sessions back', () => dcs.every((dc) => dc.fed.speaker?.neighbors()[0]?.state === 'established'), 60_000);
+    await waitFor('sessions back', () => dcs.every((dc) => dc.fed?.speaker?.neighbors()[0]?.state === 'established'), 60_000);
     const after = await plugLate();
     await until('a container made after the return is reachable', () => ping(containers.app, after.ip, 1), 30_000);
+  });
+
+  it("keeps traffic flowing while a datacenter's controller restarts, and resumes its host without a snapshot", async () => {
+    const [dc1, dc2] = dcs;
+    await until('app (dc1) pings db (dc2)', () => ping(containers.app, eps.db.ip, 1), 30_000);
+    const port = dc1.ctl!.port;
+    // stopped as main.ts stops on SIGTERM: the BGP session closes without a Cease, so the reflector keeps dc1's
+    // routes (graceful restart), and the stopping federation leaves dc1's host its imported entries
+    const [fed, ctl] = [dc1.fed!, dc1.ctl!];
+    dc1.fed = dc1.ctl = undefined; // after() stops only what runs
+    await fed.stop({ graceful: true });
+    await ctl.close();
+    // long enough for a withdrawal to have reached either kernel, had there been one
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(fdbHas(dc2.th, eps.app.mac), "dc2's host keeps dc1's endpoint");
+    assert.ok(fdbHas(dc1.th, eps.db.mac), "dc1's host keeps dc2's endpoint");
+    assert.ok(ping(containers.app, eps.db.ip, 1) && ping(containers.db, eps.app.ip, 1), 'traffic flows while the controller is away');
+    // a new controller on the same address, started as main.ts starts one with a BGP speaker
+    dc1.ctl = await startTestController(dc1.dir.dir.databaseUrl, { port, deferResyncMs: 30_000 });
+    dc1.fed = federate(dc1.ctl.controller, { databaseUrl: dc1.dir.dir.databaseUrl, speakerName: 'dc1', log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+    await dc1.fed.start();
+    const resumed = () => {
+      const s = dc1.ctl!.controller.streams.get(dc1.host.id);
+      return !!s?.session?.isOpen && !s.resuming && s.pendingValid && !s.inflight;
+    };
+    for (let i = 0; !resumed(); i++) {
+      assert.ok(i < 300, 'the host resumes');
+      assert.ok(ping(containers.app, eps.db.ip, 1), 'traffic flows while the new controller learns the routes again');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(dc1.ctl.controller.stats.snapshotsSent, 0, "the host's state was current: no snapshot");
+    assert.ok(fdbHas(dc1.th, eps.db.mac) && ping(containers.app, eps.db.ip, 1), 'and traffic still flows');
+    // the restarted datacenter follows on: a container plugged in dc1 now is reachable from dc2
+    await plug(dc1, 'app2', 'app');
+    await until('db (dc2) pings app2 (dc1)', () => ping(containers.db, eps.app2.ip, 1), 30_000);
   });
 
   const plugLate = async () => {

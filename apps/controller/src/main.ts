@@ -26,7 +26,10 @@ async function main(): Promise<void> {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    await federation?.stop();
+    // a stop is most often a restart (an upgrade, a rescheduled pod): the BGP sessions close without a Cease, so
+    // neighbours that negotiated graceful restart keep our routes for its restart time (RFC 4724) and the other
+    // datacenters' hosts keep reaching ours. To withdraw them at once, disable the speaker in the API first.
+    await federation?.stop({ graceful: true });
     await running.close();
     process.exit(0);
   };
