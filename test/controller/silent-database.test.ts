@@ -21,6 +21,25 @@ import { Api, makeTree, OPERATOR_KEY, sql, startTestDatabase, type TestDatabase 
  */
 const TIMEOUT_SECONDS = 2;
 
+/** Creates an endpoint named `name`: the answer, and how long it took in seconds. */
+async function timedCreate(api: Api, subnetId: string, name: string) {
+  const started = Date.now();
+  const reply = await api.post(`/api/v1/subnets/${subnetId}/endpoints`, { name });
+  return { reply, seconds: (Date.now() - started) / 1000 };
+}
+
+/** Tries to create an endpoint named `name` for up to 30 s: whether it was written, and the other answers by "status type". */
+async function untilWritten(api: Api, subnetId: string, name: string) {
+  const others = new Map<string, number>();
+  for (const end = Date.now() + 30_000; Date.now() < end; ) {
+    const r = await api.post(`/api/v1/subnets/${subnetId}/endpoints`, { name });
+    if (r.status === 201 || r.status === 200) return { written: true, others };
+    const k = `${r.status} ${r.body?.type}`;
+    others.set(k, (others.get(k) ?? 0) + 1);
+  }
+  return { written: false, others };
+}
+
 describe('database connections that go silent or are ended', () => {
   let db: TestDatabase;
   /** the database over TCP, where the kernel can drop its packets */
@@ -59,26 +78,14 @@ describe('database connections that go silent or are ended', () => {
     try {
       // the writer's connection is silent: after the timeout it is taken as lost, and the database, asked on a new
       // connection, shows the batch was not committed (its statement never reached the server)
-      const started = Date.now();
-      const during = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'during' });
-      const waited = (Date.now() - started) / 1000;
+      const { reply: during, seconds: waited } = await timedCreate(api, subnet.id, 'during');
       assert.equal(during.status, 503, JSON.stringify(during.body));
       assert.equal(during.body.type, '/problems/database-unavailable', JSON.stringify(during.body));
       assert.ok(waited >= TIMEOUT_SECONDS - 0.2 && waited < TIMEOUT_SECONDS + 8, `answered after ${waited} s`);
 
       // work goes on over new connections; a read that meets another silent pooled connection is a 503 too
-      const others = new Map<string, number>();
-      let ok: Awaited<ReturnType<Api['post']>> | null = null;
-      for (const end = Date.now() + 30_000; Date.now() < end; ) {
-        const r = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after' });
-        if (r.status === 201 || r.status === 200) {
-          ok = r;
-          break;
-        }
-        const k = `${r.status} ${r.body?.type}`;
-        others.set(k, (others.get(k) ?? 0) + 1);
-      }
-      assert.ok(ok, `the directory writes again (answers meanwhile: ${JSON.stringify([...others])})`);
+      const { written, others } = await untilWritten(api, subnet.id, 'after');
+      assert.ok(written, `the directory writes again (answers meanwhile: ${JSON.stringify([...others])})`);
       for (const k of others.keys()) assert.equal(k, '503 /problems/database-unavailable');
       const names = (await store.loadSnapshot()).endpoints.filter((e) => e.subnetId === subnet.id).map((e) => e.name);
       assert.deepEqual(names.sort(), ['after', 'before']);
@@ -110,9 +117,7 @@ describe('database connections that go silent or are ended', () => {
     let frozen = true;
     try {
       // the kernel still accepts connections and answers keepalives: only the statement's bound can tell
-      const started = Date.now();
-      const during = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'during' });
-      const waited = (Date.now() - started) / 1000;
+      const { reply: during, seconds: waited } = await timedCreate(api, subnet.id, 'during');
       assert.equal(during.status, 503, JSON.stringify(during.body));
       // the statement may be in the frozen server's socket buffer, to run once it thaws: the outcome cannot be known
       assert.equal(during.body.type, '/problems/commit-unknown', JSON.stringify(during.body));
@@ -124,13 +129,9 @@ describe('database connections that go silent or are ended', () => {
       assert.match(ready.body.database, /no answer in 1 s/);
       signal('CONT', server);
       frozen = false;
-      let ok = false;
-      for (const end = Date.now() + 30_000; !ok && Date.now() < end; ) {
-        const r = await api.post(`/api/v1/subnets/${subnet.id}/endpoints`, { name: 'after' });
-        ok = r.status === 201 || r.status === 200;
-        if (!ok) assert.equal(r.status, 503, JSON.stringify(r.body));
-      }
-      assert.ok(ok, 'the directory writes again');
+      const { written, others } = await untilWritten(api, subnet.id, 'after');
+      assert.ok(written, 'the directory writes again');
+      for (const k of others.keys()) assert.match(k, /^503 /, `answers meanwhile: ${JSON.stringify([...others])}`);
       assert.equal((await api.get('/readyz')).status, 200);
       // what was answered commit-unknown is there or not; either way the change log has no gap and matches the table
       const snap = await store.loadSnapshot();

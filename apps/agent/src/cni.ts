@@ -24,6 +24,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { endpointIfName } from '#sdn/compiler';
+import { directoryRequest, DirectoryUnreachable, type DirectoryReply } from './directory-request';
 
 export const SUPPORTED_VERSIONS = ['1.0.0', '1.1.0'];
 
@@ -90,37 +91,18 @@ const inContainer = (netns: string, argv: string[]) => exec(['nsenter', `--net=$
 
 const externalIdOf = (containerId: string, ifName: string) => `cni:${containerId}/${ifName}`;
 
-async function directory(conf: NetConf, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  let res: Response;
-  const ms = conf.directoryTimeoutMs ?? 60_000;
-  // a directory that accepts the connection and never answers (hung, or stopped) must not hold the runtime's ADD
-  const signal = AbortSignal.timeout(ms);
-  const unanswered = (e: unknown) =>
-    (e as Error)?.name === 'TimeoutError'
-      ? new CniError(CNI_ERR.tryAgainLater, `the directory at ${conf.directoryUrl} did not answer ${method} ${path.split('?')[0]} in ${ms / 1000} s`)
-      : null;
-  let text: string;
+async function directory(conf: NetConf, method: string, path: string, body?: unknown): Promise<DirectoryReply> {
+  let r: DirectoryReply;
   try {
-    res = await fetch(`${conf.directoryUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${conf.apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-      signal,
-    });
-    text = await res.text();
+    r = await directoryRequest({ ...conf, timeoutMs: conf.directoryTimeoutMs ?? 60_000 }, method, path, body);
   } catch (e) {
-    throw unanswered(e) ?? new CniError(CNI_ERR.tryAgainLater, `directory unreachable at ${conf.directoryUrl}`, String((e as Error).cause ?? e));
-  }
-  let parsed: any = null;
-  try {
-    parsed = text ? JSON.parse(text) : null;
-  } catch {
-    parsed = text;
+    if (e instanceof DirectoryUnreachable) throw new CniError(CNI_ERR.tryAgainLater, e.message, e.details);
+    throw e;
   }
   // the directory is up but its database is not (or a commit's outcome is unknown): a transient condition the runtime
   // retries; a retried ADD finds its endpoint by external id, so it never makes a second one
-  if (res.status === 503) throw new CniError(CNI_ERR.tryAgainLater, `directory unavailable (503 ${parsed?.type ?? ''})`.trim(), parsed?.detail ?? text);
-  return { status: res.status, body: parsed };
+  if (r.status === 503) throw new CniError(CNI_ERR.tryAgainLater, `directory unavailable (503 ${r.body?.type ?? ''})`.trim(), r.body?.detail ?? r.text);
+  return r;
 }
 
 async function findEndpoint(conf: NetConf, externalId: string): Promise<any | null> {

@@ -19,6 +19,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { dirname } from 'node:path';
 import { execFile } from 'node:child_process';
 import { endpointIfName } from '#sdn/compiler';
+import { directoryRequest, DirectoryUnreachable, type DirectoryReply } from './directory-request';
 
 export interface DockerPluginConfig {
   /** e.g. /run/docker/plugins/sdn.sock */
@@ -165,31 +166,16 @@ export class DockerPlugin {
     }
   }
 
-  private async api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  private async api(method: string, path: string, body?: unknown): Promise<DirectoryReply> {
     // Docker's calls are answered one at a time: a directory that never answers would hold every later call
-    const ms = this.cfg.directoryTimeoutMs ?? 60_000;
-    let res: Response;
-    let text: string;
+    let r: DirectoryReply;
     try {
-      res = await fetch(`${this.cfg.directoryUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${this.cfg.apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-        signal: AbortSignal.timeout(ms),
-      });
-      text = await res.text();
+      r = await directoryRequest({ ...this.cfg, timeoutMs: this.cfg.directoryTimeoutMs ?? 60_000 }, method, path, body);
     } catch (e) {
-      if ((e as Error)?.name === 'TimeoutError') throw new PluginError(`the directory at ${this.cfg.directoryUrl} did not answer ${method} ${path.split('?')[0]} in ${ms / 1000} s`);
-      throw new PluginError(`the directory at ${this.cfg.directoryUrl} is unreachable: ${String((e as Error).cause ?? e)}`);
+      throw e instanceof DirectoryUnreachable ? new PluginError(`${e.message}${e.details ? `: ${e.details}` : ''}`) : e;
     }
-    let parsed: any = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = text; // not JSON (a proxy's error page): the status says what happened
-    }
-    if (res.status === 503) throw new PluginError(`the directory is unavailable (503${parsed?.type ? ` ${parsed.type}` : ''}); try again`);
-    return { status: res.status, body: parsed };
+    if (r.status === 503) throw new PluginError(`the directory is unavailable (503${r.body?.type ? ` ${r.body.type}` : ''}); try again`);
+    return r;
   }
 
   private async createNetwork(b: any): Promise<unknown> {

@@ -17,14 +17,14 @@
  * The speaker to run is chosen by name (SDN_BGP_SPEAKER); with no such
  * speaker in the directory, or with it disabled, nothing listens.
  */
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import type { Subscription } from 'rxjs';
 import { Gauge, Registry } from 'prom-client';
 import { BgpSpeaker as Speaker, BestPathChange, Family, LogEntry, NeighborConfig, RibRoute } from '#sdn/bgp';
 import { EvpnAdvert, EvpnExporter, EvpnImporter, Imported, ReceivedRoute } from '#sdn/federation';
 import type { BgpNeighbor, BgpSpeaker, Change, ModelSnapshot } from '#sdn/model';
 import { SNAPSHOT_COLLECTION } from '#sdn/model';
-import { connectionSettings, createModelStore, DEFAULT_DB_TIMEOUT_SECONDS, guardPool, ModelStore } from '#sdn/store';
+import { createModelStore, DEFAULT_DB_TIMEOUT_SECONDS, guardedPool, ModelStore } from '#sdn/store';
 import type { Controller } from './controller';
 import type { Logger } from './log';
 import { RemoteBridge } from './remote-bridge';
@@ -145,10 +145,7 @@ export class Federation {
   constructor(private readonly opts: FederationOptions) {
     const timeoutMs = opts.dbTimeoutMs ?? DEFAULT_DB_TIMEOUT_SECONDS * 1000;
     this.store = opts.store ?? createModelStore(opts.databaseUrl, { timeoutMs });
-    this.pool = guardPool(
-      new Pool({ connectionString: opts.databaseUrl, max: 2, application_name: 'sdn-controller-federation', ...connectionSettings(timeoutMs) }),
-      timeoutMs,
-    );
+    this.pool = guardedPool({ connectionString: opts.databaseUrl, max: 2, application_name: 'sdn-controller-federation' }, timeoutMs);
     this.pool.on('error', () => undefined);
   }
 
@@ -372,9 +369,14 @@ export class Federation {
     this.pushExports();
   }
 
-  /** Calls onConverged once nothing is awaited any more (see FederationOptions). */
-  private checkConverged(why = 'every neighbour sent End-of-RIB'): void {
-    if (!this.awaitingEor || this.awaitingEor.size > 0) return;
+  /** Calls converged once no End-of-RIB is awaited any more. */
+  private checkConverged(): void {
+    if (this.awaitingEor?.size === 0) this.converged('every neighbour sent End-of-RIB');
+  }
+
+  /** The imported state is complete: onConverged, once (see FederationOptions). */
+  private converged(why: string): void {
+    if (!this.awaitingEor) return;
     this.awaitingEor = null;
     if (this.quietTimer) clearTimeout(this.quietTimer);
     this.quietTimer = null;
@@ -395,12 +397,7 @@ export class Federation {
     if (!awaited || awaited.size === 0) return;
     const up = new Set(speaker.neighbors().filter((n) => n.state === 'established').map((n) => n.address));
     if (![...awaited].every((a) => up.has(a))) return;
-    this.quietTimer = setTimeout(() => {
-      this.quietTimer = null;
-      if (this.awaitingEor !== awaited) return;
-      awaited.clear();
-      this.checkConverged(`every neighbour established, no route change for ${QUIET_MS} ms`);
-    }, QUIET_MS);
+    this.quietTimer = setTimeout(() => this.converged(`every neighbour established, no route change for ${QUIET_MS} ms`), QUIET_MS);
     this.quietTimer.unref();
   }
 

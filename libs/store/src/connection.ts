@@ -22,12 +22,12 @@
  * first row) would be cut: raise it for such databases.
  */
 import type { Socket } from 'node:net';
-import type { Client, ClientBase, ClientConfig, Pool } from 'pg';
+import { Client, type ClientBase, type ClientConfig, Pool, type PoolConfig } from 'pg';
 
 export const DEFAULT_DB_TIMEOUT_SECONDS = 30;
 
 /** The pg settings of a connection with this timeout (keepalives, connection attempts). */
-export function connectionSettings(timeoutMs: number): Pick<ClientConfig, 'keepAlive' | 'keepAliveInitialDelayMillis' | 'connectionTimeoutMillis'> {
+function connectionSettings(timeoutMs: number): Pick<ClientConfig, 'keepAlive' | 'keepAliveInitialDelayMillis' | 'connectionTimeoutMillis'> {
   return {
     keepAlive: true,
     keepAliveInitialDelayMillis: Math.max(1000, Math.round(timeoutMs / 3)),
@@ -50,7 +50,7 @@ const noop = () => undefined;
  * byte for `timeoutMs`. An idle client (nothing asked) is left alone: its
  * keepalives watch it.
  */
-export function guardClient(client: Client | ClientBase, timeoutMs: number): void {
+function guardClient(client: ClientBase, timeoutMs: number): void {
   const stream = (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
   if (!stream || typeof stream.setTimeout !== 'function') return;
   // the error reaches the statement; a client checked out of a pool has no other listener, and an unheard 'error' throws
@@ -63,8 +63,16 @@ export function guardClient(client: Client | ClientBase, timeoutMs: number): voi
   });
 }
 
-/** guardClient for every connection `pool` opens */
-export function guardPool(pool: Pool, timeoutMs: number): Pool {
+/** A pool whose connections have the settings above and are guarded (guardClient) once open. */
+export function guardedPool(config: PoolConfig, timeoutMs: number): Pool {
+  const pool = new Pool({ ...config, ...connectionSettings(timeoutMs) });
   pool.on('connect', (client) => guardClient(client, timeoutMs));
   return pool;
+}
+
+/** A client with the settings above, guarded (guardClient) once connected. */
+export function guardedClient(config: ClientConfig, timeoutMs: number): Client {
+  const client = new Client({ ...config, ...connectionSettings(timeoutMs) });
+  client.once('connect', () => guardClient(client, timeoutMs));
+  return client;
 }

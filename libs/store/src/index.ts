@@ -1,12 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Client, Pool } from 'pg';
+import type { Client } from 'pg';
 import { Observable } from 'rxjs';
 import type { Change, EndpointStatus, ModelSnapshot, ResourceKind } from '#sdn/model';
 import { SNAPSHOT_COLLECTION } from '#sdn/model';
 
 export * from './wait';
 export * from './connection';
-import { connectionSettings, DEFAULT_DB_TIMEOUT_SECONDS, guardClient, guardPool } from './connection';
+import { DEFAULT_DB_TIMEOUT_SECONDS, guardedClient, guardedPool } from './connection';
 
 /**
  * Read access to the policy directory's database for the controller (and any
@@ -92,7 +92,7 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest();
 export function createModelStore(databaseUrl: string, opts: { pollMs?: number; poolSize?: number; timeoutMs?: number } = {}): ModelStore {
   // a database that stops answering fails the statement (a lost connection) instead of holding the follower for good
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DB_TIMEOUT_SECONDS * 1000;
-  const pool = guardPool(new Pool({ connectionString: databaseUrl, max: opts.poolSize ?? 4, application_name: 'sdn-store', ...connectionSettings(timeoutMs) }), timeoutMs);
+  const pool = guardedPool({ connectionString: databaseUrl, max: opts.poolSize ?? 4, application_name: 'sdn-store' }, timeoutMs);
   pool.on('error', () => undefined);
   const pollMs = opts.pollMs ?? 500;
   const closers = new Set<() => Promise<void>>();
@@ -174,7 +174,7 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
           });
         const listen = async () => {
           try {
-            const c = new Client({ connectionString: databaseUrl, application_name: 'sdn-store-listen', ...connectionSettings(timeoutMs) });
+            const c = guardedClient({ connectionString: databaseUrl, application_name: 'sdn-store-listen' }, timeoutMs);
             c.on('notification', () => {
               if (wake) wake();
               else notified = true;
@@ -183,7 +183,6 @@ export function createModelStore(databaseUrl: string, opts: { pollMs?: number; p
               listener = null;
             });
             await c.connect();
-            guardClient(c, timeoutMs);
             await c.query('LISTEN sdn_changes');
             if (stopped) await c.end();
             else listener = c;

@@ -1,9 +1,9 @@
 import { Controller, Get, Injectable, OnModuleDestroy, Query, Req, Res } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import type { Change } from '#sdn/model';
-import { connectionSettings, guardClient, rowToChange } from '#sdn/store';
+import { guardedClient, rowToChange } from '#sdn/store';
 import { Caller, CurrentCaller, scopeOf } from '../common/auth';
 import { ValidationFailed } from '../common/errors';
 import { log } from '../common/log';
@@ -40,7 +40,7 @@ export class ChangeFeed implements OnModuleDestroy {
    */
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const c = new Client({ connectionString: this.db.url, application_name: 'sdn-directory-listen', ...connectionSettings(this.db.timeoutMs) });
+    const c = guardedClient({ connectionString: this.db.url, application_name: 'sdn-directory-listen' }, this.db.timeoutMs);
     let lost = false;
     const reconnect = () => {
       if (lost) return;
@@ -54,7 +54,6 @@ export class ChangeFeed implements OnModuleDestroy {
     c.on('end', reconnect);
     try {
       await c.connect();
-      guardClient(c, this.db.timeoutMs);
       await c.query('LISTEN sdn_changes');
     } catch (e) {
       reconnect();

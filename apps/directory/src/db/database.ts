@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { Client, Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ChangeOp, ResourceKind } from '#sdn/model';
-import { connectionSettings, guardClient, guardPool, isConnectionError as lostConnection } from '#sdn/store';
+import { guardedClient, guardedPool, isConnectionError as lostConnection } from '#sdn/store';
 
 /**
  * Access to Postgres: a pool for reads, and one serial writer that commits
@@ -270,7 +270,7 @@ export class Database {
   ) {
     // a database that does not answer (a connection attempt, or a statement for timeoutMs) fails the request (503)
     // rather than holding the writer forever; see libs/store/src/connection.ts
-    this.pool = guardPool(new Pool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory', ...connectionSettings(opts.timeoutMs) }), opts.timeoutMs);
+    this.pool = guardedPool({ connectionString: url, max: opts.poolSize, application_name: 'sdn-directory' }, opts.timeoutMs);
     this.pool.on('error', () => undefined); // idle client errors surface on next use
   }
 
@@ -387,10 +387,9 @@ export class Database {
       let rows: Array<{ revision: string; id: string; op: string }>;
       // on a connection of its own: the pool's idle connections may have died with the lost one (a failover, a
       // partition), and each would take the timeout to find out
-      const c = new Client({ connectionString: this.url, application_name: 'sdn-directory', ...connectionSettings(this.opts.timeoutMs) });
+      const c = guardedClient({ connectionString: this.url, application_name: 'sdn-directory' }, this.opts.timeoutMs);
       try {
         await c.connect();
-        guardClient(c, this.opts.timeoutMs);
         if (session !== null) {
           // the lost session may still be running the batch (Postgres notices a client gone only when it next
           // reads or writes to it), and commit after we looked: end it, and look once it is gone
