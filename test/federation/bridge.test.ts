@@ -6,7 +6,9 @@
  * flood list, and its address in the local policy group's address set, so
  * that local ACLs match it. Deleting it removes all of that. Restarting
  * datacenter 1's controller leaves those entries on its host until the new
- * one has learned the routes again, and resumes the host with a delta.
+ * one has learned the routes again, and resumes the host with a delta;
+ * across a graceful restart the API keeps showing the other datacenter's
+ * endpoints, stale until learned again, and drops those withdrawn meanwhile.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +19,9 @@ import { waitFor } from '../bgp/support/wait.js';
 import { SimulatedAgent, startTestController } from '../support/controller';
 import { startTestDirectory, TestDirectory } from '../support/directory';
 import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
+
+/** gobgp's JSON of a RIB: paths by prefix */
+type GobgpRib = Record<string, Array<{ nlri: { type: number; value?: { mac?: string } } }>> | null;
 
 const RR = '127.0.6.2';
 const RR_PORT = 21881;
@@ -31,6 +36,8 @@ interface Dc {
   subnet: any;
   groups: Record<string, any>;
   host: any;
+  /** its controller and federation run (after() stops only what runs: a second stop would hang) */
+  up: boolean;
 }
 
 const federationOf = (ctl: RunningController, name: string) =>
@@ -52,7 +59,21 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
   const fed = federationOf(ctl, name);
   await fed.start();
   const agent = new SimulatedAgent(ctl.agentUrl, { id: host.id, credential: host.credential, vtepIp: vtep });
-  return { name, dir, ctl, fed, agent, domain, subnet, groups, host };
+  return { name, dir, ctl, fed, agent, domain, subnet, groups, host, up: true };
+}
+
+async function stopControl(dc: Dc, options: { graceful?: boolean } = {}): Promise<void> {
+  dc.up = false;
+  await dc.fed.stop(options);
+  await dc.ctl.close();
+}
+
+/** a new controller and federation on the old one's port, holding the agents from before for up to `holdMs` */
+async function startControl(dc: Dc, port: number, holdMs = 30_000): Promise<void> {
+  dc.ctl = await startTestController(dc.dir.dir.databaseUrl, { port, deferResyncMs: holdMs });
+  dc.fed = federationOf(dc.ctl, dc.name);
+  dc.up = true;
+  await dc.fed.start();
 }
 
 describe('federation down to the hosts', { timeout: 240_000 }, () => {
@@ -69,8 +90,7 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
   after(async () => {
     for (const dc of [dc1, dc2]) {
       await dc?.agent.stop();
-      await dc?.fed.stop();
-      await dc?.ctl.close();
+      if (dc?.up) await stopControl(dc);
       await dc?.dir.stop();
     }
     await rr.stop();
@@ -140,14 +160,11 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
     agent.client.on('delta', watch('delta'));
     const snapshots = agent.snapshots;
     const port = dc1.ctl.port;
-    await dc1.fed.stop();
-    await dc1.ctl.close();
+    await stopControl(dc1);
     // the model changes while the controller is away: the host's state is no longer the current one
     const app3 = await dc1.dir.api.make(`/api/v1/subnets/${dc1.subnet.id}/endpoints`, { name: 'app-3', hostId: dc1.host.id });
     const started = Date.now();
-    dc1.ctl = await startTestController(dc1.dir.dir.databaseUrl, { port, deferResyncMs: 30_000 });
-    dc1.fed = federationOf(dc1.ctl, 'dc1');
-    await dc1.fed.start();
+    await startControl(dc1, port);
     await waitFor('app-3 on dc1 host', () => agent.state.localEndpoints.has(app3.id), 40_000);
     const took = Date.now() - started;
     console.log(`# controller restart -> host resumed with the local change: ${took} ms`);
@@ -158,5 +175,51 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
     // and it follows on: a new endpoint of dc2 arrives
     const db4 = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-4', hostId: dc2.host.id });
     await waitFor('db-4 on dc1 host', () => [...agent.state.remoteEndpoints.values()].some((r) => r.mac === db4.mac));
+  });
+
+  it("keeps the other datacenter's endpoints in the API across a graceful restart, stale until learned again, and sweeps those withdrawn meanwhile", async () => {
+    const list = async () => (await dc1.dir.api.get(`/api/v1/domains/${dc1.domain.id}/remote-endpoints`)).body.items as any[];
+    const kept = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-5', hostId: dc2.host.id });
+    const gone = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-6', hostId: dc2.host.id });
+    await waitFor('db-5 and db-6 in the API of dc1', async () => {
+      const l = await list();
+      return [kept, gone].every((d) => l.some((x) => x.mac === d.mac && x.stale === false));
+    });
+    const port = dc1.ctl.port;
+    await stopControl(dc1, { graceful: true }); // as main.ts stops it on SIGTERM
+    const away = await list();
+    assert.ok(away.some((x) => x.mac === kept.mac) && away.some((x) => x.mac === gone.mac), "the API still shows the other datacenter's endpoints");
+    assert.deepEqual(away.filter((x) => !x.stale), [], 'every one of them marked stale while no controller has them');
+    // withdrawn while dc1's controller is away: the reflector has it no more when the new one connects
+    assert.equal((await dc2.dir.api.del(`/api/v1/endpoints/${gone.id}`)).status, 204);
+    await waitFor('db-6 withdrawn at the reflector', async () =>
+      !Object.values((await rr.json<GobgpRib>(['global', 'rib', '-a', 'evpn'])) ?? {}).flat().some((p) => p.nlri.type === 2 && p.nlri.value?.mac === gone.mac),
+    );
+    await startControl(dc1, port);
+    const after = await waitFor('db-5 learned again and db-6 swept', async () => {
+      const l = await list();
+      return l.some((x) => x.mac === kept.mac && !x.stale) && !l.some((x) => x.mac === gone.mac) ? l : undefined;
+    }, 20_000);
+    assert.deepEqual(after.filter((x) => x.stale), [], 'nothing stays stale once the routes are complete');
+    assert.equal(after.length, [...dc1.fed.remote.values()].filter((i) => i.kind === 'endpoint').length, 'the API shows what the speaker has imported');
+  });
+
+  it('sweeps the stale endpoints when the hold runs out with a neighbour still away', async () => {
+    const list = async () => (await dc1.dir.api.get(`/api/v1/domains/${dc1.domain.id}/remote-endpoints`)).body.items as any[];
+    await waitFor('dc1 has learned the other datacenter again', async () => (await list()).length > 0);
+    const port = dc1.ctl.port;
+    await stopControl(dc1, { graceful: true });
+    await rr.kill('SIGKILL'); // the reflector is away for the whole restart: no session, no End-of-RIB, no quiet second
+    try {
+      assert.ok((await list()).length > 0 && (await list()).every((x) => x.stale));
+      const started = Date.now();
+      await startControl(dc1, port, 3_000);
+      await waitFor('the stale endpoints swept', async () => (await list()).length === 0, 15_000);
+      const took = Date.now() - started;
+      console.log(`# controller restart without its neighbour -> stale endpoints swept: ${took} ms`);
+      assert.ok(took >= 3_000, `swept when the 3 s hold ran out, not before (${took} ms)`);
+    } finally {
+      await rr.start();
+    }
   });
 });

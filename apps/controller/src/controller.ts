@@ -112,6 +112,7 @@ export class Controller {
   private bridge: RemoteBridge | null = null;
   /** external routes changed since the last flush */
   private externalDirty = false;
+  private readonly releaseHooks: Array<() => void> = [];
   /** agents whose resume waits for the federation's first convergence (deferResync); null when none waits */
   private deferred: { timer: NodeJS.Timeout; streams: Set<HostStream> } | null = null;
   /** federation's read side for /bgp/neighbors and /bgp/rib; null without federation */
@@ -175,6 +176,7 @@ export class Controller {
     this.deferred = null;
     clearTimeout(d.timer);
     if (this.stopped) return;
+    for (const hook of this.releaseHooks) hook();
     this.flush(); // the imported objects the federation has queued
     this.log.info('held agents resume', { why, agents: d.streams.size });
     for (const s of d.streams) {
@@ -183,6 +185,11 @@ export class Controller {
       this.log.info('agent resume', { hostId: s.hostId, resume: how });
       this.pump(s);
     }
+  }
+
+  /** Called when deferResync's hold ends, by releaseResync or by its time running out. */
+  onResyncReleased(hook: () => void): void {
+    this.releaseHooks.push(hook);
   }
 
   injectExternal(changes: Change[]): void {

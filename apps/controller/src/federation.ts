@@ -11,6 +11,11 @@
  *   policy groups) and kept in `remote`; the table remote_endpoints mirrors
  *   the endpoints for the API. `onRemote` tells the host that embeds this
  *   service what changed, so that the compiler can give hosts the entries.
+ * - Restart: the rows of the speaker are marked stale when this service
+ *   stops gracefully and when it starts; a row learned again is unmarked,
+ *   and the rows still stale are deleted once the route selection is
+ *   complete (sweepStale). So the API keeps showing the other datacenters'
+ *   endpoints across a restart, as a graceful-restart neighbour keeps routes.
  * - Neighbour state and route counts are written to bgp_neighbors every
  *   second (not in the change log: they are operational state).
  *
@@ -54,6 +59,9 @@ export function federate(controller: Controller, opts: Omit<FederationOptions, '
       for (const d of u.prefixDomains) controller.setExternalRoutes(d, bridge.routesOf(d));
     },
   });
+  // the controller's hold can run out before every neighbour is back: the hosts then get the state without the rest
+  // of the stale routes, and so does the API
+  controller.onResyncReleased(() => f.sweepStale());
   f.registerMetrics(controller.metrics.registry);
   controller.federationView = {
     neighbors: () => f.speaker?.neighbors() ?? [],
@@ -140,6 +148,10 @@ export class Federation {
   /** neighbours whose first End-of-RIB for l2vpn-evpn is awaited; null once onConverged was called */
   private awaitingEor: Set<string> | null = new Set();
   private quietTimer: NodeJS.Timeout | null = null;
+  /** a graceful stop: the imported rows stay in the table (marked stale) instead of being deleted */
+  private keepRows = false;
+  /** sweepStale ran since the start (rows are marked stale only at a start or a stop) */
+  private swept = false;
   readonly stats: FederationStats = { advertised: 0, withdrawn: 0, imported: 0, ignored: 0 };
 
   constructor(private readonly opts: FederationOptions) {
@@ -166,20 +178,29 @@ export class Federation {
     for (const h of snap.hosts) this.setLocalVtep(h.id, h.vtepIp);
     for (const s of snap.bgpSpeakers) this.speakers.set(s.id, s);
     for (const n of snap.bgpNeighbors) this.neighbors.set(n.id, n);
+    // what an earlier run of this speaker learned is stale until learned again (queued before any route is written)
+    this.markStale();
     await this.reconfigure();
     this.checkConverged();
     this.subscribe(snap.revision);
     this.statusTimer = setInterval(() => void this.writeStatus(), this.opts.statusIntervalMs ?? 1000);
   }
 
+  /**
+   * Stops the speaker. `graceful` (a restart): the sessions close without a
+   * Cease, and the imported rows stay in the table, marked stale, for the
+   * next start to confirm or sweep; otherwise they are deleted.
+   */
   async stop(options: { graceful?: boolean } = {}): Promise<void> {
     this.stopped = true;
+    this.keepRows = options.graceful === true;
     if (this.quietTimer) clearTimeout(this.quietTimer);
     this.follow?.unsubscribe();
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.exportTimer) clearTimeout(this.exportTimer);
     await this.stopSpeaker(options);
     await this.flushDb();
+    if (this.keepRows) this.markStale();
     await this.dbChain;
     await this.pool.end();
     if (!this.opts.store) await this.store.close();
@@ -381,6 +402,7 @@ export class Federation {
     if (this.quietTimer) clearTimeout(this.quietTimer);
     this.quietTimer = null;
     this.opts.log.info('federation: the imported routes are complete', { why });
+    this.sweepStale();
     this.opts.onConverged?.(why);
   }
 
@@ -578,7 +600,7 @@ export class Federation {
     const before = this.remote.get(key);
     if (!before) return;
     this.setRemote(key, null);
-    this.toDb(key, null, before);
+    if (!this.keepRows) this.toDb(key, null, before);
     // stopping (the controller shutting down or restarting): the hosts keep what they forward to until the next
     // controller has learned the routes again (Controller.deferResync), as a restarting BGP speaker keeps its FIB
     if (!this.stopped) this.opts.onRemote?.([], [before]);
@@ -643,7 +665,7 @@ export class Federation {
              ON CONFLICT (speaker_id, domain_id, route_key) DO UPDATE SET subnet_id = EXCLUDED.subnet_id, mac = EXCLUDED.mac, ip = EXCLUDED.ip,
                vtep_ip = EXCLUDED.vtep_ip, l2_vni = EXCLUDED.l2_vni, l3_vni = EXCLUDED.l3_vni, policy_group_ids = EXCLUDED.policy_group_ids,
                mobility_sequence = EXCLUDED.mobility_sequence, route_distinguisher = EXCLUDED.route_distinguisher, peer = EXCLUDED.peer,
-               datacenter = EXCLUDED.datacenter, learned_at = EXCLUDED.learned_at`,
+               datacenter = EXCLUDED.datacenter, learned_at = EXCLUDED.learned_at, stale = false`,
             [speakerId, JSON.stringify(rows)],
           );
         }
@@ -660,6 +682,43 @@ export class Federation {
       this.dbRetryMs = 500;
     });
     return this.dbChain;
+  }
+
+  /** Marks the rows of this service's speaker stale (at a start, and at a graceful stop). */
+  private markStale(): void {
+    this.swept = false;
+    this.staleStatement('mark', 'UPDATE remote_endpoints SET stale = true WHERE speaker_id IN (SELECT id FROM bgp_speakers WHERE name = $1) AND NOT stale');
+  }
+
+  /**
+   * The route selection after a start is complete (every neighbour's
+   * End-of-RIB, or quiet, or the controller's hold ran out): the rows not
+   * learned again are gone at their peers. Once per start; the routes queued
+   * for the table are written first.
+   */
+  sweepStale(): void {
+    if (this.swept || this.stopped) return;
+    this.swept = true;
+    void this.flushDb();
+    this.staleStatement('sweep', 'DELETE FROM remote_endpoints WHERE speaker_id IN (SELECT id FROM bgp_speakers WHERE name = $1) AND stale');
+  }
+
+  /** Runs a mark or sweep in the order of the table's writes, again until it succeeds (while running; a stop's mark once). */
+  private staleStatement(what: string, sql: string): void {
+    this.dbChain = this.dbChain.then(async () => {
+      for (let wait = 500; ; wait = Math.min(wait * 2, 30_000)) {
+        try {
+          const r = await this.pool.query(sql, [this.opts.speakerName]);
+          if (r.rowCount) this.opts.log.info(`federation: ${what} stale remote endpoints`, { rows: r.rowCount });
+          return;
+        } catch (e) {
+          this.opts.log.warn(`federation: could not ${what} stale remote endpoints; will retry`, { error: (e as Error).message, retryInMs: wait });
+          // a stop does not wait out the back-off
+          for (let slept = 0; slept < wait && !this.stopped; slept += 250) await new Promise((resolve) => setTimeout(resolve, 250).unref());
+          if (this.stopped) return;
+        }
+      }
+    });
   }
 
   private datacenterOf(peer: string): string | null {

@@ -48,6 +48,12 @@ export interface RemoteEndpointView {
   peer: string;
   datacenter: string | null;
   learnedAt: string;
+  /**
+   * learned by a controller that has since stopped or restarted, and not
+   * learned again yet: kept, like a graceful-restart neighbour's routes, until
+   * the running controller's route selection is complete
+   */
+  stale: boolean;
 }
 
 @ApiTags('remote-endpoints')
@@ -92,6 +98,7 @@ export class RemoteEndpointsController {
           peer: r.peer_addr,
           datacenter: r.datacenter,
           learnedAt: (r.learned_at as Date).toISOString(),
+          stale: r.stale,
         }),
       ),
       nextCursor: more ? cursorOf(page[page.length - 1]) : null,
