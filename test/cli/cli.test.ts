@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { OPERATOR_KEY, startTestDirectory, TestDirectory } from '../support/directory';
+import { OPERATOR_KEY, sql, startTestDirectory, TestDirectory } from '../support/directory';
 
 const run = promisify(execFile);
 const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'src', 'main.js');
@@ -75,5 +75,28 @@ describe('the sdn command line', () => {
     const down = await run(process.execPath, [CLI, '--url', 'http://127.0.0.1:9', 'health']).catch((x) => x);
     assert.equal(down.code, 1);
     assert.match(down.stderr, /cannot reach the directory at http:\/\/127\.0\.0\.1:9/);
+  });
+
+  it("lists a domain's remote endpoints, stale ones marked, and refuses to write them", async () => {
+    const e = await json('create', 'enterprise', 'name=fed');
+    const d = await json('create', 'domain', '--under', e.id, 'name=stretched');
+    const sp = await json('create', 'bgp-speaker', 'name=dc9', 'datacenter=dc9', 'asn=65009', 'routerId=10.255.9.100');
+    // the controller's federation writes this table (test/federation); a row stands for one it learned before a restart
+    await sql(
+      t.db.url,
+      `INSERT INTO remote_endpoints (speaker_id, route_key, enterprise_id, domain_id, mac, ip, vtep_ip, l2_vni, route_distinguisher, peer, datacenter, learned_at, stale)
+       VALUES ('${sp.id}', 'k1', '${e.id}', '${d.id}', '02:aa:00:00:00:09', '10.9.0.9', '10.255.8.1', 9100, '10.255.8.100:1', '10.255.0.254', 'dc8', now(), true)`,
+    );
+    const list = await sdn('list', 'remote-endpoints', '--under', d.id);
+    assert.equal(list.code, 0, list.stderr);
+    const [head, row] = list.stdout.trim().split('\n');
+    assert.match(head, /^mac\s+ip\s+vtepIp\s+l2Vni\s+datacenter\s+peer\s+policyGroupIds\s+stale\s+learnedAt$/);
+    assert.match(row, /^02:aa:00:00:00:09\s+10\.9\.0\.9\s+10\.255\.8\.1\s+9100\s+dc8\s+10\.255\.0\.254\s+-\s+true\s+\d{4}-/);
+    const unscoped = await sdn('list', 'remote-endpoints');
+    assert.equal(unscoped.code, 2);
+    assert.match(unscoped.stderr, /--under <id>/);
+    const write = await sdn('create', 'remote-endpoint', '--under', d.id, 'mac=02:aa:00:00:00:0a');
+    assert.equal(write.code, 2);
+    assert.match(write.stderr, /read-only/);
   });
 });

@@ -18,6 +18,8 @@ interface Kind {
   path: string;
   parent: string | null;
   columns: string[];
+  /** written by the controller, not the API: listed under its parent only */
+  listedOnly?: true;
 }
 
 const KINDS: Record<string, Kind> = {
@@ -34,6 +36,12 @@ const KINDS: Record<string, Kind> = {
   'api-key': { path: 'api-keys', parent: null, columns: ['id', 'name', 'role', 'enterpriseId'] },
   'bgp-speaker': { path: 'bgp-speakers', parent: null, columns: ['id', 'name', 'datacenter', 'asn', 'routerId', 'listenAddress', 'listenPort', 'enabled'] },
   'bgp-neighbor': { path: 'bgp-neighbors', parent: 'bgp-speakers', columns: ['id', 'name', 'address', 'asn', 'families', 'datacenter'] },
+  'remote-endpoint': {
+    path: 'remote-endpoints',
+    parent: 'domains',
+    columns: ['mac', 'ip', 'vtepIp', 'l2Vni', 'datacenter', 'peer', 'policyGroupIds', 'stale', 'learnedAt'],
+    listedOnly: true,
+  },
 };
 
 class UsageError extends Error {}
@@ -43,6 +51,13 @@ function kindOf(word: string | undefined): Kind {
   const singular = word.replace(/ies$/, 'y').replace(/s$/, '');
   const k = KINDS[word] ?? KINDS[singular];
   if (!k) throw new UsageError(`unknown resource kind "${word}" (one of ${Object.keys(KINDS).join(', ')})`);
+  return k;
+}
+
+/** the kind of a command that names one object or makes one: not a listed-only kind */
+function writableKindOf(word: string | undefined): Kind {
+  const k = kindOf(word);
+  if (k.listedOnly) throw new UsageError(`${word} is read-only (learned by the controller): sdn list ${k.path} --under <${k.parent!.replace(/s$/, '')} id>`);
   return k;
 }
 
@@ -99,7 +114,7 @@ function keyFrom(a: Args): string | null {
 }
 
 function table(items: Record<string, unknown>[], columns: string[]): string {
-  const cell = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') : String(v));
+  const cell = (v: unknown) => (v === null || v === undefined || (Array.isArray(v) && v.length === 0) ? '-' : Array.isArray(v) ? v.join(',') : String(v));
   const rows = [columns, ...items.map((it) => columns.map((c) => cell(it[c])))];
   const widths = columns.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
@@ -142,6 +157,7 @@ async function main(argv: string[]): Promise<number> {
     case 'list': {
       const k = kindOf(rest[0]);
       const under = a.flags.get('under');
+      if (k.listedOnly && typeof under !== 'string') throw new UsageError(`${k.path} are listed under their ${k.parent!.replace(/s$/, '')}: --under <id>`);
       const q = new URLSearchParams(a.filters.map((f) => f.split(/=(.*)/s, 2) as [string, string]));
       q.set('limit', String(a.flags.get('limit') ?? 1000));
       const prefix = typeof under === 'string' ? `/api/v1/${k.parent}/${under}/${k.path}` : `/api/v1/${k.path}`;
@@ -156,13 +172,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'get': {
-      const k = kindOf(rest[0]);
+      const k = writableKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('get needs an id');
       out(await call('GET', `/api/v1/${k.path}/${rest[1]}`));
       return 0;
     }
     case 'create': {
-      const k = kindOf(rest[0]);
+      const k = writableKindOf(rest[0]);
       const under = a.flags.get('under');
       if (k.parent && typeof under !== 'string') throw new UsageError(`a ${rest[0]} is created under its parent: --under <${k.parent.replace(/s$/, '')} id>`);
       const path = k.parent ? `/api/v1/${k.parent}/${under}/${k.path}` : `/api/v1/${k.path}`;
@@ -170,13 +186,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'update': {
-      const k = kindOf(rest[0]);
+      const k = writableKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('update needs an id');
       out(await call('PATCH', `/api/v1/${k.path}/${rest[1]}`, bodyOf(rest.slice(2)), matchHeader));
       return 0;
     }
     case 'delete': {
-      const k = kindOf(rest[0]);
+      const k = writableKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('delete needs an id');
       await call('DELETE', `/api/v1/${k.path}/${rest[1]}${a.flags.has('cascade') ? '?cascade=true' : ''}`, undefined, matchHeader);
       if (!json) console.log(`deleted ${rest[0]} ${rest[1]}`);
