@@ -15,7 +15,7 @@ export { SimulatedAgent, type SimHost, type SimOptions } from './sim-agent';
 
 export async function startTestController(databaseUrl: string, opts: ControllerOptions & { port?: number } = {}): Promise<RunningController> {
   return startController(
-    { ...loadConfig({}), databaseUrl, host: '127.0.0.1', port: opts.port ?? 0, logLevel: 'error', pollMs: 100, statusFlushMs: 20 },
+    { ...loadConfig({}), databaseUrl, host: '127.0.0.1', port: opts.port ?? 0, logLevel: (process.env.SDN_TEST_LOG_LEVEL as 'error' | undefined) ?? 'error', pollMs: 100, statusFlushMs: 20 },
     opts,
   );
 }
