@@ -62,6 +62,9 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
   return { name, dir, ctl, fed, agent, domain, subnet, groups, host, up: true };
 }
 
+/** the domain's remote endpoints in the API of `dc` (one page: the tests hold a few) */
+const remoteEndpoints = async (dc: Dc) => (await dc.dir.api.get(`/api/v1/domains/${dc.domain.id}/remote-endpoints`)).body.items as any[];
+
 async function stopControl(dc: Dc, options: { graceful?: boolean } = {}): Promise<void> {
   dc.up = false;
   await dc.fed.stop(options);
@@ -178,16 +181,15 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
   });
 
   it("keeps the other datacenter's endpoints in the API across a graceful restart, stale until learned again, and sweeps those withdrawn meanwhile", async () => {
-    const list = async () => (await dc1.dir.api.get(`/api/v1/domains/${dc1.domain.id}/remote-endpoints`)).body.items as any[];
     const kept = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-5', hostId: dc2.host.id });
     const gone = await dc2.dir.api.make(`/api/v1/subnets/${dc2.subnet.id}/endpoints`, { name: 'db-6', hostId: dc2.host.id });
     await waitFor('db-5 and db-6 in the API of dc1', async () => {
-      const l = await list();
+      const l = await remoteEndpoints(dc1);
       return [kept, gone].every((d) => l.some((x) => x.mac === d.mac && x.stale === false));
     });
     const port = dc1.ctl.port;
     await stopControl(dc1, { graceful: true }); // as main.ts stops it on SIGTERM
-    const away = await list();
+    const away = await remoteEndpoints(dc1);
     assert.ok(away.some((x) => x.mac === kept.mac) && away.some((x) => x.mac === gone.mac), "the API still shows the other datacenter's endpoints");
     assert.deepEqual(away.filter((x) => !x.stale), [], 'every one of them marked stale while no controller has them');
     // withdrawn while dc1's controller is away: the reflector has it no more when the new one connects
@@ -197,7 +199,7 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
     );
     await startControl(dc1, port);
     const after = await waitFor('db-5 learned again and db-6 swept', async () => {
-      const l = await list();
+      const l = await remoteEndpoints(dc1);
       return l.some((x) => x.mac === kept.mac && !x.stale) && !l.some((x) => x.mac === gone.mac) ? l : undefined;
     }, 20_000);
     assert.deepEqual(after.filter((x) => x.stale), [], 'nothing stays stale once the routes are complete');
@@ -205,16 +207,15 @@ describe('federation down to the hosts', { timeout: 240_000 }, () => {
   });
 
   it('sweeps the stale endpoints when the hold runs out with a neighbour still away', async () => {
-    const list = async () => (await dc1.dir.api.get(`/api/v1/domains/${dc1.domain.id}/remote-endpoints`)).body.items as any[];
-    await waitFor('dc1 has learned the other datacenter again', async () => (await list()).length > 0);
+    await waitFor('dc1 has learned the other datacenter again', async () => (await remoteEndpoints(dc1)).length > 0);
     const port = dc1.ctl.port;
     await stopControl(dc1, { graceful: true });
     await rr.kill('SIGKILL'); // the reflector is away for the whole restart: no session, no End-of-RIB, no quiet second
     try {
-      assert.ok((await list()).length > 0 && (await list()).every((x) => x.stale));
+      assert.ok((await remoteEndpoints(dc1)).length > 0 && (await remoteEndpoints(dc1)).every((x) => x.stale));
       const started = Date.now();
       await startControl(dc1, port, 3_000);
-      await waitFor('the stale endpoints swept', async () => (await list()).length === 0, 15_000);
+      await waitFor('the stale endpoints swept', async () => (await remoteEndpoints(dc1)).length === 0, 15_000);
       const took = Date.now() - started;
       console.log(`# controller restart without its neighbour -> stale endpoints swept: ${took} ms`);
       assert.ok(took >= 3_000, `swept when the 3 s hold ran out, not before (${took} ms)`);

@@ -54,8 +54,8 @@ function kindOf(word: string | undefined): Kind {
   return k;
 }
 
-/** the kind of a command that names one object or makes one: not a listed-only kind */
-function writableKindOf(word: string | undefined): Kind {
+/** the kind of a command on one object (get, create, update, delete): not a listed-only kind */
+function objectKindOf(word: string | undefined): Kind {
   const k = kindOf(word);
   if (k.listedOnly) throw new UsageError(`${word} is read-only (learned by the controller): sdn list ${k.path} --under <${k.parent!.replace(/s$/, '')} id>`);
   return k;
@@ -172,13 +172,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'get': {
-      const k = writableKindOf(rest[0]);
+      const k = objectKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('get needs an id');
       out(await call('GET', `/api/v1/${k.path}/${rest[1]}`));
       return 0;
     }
     case 'create': {
-      const k = writableKindOf(rest[0]);
+      const k = objectKindOf(rest[0]);
       const under = a.flags.get('under');
       if (k.parent && typeof under !== 'string') throw new UsageError(`a ${rest[0]} is created under its parent: --under <${k.parent.replace(/s$/, '')} id>`);
       const path = k.parent ? `/api/v1/${k.parent}/${under}/${k.path}` : `/api/v1/${k.path}`;
@@ -186,13 +186,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'update': {
-      const k = writableKindOf(rest[0]);
+      const k = objectKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('update needs an id');
       out(await call('PATCH', `/api/v1/${k.path}/${rest[1]}`, bodyOf(rest.slice(2)), matchHeader));
       return 0;
     }
     case 'delete': {
-      const k = writableKindOf(rest[0]);
+      const k = objectKindOf(rest[0]);
       if (!rest[1]) throw new UsageError('delete needs an id');
       await call('DELETE', `/api/v1/${k.path}/${rest[1]}${a.flags.has('cascade') ? '?cascade=true' : ''}`, undefined, matchHeader);
       if (!json) console.log(`deleted ${rest[0]} ${rest[1]}`);

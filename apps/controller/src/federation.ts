@@ -704,12 +704,12 @@ export class Federation {
   }
 
   /** Runs a mark or sweep in the order of the table's writes, again until it succeeds (while running; a stop's mark once). */
-  private staleStatement(what: string, sql: string): void {
+  private staleStatement(what: 'mark' | 'sweep', sql: string): void {
     this.dbChain = this.dbChain.then(async () => {
       for (let wait = 500; ; wait = Math.min(wait * 2, 30_000)) {
         try {
           const r = await this.pool.query(sql, [this.opts.speakerName]);
-          if (r.rowCount) this.opts.log.info(`federation: ${what} stale remote endpoints`, { rows: r.rowCount });
+          if (r.rowCount) this.opts.log.info(`federation: ${what === 'mark' ? 'marked' : 'swept'} stale remote endpoints`, { rows: r.rowCount });
           return;
         } catch (e) {
           this.opts.log.warn(`federation: could not ${what} stale remote endpoints; will retry`, { error: (e as Error).message, retryInMs: wait });
