@@ -12,13 +12,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { federate, Federation } from '../../apps/controller/src/federation';
+import type { Federation } from '../../apps/controller/src/federation';
 import type { RunningController } from '../../apps/controller/src/controller';
-import { createLogger } from '../../apps/controller/src/log';
 import { waitFor } from '../bgp/support/wait.js';
 import { SimulatedAgent, startTestController } from '../support/controller';
 import { startTestDirectory, TestDirectory } from '../support/directory';
-import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
+import { bgpSpeaker, routeReflector, stretchedDomain, testFederation } from '../support/federation';
 
 /** gobgp's JSON of a RIB: paths by prefix */
 type GobgpRib = Record<string, Array<{ nlri: { type: number; value?: { mac?: string } } }>> | null;
@@ -40,9 +39,6 @@ interface Dc {
   up: boolean;
 }
 
-const federationOf = (ctl: RunningController, name: string) =>
-  federate(ctl.controller, { databaseUrl: ctl.controller.config.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
-
 async function datacenter(name: string, address: string, vtep: string): Promise<Dc> {
   const dir = await startTestDirectory();
   const api = dir.api;
@@ -56,7 +52,7 @@ async function datacenter(name: string, address: string, vtep: string): Promise<
   const host = await api.make('/api/v1/hosts', { name: `${name}-h1`, vtepIp: vtep });
   await bgpSpeaker(api, name, { address, port: 21882, routerId: vtep.replace(/\.\d+$/, '.100'), neighbor: { address: RR, port: RR_PORT, datacenter: 'fabric' } });
   const ctl = await startTestController(dir.dir.databaseUrl);
-  const fed = federationOf(ctl, name);
+  const fed = testFederation(ctl, name);
   await fed.start();
   const agent = new SimulatedAgent(ctl.agentUrl, { id: host.id, credential: host.credential, vtepIp: vtep });
   return { name, dir, ctl, fed, agent, domain, subnet, groups, host, up: true };
@@ -74,7 +70,7 @@ async function stopControl(dc: Dc, options: { graceful?: boolean } = {}): Promis
 /** a new controller and federation on the old one's port, holding the agents from before for up to `holdMs` */
 async function startControl(dc: Dc, port: number, holdMs = 30_000): Promise<void> {
   dc.ctl = await startTestController(dc.dir.dir.databaseUrl, { port, deferResyncMs: holdMs });
-  dc.fed = federationOf(dc.ctl, dc.name);
+  dc.fed = testFederation(dc.ctl, dc.name);
   dc.up = true;
   await dc.fed.start();
 }

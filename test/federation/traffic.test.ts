@@ -12,13 +12,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { endpointIfName } from '#sdn/compiler';
 import type { RunningController } from '../../apps/controller/src/controller';
-import { federate, Federation } from '../../apps/controller/src/federation';
-import { createLogger } from '../../apps/controller/src/log';
+import type { Federation } from '../../apps/controller/src/federation';
 import { waitFor } from '../bgp/support/wait.js';
 import { AgentProcess, startAgentProcess, stopAgentProcess, until } from '../support/agent-process';
-import { startTestController } from '../support/controller';
+import { hostSettled, startTestController } from '../support/controller';
 import { startTestDirectory, TestDirectory } from '../support/directory';
-import { bgpSpeaker, routeReflector, stretchedDomain } from '../support/federation';
+import { bgpSpeaker, routeReflector, stretchedDomain, testFederation } from '../support/federation';
 import { greeting, NetnsWorld, ping, runPrefix, sh, startGreeter, TestHost, waitForLine } from '../support/netns';
 
 const RR = '127.0.7.2';
@@ -67,7 +66,7 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     const host = await api.make('/api/v1/hosts', { name: `${name}-${th.name}`, vtepIp: th.vtep });
     await bgpSpeaker(api, name, { address, port: 21892, routerId: `10.255.${name === 'dc1' ? 21 : 22}.100`, neighbor: { address: RR, port: RR_PORT } });
     const ctl = await startTestController(dir.dir.databaseUrl);
-    const fed = federate(ctl.controller, { databaseUrl: dir.dir.databaseUrl, speakerName: name, log: createLogger('error'), connectRetryTime: 1, statusIntervalMs: 200 });
+    const fed = testFederation(ctl, name);
     await fed.start();
     const agent = await startAgentProcess(th, { controllerUrl: ctl.agentUrl, hostId: host.id, credential: host.credential });
     return { name, dir, ctl, fed, agent, host, th, domain, subnet, groups };
@@ -157,8 +156,7 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     const dc2Macs = Object.values(eps).filter((e) => e.hostId === dc2.host.id).map((e) => e.mac as string);
     await until("dc1's host holds every endpoint of dc2", () => {
       const held = [...dc1.ctl!.controller.engine.stateOf(dc1.host.id).remoteEndpoints.values()];
-      const s = dc1.ctl!.controller.streams.get(dc1.host.id);
-      return dc2Macs.every((m) => held.some((r) => r.mac === m)) && !!s?.session?.isOpen && !s.inflight && s.pending.size === 0 && s.pendingValid;
+      return dc2Macs.every((m) => held.some((r) => r.mac === m)) && hostSettled(dc1.ctl!, dc1.host.id);
     }, 30_000);
     const port = dc1.ctl!.port;
     // stopped as main.ts stops on SIGTERM: the BGP session closes without a Cease, so the reflector keeps dc1's
@@ -174,7 +172,7 @@ describe('federation with real traffic', { timeout: 300_000 }, () => {
     assert.ok(ping(containers.app, eps.db.ip, 1) && ping(containers.db, eps.app.ip, 1), 'traffic flows while the controller is away');
     // a new controller on the same address, started as main.ts starts one with a BGP speaker
     dc1.ctl = await startTestController(dc1.dir.dir.databaseUrl, { port, deferResyncMs: 30_000 });
-    dc1.fed = federate(dc1.ctl.controller, { databaseUrl: dc1.dir.dir.databaseUrl, speakerName: 'dc1', log: createLogger((process.env.SDN_TEST_LOG_LEVEL as 'error' | undefined) ?? 'error'), connectRetryTime: 1, statusIntervalMs: 200 });
+    dc1.fed = testFederation(dc1.ctl, 'dc1');
     await dc1.fed.start();
     const resumed = () => {
       const s = dc1.ctl!.controller.streams.get(dc1.host.id);

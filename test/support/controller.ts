@@ -7,15 +7,19 @@ import { after, before } from 'node:test';
 import { compileAll, describeDifference, type HostState } from '#sdn/compiler';
 import { createModelStore, type ModelStore } from '#sdn/store';
 import { loadConfig } from '../../apps/controller/src/config';
+import type { Level } from '../../apps/controller/src/log';
 import { ControllerOptions, RunningController, startController } from '../../apps/controller/src/controller';
 import { startTestDirectory, type TestDirectory } from './directory';
 import { SimulatedAgent, type SimHost } from './sim-agent';
 
 export { SimulatedAgent, type SimHost, type SimOptions } from './sim-agent';
 
+/** The test controllers' and federations' log level: SDN_TEST_LOG_LEVEL (debug, info, warn), else error. */
+export const testLogLevel = (): Level => (['debug', 'info', 'warn'].includes(process.env.SDN_TEST_LOG_LEVEL ?? '') ? (process.env.SDN_TEST_LOG_LEVEL as Level) : 'error');
+
 export async function startTestController(databaseUrl: string, opts: ControllerOptions & { port?: number } = {}): Promise<RunningController> {
   return startController(
-    { ...loadConfig({}), databaseUrl, host: '127.0.0.1', port: opts.port ?? 0, logLevel: (process.env.SDN_TEST_LOG_LEVEL as 'error' | undefined) ?? 'error', pollMs: 100, statusFlushMs: 20 },
+    { ...loadConfig({}), databaseUrl, host: '127.0.0.1', port: opts.port ?? 0, logLevel: testLogLevel(), pollMs: 100, statusFlushMs: 20 },
     opts,
   );
 }
@@ -28,16 +32,17 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, what: st
   }
 }
 
+/** True when the host's agent is connected and has acknowledged everything the controller has for it. */
+export function hostSettled(c: RunningController, hostId: string): boolean {
+  const s = c.controller.streams.get(hostId);
+  return !!s?.session?.isOpen && !s.inflight && s.pending.size === 0 && s.pendingValid;
+}
+
 /** True when the controller has applied every change up to `revision` and every connected agent acked its newest version. */
 export function settled(c: RunningController, revision: number, agents: SimulatedAgent[]): boolean {
   const ctl = c.controller;
   if (ctl.engine.revision < revision) return false;
-  for (const a of agents) {
-    const s = ctl.streams.get(a.host.id);
-    if (!s || !s.session?.isOpen || s.inflight || s.pending.size > 0 || !s.pendingValid) return false;
-    if (a.mirror.version !== s.acked) return false;
-  }
-  return true;
+  return agents.every((a) => hostSettled(c, a.host.id) && a.mirror.version === ctl.streams.get(a.host.id)!.acked);
 }
 
 /**

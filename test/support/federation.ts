@@ -4,10 +4,20 @@
  * its addresses split between the datacenters, groups with the same
  * community tags) plus a BGP speaker configured through the directory API.
  */
+import type { RunningController } from '../../apps/controller/src/controller';
+import { federate, type Federation } from '../../apps/controller/src/federation';
+import { createLogger } from '../../apps/controller/src/log';
 import { Gobgpd } from '../bgp/support/gobgp.js';
+import { testLogLevel } from './controller';
 import { Api, makeTree } from './directory';
 
 export const FED_ASN = 65000;
+
+/** The federation of a test controller, wired as main.ts wires it (federate): reconnects every second, status every 200 ms. */
+export function testFederation(ctl: RunningController, speakerName: string): Federation {
+  const log = createLogger(testLogLevel(), 'federation');
+  return federate(ctl.controller, { databaseUrl: ctl.controller.config.databaseUrl, speakerName, log, connectRetryTime: 1, statusIntervalMs: 200 });
+}
 
 /** gobgpd reflecting EVPN routes between the given iBGP clients. */
 export function routeReflector(opts: { address: string; port: number; apiPort: number; clients: string[]; gracefulRestart?: boolean }): Gobgpd {

@@ -46,6 +46,9 @@ const KINDS: Record<string, Kind> = {
 
 class UsageError extends Error {}
 
+/** "<zone id>" for a kind created or listed under zones */
+const parentId = (k: Kind) => `<${k.parent!.replace(/s$/, '')} id>`;
+
 function kindOf(word: string | undefined): Kind {
   if (!word) throw new UsageError(`missing resource kind (one of ${Object.keys(KINDS).join(', ')})`);
   const singular = word.replace(/ies$/, 'y').replace(/s$/, '');
@@ -57,7 +60,7 @@ function kindOf(word: string | undefined): Kind {
 /** the kind of a command on one object (get, create, update, delete): not a listed-only kind */
 function objectKindOf(word: string | undefined): Kind {
   const k = kindOf(word);
-  if (k.listedOnly) throw new UsageError(`${word} is read-only (learned by the controller): sdn list ${k.path} --under <${k.parent!.replace(/s$/, '')} id>`);
+  if (k.listedOnly) throw new UsageError(`${word} is read-only (learned by the controller): sdn list ${k.path} --under ${parentId(k)}`);
   return k;
 }
 
@@ -180,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
     case 'create': {
       const k = objectKindOf(rest[0]);
       const under = a.flags.get('under');
-      if (k.parent && typeof under !== 'string') throw new UsageError(`a ${rest[0]} is created under its parent: --under <${k.parent.replace(/s$/, '')} id>`);
+      if (k.parent && typeof under !== 'string') throw new UsageError(`a ${rest[0]} is created under its parent: --under ${parentId(k)}`);
       const path = k.parent ? `/api/v1/${k.parent}/${under}/${k.path}` : `/api/v1/${k.path}`;
       out(await call('POST', path, bodyOf(rest.slice(1))));
       return 0;
